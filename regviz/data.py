@@ -1,0 +1,195 @@
+"""Datasets: loaded once per process, kept as sparse multi-hot rows, split as the book does."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import math
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+NUM_WORDS = 10000  # the book keeps the 10,000 most frequent words
+VALIDATION_SIZE = 10000  # the book's hold-out: the first 10,000 training reviews
+IMDB_PATH_ENV = "REGVIZ_IMDB_PATH"
+OFFLINE_DATASETS = ("synthetic",)
+
+
+class DatasetUnavailable(RuntimeError):
+    """A dataset cannot be loaded; the message is one line that says why and what to use instead."""
+
+
+@dataclass(frozen=True)
+class SparseRows:
+    """Multi-hot rows in CSR form: row i has ones at indices[indptr[i]:indptr[i+1]]."""
+
+    indptr: np.ndarray  # int64, len n+1
+    indices: np.ndarray  # int32, sorted within each row
+    n_cols: int
+
+    def __len__(self) -> int:
+        return len(self.indptr) - 1
+
+    @property
+    def nnz(self) -> int:
+        """Number of ones."""
+        return int(self.indptr[-1])
+
+    def take(self, n: int) -> SparseRows:
+        """The first n rows."""
+        end = self.indptr[n]
+        return SparseRows(self.indptr[: n + 1], self.indices[:end], self.n_cols)
+
+    def skip(self, n: int) -> SparseRows:
+        """All rows after the first n."""
+        start = self.indptr[n]
+        return SparseRows(self.indptr[n:] - start, self.indices[start:], self.n_cols)
+
+    def to_dense(self, dtype=np.float32) -> np.ndarray:
+        """The dense multi-hot matrix, as the book's vectorize_sequences builds it."""
+        out = np.zeros((len(self), self.n_cols), dtype=dtype)
+        rows = np.repeat(np.arange(len(self)), np.diff(self.indptr))
+        out[rows, self.indices] = 1.0
+        return out
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A prepared binary-classification dataset with the book's hold-out split."""
+
+    name: str
+    version: str  # part of the store key: other data never serves stale curves
+    x_train: SparseRows  # what training may use (before train_fraction)
+    y_train: np.ndarray
+    x_val: SparseRows
+    y_val: np.ndarray
+    x_test: SparseRows  # kept apart for a final evaluation, never used for tuning
+    y_test: np.ndarray
+    description: str
+
+    @property
+    def num_features(self) -> int:
+        """Input width."""
+        return self.x_train.n_cols
+
+    def training_rows(self, fraction: float) -> tuple[SparseRows, np.ndarray]:
+        """The first ceil(fraction * n) training rows: less data, the book's first remedy reversed."""
+        n = max(1, math.ceil(fraction * len(self.y_train)))
+        return self.x_train.take(n), self.y_train[:n]
+
+
+def multi_hot(sequences, num_words: int = NUM_WORDS) -> SparseRows:
+    """Sparse form of the book's vectorize_sequences: one row per sequence, ones at its word indices."""
+    rows = [np.unique(np.asarray(s, dtype=np.int64)) for s in sequences]
+    rows = [r[(r >= 0) & (r < num_words)] for r in rows]
+    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum([len(r) for r in rows])
+    indices = np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
+    return SparseRows(indptr, indices, num_words)
+
+
+_lock = threading.Lock()
+
+
+def load(name: str) -> Dataset:
+    """The named dataset, prepared once per process and shared by every run."""
+    with _lock:
+        return _load_cached(name, os.environ.get(IMDB_PATH_ENV, ""))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, imdb_path: str) -> Dataset:
+    if name == "imdb":
+        return _imdb(imdb_path)
+    if name == "synthetic":
+        return synthetic()
+    raise DatasetUnavailable(f"unknown dataset {name!r}; choose one of: imdb, synthetic")
+
+
+def _imdb(path: str) -> Dataset:
+    if path:
+        (xtr, ytr), (xte, yte) = _read_npz(Path(path))
+        version = "npz-" + _file_digest(Path(path))
+        source = f"IMDB reviews from {path}"
+    else:
+        (xtr, ytr), (xte, yte) = _download_imdb()
+        version = "keras-imdb-" + str(NUM_WORDS)
+        source = "IMDB reviews (keras.datasets.imdb)"
+    return _split("imdb", version, multi_hot(xtr), ytr, multi_hot(xte), yte, source)
+
+
+def _split(name, version, x, y, x_test, y_test, description) -> Dataset:
+    y, y_test = np.asarray(y, np.float32), np.asarray(y_test, np.float32)
+    # the book's 10,000 hold-out, or half of a small training split
+    n_val = VALIDATION_SIZE if len(y) >= 1.5 * VALIDATION_SIZE else len(y) // 2
+    return Dataset(name, version, x.skip(n_val), y[n_val:], x.take(n_val), y[:n_val], x_test, y_test, description)
+
+
+def _read_npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=True) as f:
+            return (f["x_train"], f["y_train"]), (f["x_test"], f["y_test"])
+    except Exception as e:  # any unreadable file gets the same one-line answer
+        raise DatasetUnavailable(
+            f"cannot read IMDB file {path} ({type(e).__name__}: {_first_line(e)}); "
+            f"fix {IMDB_PATH_ENV} or use an offline dataset: {', '.join(OFFLINE_DATASETS)}"
+        ) from None
+
+
+def _download_imdb():
+    import keras  # keras is heavy; only this path needs it
+
+    try:
+        return keras.datasets.imdb.load_data(num_words=NUM_WORDS)
+    except Exception as e:  # no network, proxy errors, a broken cache file: all one message
+        raise DatasetUnavailable(
+            f"IMDB could not be downloaded ({type(e).__name__}: {_first_line(e)}); "
+            f"offline datasets: {', '.join(OFFLINE_DATASETS)} (or set {IMDB_PATH_ENV} to a local imdb.npz)"
+        ) from None
+
+
+def _file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:160] if text else "no detail"
+
+
+def synthetic(seed: int = 1234, n_train: int = 25000, n_test: int = 10000) -> Dataset:
+    """IMDB-shaped reviews generated from a fixed seed: no download, same model, same overfitting."""
+    rng = np.random.default_rng(seed)
+    # zipf-like word frequencies, as in real text
+    freq = 1.0 / (np.arange(NUM_WORDS) + 10.0)
+    freq /= freq.sum()
+    # a few hundred words carry sentiment; the rest is noise a big network can memorise
+    weight = np.zeros(NUM_WORDS)
+    informative = rng.choice(np.arange(20, 4000), size=400, replace=False)
+    weight[informative] = rng.normal(0.0, 1.0, size=400)
+    x = _sample_docs(rng, freq, n_train + n_test)
+    score = np.add.reduceat(weight[x.indices], x.indptr[:-1]) + rng.normal(0.0, 1.5, size=len(x))
+    y = (score > np.median(score)).astype(np.float32)  # balanced, like IMDB
+    return _split(
+        "synthetic", f"synthetic-{seed}-{n_train}-{n_test}", x.take(n_train), y[:n_train],
+        x.skip(n_train), y[n_train:], "synthetic IMDB-shaped reviews (generated, fixed seed)",
+    )
+
+
+def _sample_docs(rng, freq, n_docs: int, length: int = 170) -> SparseRows:
+    # inverse-cdf sampling: much faster than rng.choice with p for millions of draws
+    cdf = np.cumsum(freq)
+    draws = np.searchsorted(cdf, rng.random((n_docs, length)) * cdf[-1])
+    tokens = np.sort(np.minimum(draws, NUM_WORDS - 1), axis=1)
+    keep = np.ones_like(tokens, dtype=bool)
+    keep[:, 1:] = tokens[:, 1:] != tokens[:, :-1]
+    indptr = np.zeros(n_docs + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum(keep.sum(axis=1))
+    return SparseRows(indptr, tokens[keep].astype(np.int32), NUM_WORDS)

@@ -1,0 +1,220 @@
+"""Pure figure builders: settings and epoch records in, plotly figures and tables out."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from regviz.records import HIST_EDGES, SMALL_WEIGHT, EpochRecord, best_epoch
+from regviz.settings import Settings
+
+RUN, BASELINE = "this run", "baseline"
+# one colour per split on every chart (okabe-ito, so colour-blind viewers can tell them apart)
+COLORS = {"train": "#0072B2", "validation": "#D55E00", "auc": "#009E73"}
+LAYER_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
+# the run is what the teacher changes, so it is solid; the reference it is measured against is dashed
+DASH = {RUN: "solid", BASELINE: "dash"}
+BEST_SYMBOL = {RUN: "star", BASELINE: "star-open"}
+HOVER = "%{fullData.name}<br>epoch %{x}<br>%{y:.4f}<extra></extra>"
+BEST_HOVER = "lowest validation loss: early stopping would stop here<br>epoch %{x}<br>%{y:.4f}<extra></extra>"
+LEGEND = {"orientation": "h", "y": -0.2}  # below the plot, so a long legend never squeezes the curves
+HIST_TITLE = (
+    "First hidden layer weights<br><sup>L1 pushes weights to exactly zero; L2 only shrinks them</sup>"
+)
+HIST_HOVER = "w ≈ %{x:.3f}<br>%{y:.2%} of weights<extra></extra>"
+RECORD_COLUMNS = (
+    "epoch", "data_loss", "val_data_loss", "penalty", "loss", "val_loss",
+    "accuracy", "val_accuracy", "val_auc", "seconds",
+)  # fmt: skip
+
+
+def loss_figure(
+    run: list[EpochRecord],
+    baseline: list[EpochRecord] | None,
+    settings: Settings,
+    keras_loss: bool = False,
+    total_epochs: int | None = None,
+) -> go.Figure:
+    """Training and validation loss per epoch, run solid over a dashed baseline, best epochs starred."""
+    train_key, val_key = ("loss", "val_loss") if keras_loss else ("data_loss", "val_data_loss")
+    fig = _frame("Loss per epoch", _loss_title(keras_loss), total_epochs or settings.epochs)
+    series = _series(run, baseline, settings)
+    if run:
+        fig.add_trace(_gap_band(run, train_key, val_key))
+    for label, records in series:
+        fig.add_trace(_line(records, train_key, "train", label, "train"))
+        fig.add_trace(_line(records, val_key, "validation", label, "validation"))
+    for label, records in series:
+        _mark_best(fig, records, val_key, label)
+    return _waiting(fig) if not series else fig
+
+
+def metrics_figure(
+    run: list[EpochRecord],
+    baseline: list[EpochRecord] | None,
+    settings: Settings,
+    total_epochs: int | None = None,
+) -> go.Figure:
+    """Training and validation accuracy, and validation ROC AUC where recorded, run solid, baseline dashed."""
+    fig = _frame("Accuracy and ROC AUC", "accuracy / AUC", total_epochs or settings.epochs)
+    series = _series(run, baseline, settings)
+    for label, records in series:
+        fig.add_trace(_line(records, "accuracy", "train", label, "train accuracy"))
+        fig.add_trace(_line(records, "val_accuracy", "validation", label, "validation accuracy"))
+        if any(r.val_auc is not None for r in records):
+            fig.add_trace(_line(records, "val_auc", "auc", label, "validation AUC"))
+    return _waiting(fig) if not series else fig
+
+
+def weights_histogram(run_last: EpochRecord | None, baseline_last: EpochRecord | None) -> go.Figure:
+    """First hidden layer's weights as shares per bin: run as bars, baseline as a dashed step line."""
+    fig = go.Figure()
+    fig.update_layout(title=HIST_TITLE, template="plotly_white", barmode="overlay", legend=LEGEND)
+    fig.update_xaxes(
+        title="weight value (outer bins hold everything beyond ±0.3)", range=[HIST_EDGES[0], HIST_EDGES[-1]]
+    )
+    fig.update_yaxes(title="share of weights", tickformat=".0%")
+    if run_last is not None:
+        fig.add_trace(_hist_bars(run_last))
+    if baseline_last is not None and baseline_last != run_last:
+        fig.add_trace(_hist_step(baseline_last))
+    return fig
+
+
+def weight_norms_figure(
+    run: list[EpochRecord], baseline: list[EpochRecord] | None, total_epochs: int | None = None
+) -> go.Figure:
+    """Each hidden layer's kernel L2 norm per epoch, run solid, baseline dashed."""
+    total = total_epochs or max((r.epoch for r in [*run, *(baseline or [])]), default=1)
+    fig = _frame("Weight size per hidden layer", "kernel L2 norm √Σw²", total)
+    series = _series(run, baseline)
+    for label, records in series:
+        for i in range(len(records[0].layers)):
+            fig.add_trace(_norm_line(records, i, label))
+    return _waiting(fig) if not series else fig
+
+
+def records_frame(records: list[EpochRecord], label: str) -> pd.DataFrame:
+    """One row per epoch with flat columns (layers numbered from 1) and a `run` column holding label."""
+    rows = [_flat(r, label) for r in records]
+    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["run", *RECORD_COLUMNS])
+
+
+def curves_csv(run: list[EpochRecord], baseline: list[EpochRecord] | None) -> str:
+    """CSV of baseline rows (run="baseline") followed by run rows (run="run"), for a download button."""
+    frames = [
+        records_frame(records, name) for name, records in (("baseline", baseline), ("run", run)) if records
+    ]
+    table = pd.concat(frames, ignore_index=True) if frames else records_frame([], "run")
+    return table.to_csv(index=False)
+
+
+def _frame(title: str, y_title: str, total: int) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(title=title, template="plotly_white", legend=LEGEND)
+    # a fixed epoch axis, so the chart does not rescale while epochs stream in
+    fig.update_xaxes(title="epoch", range=[0.5, total + 0.5], tick0=0, dtick=max(1, math.ceil(total / 10)))
+    fig.update_yaxes(title=y_title)
+    return fig
+
+
+def _series(run, baseline, settings: Settings | None = None) -> list[tuple[str, list[EpochRecord]]]:
+    # baseline first so the run is drawn on top; a run that is the baseline is drawn once
+    same = baseline is None or baseline == run or (settings is not None and settings.is_baseline)
+    pairs = [(RUN, run)] if same else [(BASELINE, baseline), (RUN, run)]
+    return [(label, records) for label, records in pairs if records]
+
+
+def _line(records, key: str, split: str, label: str, what: str) -> go.Scatter:
+    return go.Scatter(
+        x=[r.epoch for r in records], y=[getattr(r, key) for r in records], mode="lines+markers",
+        name=f"{what} ({label})", line={"color": COLORS[split], "dash": DASH[label]}, marker={"size": 4},
+        legendgroup=label, hovertemplate=HOVER,
+    )  # fmt: skip
+
+
+def _loss_title(keras_loss: bool) -> str:
+    if keras_loss:
+        return "loss as Keras reports it (cross-entropy + penalty)"
+    return "data loss (cross-entropy, penalty left out)"
+
+
+def _gap_band(run, train_key: str, val_key: str) -> go.Scatter:
+    xs = [r.epoch for r in run]
+    train, val = [getattr(r, train_key) for r in run], [getattr(r, val_key) for r in run]
+    gap = val[-1] - train[-1]
+    return go.Scatter(
+        x=xs + xs[::-1], y=train + val[::-1], fill="toself", fillcolor="rgba(213, 94, 0, 0.12)",
+        line={"width": 0}, hoverinfo="skip", name=f"generalization gap ({RUN}): {gap:.3f} at epoch {xs[-1]}",
+    )  # fmt: skip
+
+
+def _mark_best(fig: go.Figure, records, val_key: str, label: str) -> None:
+    # best is where early stopping on validation data loss would stop, whichever loss is plotted
+    best = best_epoch(records)
+    y = getattr(next(r for r in records if r.epoch == best), val_key)
+    fig.add_trace(go.Scatter(
+        x=[best], y=[y], mode="markers", name=f"best epoch ({label})", legendgroup=label,
+        marker={"symbol": BEST_SYMBOL[label], "size": 14, "color": COLORS["validation"]},
+        hovertemplate=BEST_HOVER,
+    ))  # fmt: skip
+    # run and baseline labels point from opposite sides so they do not cover each other
+    fig.add_annotation(
+        x=best, y=y, text=f"best: epoch {best} ({label})", ay=-35 if label == RUN else 35, arrowhead=2
+    )
+
+
+def _waiting(fig: go.Figure) -> go.Figure:
+    fig.add_annotation(
+        text="waiting for the first epoch", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False
+    )
+    return fig
+
+
+def _centers() -> list[float]:
+    return [round((a + b) / 2, 4) for a, b in itertools.pairwise(HIST_EDGES)]
+
+
+def _shares(hist) -> list[float]:
+    total = sum(hist)
+    return [c / total if total else 0.0 for c in hist]
+
+
+def _hist_bars(record: EpochRecord) -> go.Bar:
+    return go.Bar(
+        x=_centers(), y=_shares(record.hist), width=HIST_EDGES[1] - HIST_EDGES[0], opacity=0.6,
+        marker_color=COLORS["train"], name=_hist_name(record, RUN), hovertemplate=HIST_HOVER,
+    )  # fmt: skip
+
+
+def _hist_step(record: EpochRecord) -> go.Scatter:
+    # a step line keeps the baseline visible through the run's bars and keeps its dashed look
+    return go.Scatter(
+        x=_centers(), y=_shares(record.hist), mode="lines", line_shape="hvh", hovertemplate=HIST_HOVER,
+        line={"color": "#555555", "dash": DASH[BASELINE]}, name=_hist_name(record, BASELINE),
+    )  # fmt: skip
+
+
+def _hist_name(record: EpochRecord, label: str) -> str:
+    small = record.layers[0].small_fraction if record.layers else None
+    note = f"{small:.1%} of |w| < {SMALL_WEIGHT:g}" if small is not None else "no layer stats"
+    return f"{label}, epoch {record.epoch} ({note})"
+
+
+def _norm_line(records, i: int, label: str) -> go.Scatter:
+    return go.Scatter(
+        x=[r.epoch for r in records], y=[r.layers[i].l2_norm for r in records], mode="lines+markers",
+        name=f"layer {i + 1} ({label})", marker={"size": 4}, legendgroup=label, hovertemplate=HOVER,
+        line={"color": LAYER_COLORS[i % len(LAYER_COLORS)], "dash": DASH[label]},
+    )  # fmt: skip
+
+
+def _flat(r: EpochRecord, label: str) -> dict:
+    row = {"run": label, **{c: getattr(r, c) for c in RECORD_COLUMNS}}
+    for i, layer in enumerate(r.layers, 1):
+        row[f"layer{i}_l2_norm"] = layer.l2_norm
+        row[f"layer{i}_small_fraction"] = layer.small_fraction
+    return row

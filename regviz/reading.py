@@ -1,0 +1,163 @@
+"""A short reading of the curves in plain words: does it overfit, and what did regularization change."""
+
+from __future__ import annotations
+
+import math
+
+from regviz.records import EpochRecord, best_epoch
+from regviz.settings import Settings
+
+OVERFIT_RISE = 0.10  # validation data loss this far above its minimum counts as overfitting
+NO_BASELINE = "The baseline has no epochs yet, so there is nothing to compare with."
+
+
+def reading(run: list[EpochRecord], baseline: list[EpochRecord] | None, settings: Settings) -> list[str]:
+    """Plain sentences about the run and its baseline, read off their validation and training curves."""
+    lines = [_regularization_sentence(settings), *_network_sentence(settings)]
+    if not run:
+        return [*lines, "No epochs yet: the reading starts after the first one."]
+    if settings.is_baseline:
+        return [*lines, _overfit_sentence(run, "the baseline", settings), _gap_sentence(run, None, settings)]
+    if not baseline:
+        return [*lines, _overfit_sentence(run, "this run", settings), NO_BASELINE]
+    return [
+        *lines,
+        _overfit_sentence(baseline, "the baseline", settings),
+        _overfit_sentence(run, "this run", settings),
+        _comparison_sentence(run, baseline, settings),
+        _best_sentence(run, baseline, settings),
+        _gap_sentence(run, baseline, settings),
+    ]
+
+
+def regularizers(settings: Settings) -> str:
+    """The switched-on regularizers in words, e.g. "L2 = 0.001 and dropout 0.3"; "" for the baseline."""
+    parts = [
+        f"L1 = {_plain(settings.l1)}" if settings.l1 else "",
+        f"L2 = {_plain(settings.l2)}" if settings.l2 else "",
+        f"dropout {_plain(settings.dropout)}" if settings.dropout else "",
+    ]
+    return _join([p for p in parts if p])
+
+
+def _regularization_sentence(settings: Settings) -> str:
+    if settings.is_baseline:
+        return (
+            "This run is the baseline: no L1, L2 or dropout. Move a regularization slider to compare with it."
+        )
+    return (
+        f"This run adds {regularizers(settings)} to the baseline, the same network without L1, L2 or dropout."
+    )
+
+
+def _network_sentence(settings: Settings) -> list[str]:
+    # a smaller network or less data changes overfitting too, so say when they are not the defaults
+    default, parts = Settings(), []
+    if (settings.depth, settings.width) != (default.depth, default.width):
+        shape = f"{_count(settings.depth, 'hidden layer')} of {_count(settings.width, 'unit')}"
+        parts.append(f"{shape} (default {default.depth} of {default.width})")
+    if settings.train_fraction != default.train_fraction:
+        parts.append(f"{_num(settings.train_fraction * 100)} % of the training data (default all)")
+    who = "This run uses" if settings.is_baseline else "Run and baseline both use"
+    return [f"{who} {_join(parts)}."] if parts else []
+
+
+def _overfit_sentence(records: list[EpochRecord], who: str, settings: Settings) -> str:
+    so_far = "so far " if len(records) < settings.epochs else ""
+    return _cap(f"{so_far}{who} {_verdict(records, bool(so_far))}.")
+
+
+def _verdict(records: list[EpochRecord], streaming: bool) -> str:
+    best, last = best_epoch(records), records[-1]
+    low = _at(records, best).val_data_loss
+    rise = _rise(last.val_data_loss, low)
+    if rise >= OVERFIT_RISE:
+        higher = f"{_num(rise * 100)} % higher {'at' if streaming else 'by'} epoch {last.epoch}"
+        return f"overfits from epoch {best}: its validation loss is lowest there and {higher}"
+    lowest = f"{_num(low)} at epoch {best}"
+    if best == last.epoch:
+        return f"does not overfit: its validation loss is still falling ({lowest})"
+    latest = f"{_num(last.val_data_loss)} at epoch {last.epoch}, within {_num(OVERFIT_RISE * 100)} %"
+    return f"does not overfit: its validation loss is {latest} of its lowest ({lowest})"
+
+
+def _comparison_sentence(run: list[EpochRecord], baseline: list[EpochRecord], settings: Settings) -> str:
+    k = _common_epoch(run, baseline)
+    ours, theirs = _num_pair(_at(run, k).val_data_loss, _at(baseline, k).val_data_loss)
+    so_far = "So far, with" if k < settings.epochs else "With"
+    return (
+        f"{so_far} {regularizers(settings)} the validation loss at epoch {k} is {ours} instead of {theirs}."
+    )
+
+
+def _best_sentence(run: list[EpochRecord], baseline: list[EpochRecord], settings: Settings) -> str:
+    # early stopping keeps each model at its best epoch, the fairest comparison of the two
+    ours, theirs = best_epoch(run), best_epoch(baseline)
+    low, base_low = _num_pair(_at(run, ours).val_data_loss, _at(baseline, theirs).val_data_loss)
+    so_far = " so far" if len(run) < settings.epochs else ""
+    return (
+        f"At its best epoch{so_far}, where early stopping would stop, this run reaches {low} (epoch {ours}) "
+        f"and the baseline {base_low} (epoch {theirs})."
+    )
+
+
+def _gap_sentence(run: list[EpochRecord], baseline: list[EpochRecord] | None, settings: Settings) -> str:
+    k = _common_epoch(run, baseline) if baseline else run[-1].epoch
+    so_far = "so far the" if k < settings.epochs else "the"
+    head = _cap(f"{so_far} generalization gap (validation minus training loss) at epoch {k}")
+    # dropout is on while the training loss is measured, which raises it and narrows the gap
+    note = " (the training loss is measured with dropout on)" if settings.dropout else ""
+    if not baseline:
+        return f"{head} is {_num(_gap(run, k))}{note}."
+    ours, theirs = _num_pair(_gap(run, k), _gap(baseline, k))
+    return f"{head} is {ours} for this run{note} and {theirs} for the baseline."
+
+
+def _at(records: list[EpochRecord], epoch: int) -> EpochRecord:
+    return next(r for r in records if r.epoch == epoch)
+
+
+def _common_epoch(run: list[EpochRecord], baseline: list[EpochRecord]) -> int:
+    return min(run[-1].epoch, baseline[-1].epoch)
+
+
+def _gap(records: list[EpochRecord], epoch: int) -> float:
+    r = _at(records, epoch)
+    return r.val_data_loss - r.data_loss
+
+
+def _rise(value: float, low: float) -> float:
+    if low <= 0:
+        return math.inf if value > low else 0.0
+    return value / low - 1
+
+
+def _num(x: float, digits: int = 2) -> str:
+    """x to `digits` significant digits, without exponent notation for everyday sizes."""
+    if x == 0 or not math.isfinite(x):
+        return f"{x:g}"
+    return f"{round(x, digits - 1 - math.floor(math.log10(abs(x)))):g}"
+
+
+def _num_pair(a: float, b: float) -> tuple[str, str]:
+    # two different numbers should not read the same, so add a digit when 2 are not enough
+    for digits in (2, 3):
+        if _num(a, digits) != _num(b, digits):
+            break
+    return _num(a, digits), _num(b, digits)
+
+
+def _plain(x: float) -> str:
+    return f"{x:.6f}".rstrip("0").rstrip(".")
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _join(parts: list[str]) -> str:
+    return ", ".join(parts) if len(parts) < 2 else f"{', '.join(parts[:-1])} and {parts[-1]}"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]

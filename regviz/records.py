@@ -1,0 +1,73 @@
+"""What one epoch of a run reports, and summaries read off a list of those reports."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+# fixed bins for the first hidden layer's weight histogram, so runs compare bin by bin
+HIST_EDGES = tuple(round(-0.3 + 0.01 * i, 4) for i in range(61))
+SMALL_WEIGHT = 1e-3  # |w| below this counts as (practically) zero
+
+
+@dataclass(frozen=True)
+class LayerStats:
+    """Weight statistics of one hidden layer's kernel at the end of an epoch."""
+
+    l2_norm: float  # sqrt(sum w^2)
+    small_fraction: float  # share of weights with |w| < SMALL_WEIGHT
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch's results; losses split into data loss (cross-entropy) and penalty."""
+
+    epoch: int  # 1-based
+    data_loss: float  # training cross-entropy, averaged over the epoch's batches (dropout on)
+    val_data_loss: float  # validation cross-entropy, no penalty
+    penalty: float  # sum of model.losses at the end of the epoch
+    loss: float  # training loss as Keras reports it (data loss + penalty, batch-averaged)
+    val_loss: float  # validation loss as Keras reports it (val data loss + penalty)
+    accuracy: float
+    val_accuracy: float
+    val_auc: float | None  # ROC AUC on validation, binary problems only
+    seconds: float  # since the run started
+    layers: tuple[LayerStats, ...]
+    hist: tuple[int, ...]  # first hidden layer's weights counted in HIST_EDGES bins (clipped)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> EpochRecord:
+        """Inverse of to_dict."""
+        d = dict(d)
+        d["layers"] = tuple(LayerStats(**s) for s in d["layers"])
+        d["hist"] = tuple(d["hist"])
+        return cls(**d)
+
+
+def best_epoch(records: list[EpochRecord]) -> int | None:
+    """Epoch with the lowest validation data loss: where early stopping would stop."""
+    if not records:
+        return None
+    return min(records, key=lambda r: r.val_data_loss).epoch
+
+
+def summary(records: list[EpochRecord], cached: bool) -> dict[str, Any]:
+    """Best epoch, its validation data loss, final values and whether the run came from the store."""
+    best = best_epoch(records)
+    last = records[-1] if records else None
+    return {
+        "best_epoch": best,
+        "min_val_data_loss": records[best - 1].val_data_loss if best else None,
+        "final_val_data_loss": last.val_data_loss if last else None,
+        "final_val_accuracy": last.val_accuracy if last else None,
+        "epochs": len(records),
+        "cached": cached,
+    }
+
+# bump when the training math or the record fields change: stored runs of older versions are never served
+TRAINING_VERSION = "1"

@@ -1,0 +1,169 @@
+"""One run's settings: declared once, validated in one place, serialised for URL, CLI and store."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+DATASETS = ("imdb", "synthetic")
+OPTIMIZERS = ("rmsprop", "adam", "sgd")
+# log-scale stops for the penalty sliders; 0 first so "off" is one step away
+PENALTY_STEPS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+WIDTH_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
+BATCH_STEPS = (32, 64, 128, 256, 512, 1024, 2048)
+
+
+class SettingsError(ValueError):
+    """A setting has the wrong type or is out of range; the message names field, value and what is allowed."""
+
+    def __init__(self, name: str, value: Any, allowed: str):
+        self.name, self.value, self.allowed = name, value, allowed
+        super().__init__(f"{name}={value!r} is not allowed: {allowed}")
+
+
+def _spec(kind, default, help, lo=None, hi=None, choices=None, label=None):
+    return field(
+        default=default,
+        metadata={"kind": kind, "lo": lo, "hi": hi, "choices": choices, "help": help, "label": label},
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that decides a run's curves; defaults are the book's IMDB experiment."""
+
+    dataset: str = _spec(str, "imdb", "dataset to train on", choices=DATASETS, label="Dataset")
+    depth: int = _spec(int, 2, "number of hidden layers", 1, 4, label="Hidden layers")
+    width: int = _spec(int, 16, "units per hidden layer", 1, 512, label="Units per layer")
+    l1: float = _spec(float, 0.0, "L1 penalty factor on hidden kernels (adds l1*sum|w|)", 0.0, 0.1, label="L1 penalty")
+    l2: float = _spec(float, 0.0, "L2 penalty factor on hidden kernels (adds l2*sum w^2)", 0.0, 0.1, label="L2 penalty")
+    dropout: float = _spec(float, 0.0, "dropout rate after every hidden layer", 0.0, 0.8, label="Dropout rate")
+    train_fraction: float = _spec(
+        float, 1.0, "fraction of the training split used for training", 0.05, 1.0, label="Training data used"
+    )
+    epochs: int = _spec(int, 20, "training epochs", 1, 100, label="Epochs")
+    batch_size: int = _spec(int, 512, "minibatch size", 8, 4096, label="Batch size")
+    optimizer: str = _spec(str, "rmsprop", "optimizer", choices=OPTIMIZERS, label="Optimizer")
+    learning_rate: float = _spec(float, 1e-3, "optimizer learning rate", 1e-5, 1.0, label="Learning rate")
+    seed: int = _spec(int, 0, "random seed for weights, shuffling and dropout", 0, 2**31 - 1, label="Seed")
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
+
+    def key(self) -> str:
+        """Stable identity: a short hash of every field, the same in every process."""
+        blob = json.dumps(self.as_dict(), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def as_dict(self) -> dict[str, Any]:
+        """All fields with their typed values."""
+        return dataclasses.asdict(self)
+
+    def to_params(self) -> dict[str, str]:
+        """Flat string dict of the fields that differ from the defaults (what a URL holds)."""
+        default = Settings()
+        return {
+            f.name: _format(getattr(self, f.name))
+            for f in dataclasses.fields(self)
+            if getattr(self, f.name) != getattr(default, f.name)
+        }
+
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> Settings:
+        """Strict reading of a string dict: any unknown or invalid entry raises SettingsError."""
+        settings, dropped = cls.read_lenient(params)
+        if dropped:
+            name, value, why = dropped[0]
+            raise SettingsError(name, value, why)
+        return settings
+
+    @classmethod
+    def read_lenient(cls, params: dict[str, Any]) -> tuple[Settings, list[tuple[str, Any, str]]]:
+        """Valid settings from a possibly hostile dict, plus (name, value, reason) for each dropped entry."""
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        kept, dropped = {}, []
+        for name, raw in params.items():
+            if name not in fields:
+                dropped.append((str(name)[:40], _short(raw), "unknown setting"))
+                continue
+            try:
+                kept[name] = _check(fields[name], raw)
+            except SettingsError as e:
+                dropped.append((name, _short(raw), e.allowed))
+        return cls(**kept), dropped
+
+    def replace(self, **changes) -> Settings:
+        """A copy with some fields changed (and validated)."""
+        return dataclasses.replace(self, **changes)
+
+    def baseline(self) -> Settings:
+        """The same network, data and optimizer with every regularizer off."""
+        return self.replace(l1=0.0, l2=0.0, dropout=0.0)
+
+    @property
+    def is_baseline(self) -> bool:
+        """True when no penalty and no dropout is set."""
+        return self == self.baseline()
+
+
+def fields() -> list[dataclasses.Field]:
+    """The declared settings, in order, with their metadata (kind, range, choices, help)."""
+    return list(dataclasses.fields(Settings))
+
+
+def allowed(f: dataclasses.Field) -> str:
+    """Human description of what a field accepts."""
+    m = f.metadata
+    if m["choices"]:
+        return "one of " + ", ".join(m["choices"])
+    kind = "an integer" if m["kind"] is int else "a number"
+    return f"{kind} from {_format(m['lo'])} to {_format(m['hi'])}"
+
+
+def _check(f: dataclasses.Field, raw: Any) -> Any:
+    m = f.metadata
+    value = _coerce(f, raw)
+    if m["choices"] and value not in m["choices"]:
+        raise SettingsError(f.name, raw, allowed(f))
+    if m["lo"] is not None and not (m["lo"] <= value <= m["hi"]):
+        raise SettingsError(f.name, raw, allowed(f))
+    return value
+
+
+def _coerce(f: dataclasses.Field, raw: Any) -> Any:
+    kind = f.metadata["kind"]
+    bad = SettingsError(f.name, raw, allowed(f))
+    if isinstance(raw, bool):
+        raise bad
+    if kind is str:
+        if not isinstance(raw, str):
+            raise bad
+        return raw.strip().lower()
+    if isinstance(raw, str):
+        try:
+            raw = float(raw.strip())
+        except ValueError:
+            raise bad from None
+    if not isinstance(raw, (int, float)) or not math.isfinite(raw):
+        raise bad
+    if kind is int:
+        if raw != int(raw):
+            raise bad
+        return int(raw)
+    return float(raw)
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.10g}"
+    return str(value)
+
+
+def _short(raw: Any) -> str:
+    text = raw if isinstance(raw, str) else repr(raw)
+    return text if len(text) <= 40 else text[:37] + "..."

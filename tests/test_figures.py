@@ -1,0 +1,217 @@
+"""Figure builders: traces, styles and values read straight off hand-made epoch records."""
+
+import io
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import pytest
+
+from regviz import figures
+from regviz.records import HIST_EDGES, EpochRecord, LayerStats
+from regviz.settings import Settings
+
+BINS = len(HIST_EDGES) - 1
+SETTINGS = Settings(l2=1e-3, epochs=10)
+
+
+def record(epoch, val, train=None, penalty=0.01, auc=0.9, small=0.125, hist=None, norms=(3.0, 2.0)):
+    """One epoch with the given validation data loss; the other fields follow from it so they differ."""
+    train = val * 0.8 if train is None else train
+    return EpochRecord(
+        epoch=epoch, data_loss=train, val_data_loss=val, penalty=penalty, loss=train + penalty,
+        val_loss=val + penalty, accuracy=1 - train / 2, val_accuracy=1 - val / 2, val_auc=auc,
+        seconds=float(epoch), layers=tuple(LayerStats(n + epoch / 10, small) for n in norms),
+        hist=hist if hist is not None else tuple([1] * BINS),
+    )  # fmt: skip
+
+
+def curve(vals, **kw):
+    """Records for epochs 1..n with the given validation data losses."""
+    return [record(i, v, **kw) for i, v in enumerate(vals, 1)]
+
+
+@pytest.fixture
+def run():
+    return curve([0.50, 0.40, 0.35, 0.36, 0.38])
+
+
+@pytest.fixture
+def baseline():
+    return curve([0.45, 0.33, 0.37, 0.45, 0.55])
+
+
+def trace(fig, name):
+    (found,) = [t for t in fig.data if t.name == name]
+    return found
+
+
+def test_loss_trace_names(run, baseline):
+    """Run and baseline each get a train and a validation curve and a best-epoch marker, with clear names."""
+    names = {t.name for t in figures.loss_figure(run, baseline, SETTINGS).data}
+    for label in ("this run", "baseline"):
+        assert {f"train ({label})", f"validation ({label})", f"best epoch ({label})"} <= names
+    assert any(n.startswith("generalization gap (this run)") for n in names)
+
+
+def test_baseline_dashed_run_solid(run, baseline):
+    """Baseline lines are dashed and run lines solid, on the loss, metrics and weight-norm charts."""
+    figs = [
+        figures.loss_figure(run, baseline, SETTINGS),
+        figures.metrics_figure(run, baseline, SETTINGS),
+        figures.weight_norms_figure(run, baseline),
+    ]
+    lines = [t for fig in figs for t in fig.data if t.mode == "lines+markers"]
+    assert lines
+    for t in lines:
+        assert t.line.dash == ("dash" if t.name.endswith("(baseline)") else "solid"), t.name
+
+
+def test_split_colours_consistent(run, baseline):
+    """Training is one colour and validation another, the same for run, baseline and both charts."""
+    figs = [figures.loss_figure(run, baseline, SETTINGS), figures.metrics_figure(run, baseline, SETTINGS)]
+    lines = [t for fig in figs for t in fig.data if t.mode == "lines+markers" and "AUC" not in t.name]
+    train = {t.line.color for t in lines if t.name.startswith("train")}
+    val = {t.line.color for t in lines if t.name.startswith("validation")}
+    assert len(train) == 1 and len(val) == 1 and train != val
+
+
+def test_loss_curves_plot_data_loss(run, baseline):
+    """By default the loss curves are the data losses, without the penalty."""
+    fig = figures.loss_figure(run, baseline, SETTINGS)
+    assert list(trace(fig, "train (this run)").y) == [r.data_loss for r in run]
+    assert list(trace(fig, "validation (baseline)").y) == [r.val_data_loss for r in baseline]
+    assert list(trace(fig, "validation (this run)").x) == [1, 2, 3, 4, 5]
+    assert "penalty" in fig.layout.yaxis.title.text and "left out" in fig.layout.yaxis.title.text
+
+
+def test_keras_loss_toggle(run, baseline):
+    """keras_loss=True plots loss/val_loss (penalty included) and the axis title says so."""
+    fig = figures.loss_figure(run, baseline, SETTINGS, keras_loss=True)
+    assert list(trace(fig, "train (this run)").y) == [r.loss for r in run]
+    assert list(trace(fig, "validation (baseline)").y) == [r.val_loss for r in baseline]
+    assert "+ penalty" in fig.layout.yaxis.title.text
+
+
+def test_best_epoch_marker(run, baseline):
+    """The best-epoch marker sits at the lowest validation data loss of each curve."""
+    fig = figures.loss_figure(run, baseline, SETTINGS)
+    ours, theirs = trace(fig, "best epoch (this run)"), trace(fig, "best epoch (baseline)")
+    assert (list(ours.x), list(ours.y)) == ([3], [0.35])
+    assert (list(theirs.x), list(theirs.y)) == ([2], [0.33])
+    assert {a.x for a in fig.layout.annotations} == {2, 3}
+
+
+def test_best_epoch_follows_data_loss_with_keras_loss():
+    """With the Keras loss shown the marker stays where early stopping on data loss stops, at that curve's y."""
+    # the penalty falls fast enough that val_loss keeps falling after the data loss turned up
+    run = [record(1, 0.40, penalty=0.30), record(2, 0.30, penalty=0.20), record(3, 0.32, penalty=0.05)]
+    marker = trace(figures.loss_figure(run, None, SETTINGS, keras_loss=True), "best epoch (this run)")
+    assert list(marker.x) == [2] and list(marker.y) == [pytest.approx(0.50)]
+
+
+def test_gap_band_names_last_gap(run):
+    """The shaded generalization gap is named with val minus train at the run's last epoch."""
+    fig = figures.loss_figure(run, None, SETTINGS)
+    (band,) = [t for t in fig.data if t.fill == "toself"]
+    assert band.name == f"generalization gap (this run): {run[-1].val_data_loss - run[-1].data_loss:.3f} at epoch 5"
+    assert len(band.x) == 2 * len(run)
+
+
+def test_hover_shows_epoch_and_four_decimals(run):
+    """Hovering a curve shows the epoch and the value to 4 decimals."""
+    t = trace(figures.loss_figure(run, None, SETTINGS), "validation (this run)")
+    assert "epoch %{x}" in t.hovertemplate and "%{y:.4f}" in t.hovertemplate
+
+
+def test_epoch_axis_fixed(run):
+    """The x-axis spans all planned epochs even when only a few have arrived."""
+    for fig in (figures.loss_figure(run[:2], None, SETTINGS), figures.metrics_figure(run[:2], None, SETTINGS)):
+        assert tuple(fig.layout.xaxis.range) == (0.5, 10.5)
+    assert tuple(figures.loss_figure(run, None, SETTINGS, total_epochs=30).layout.xaxis.range) == (0.5, 30.5)
+
+
+def test_run_that_is_baseline_drawn_once(run):
+    """When the run is the baseline its curves appear once, not again as a dashed copy."""
+    for fig in (figures.loss_figure(run, run, Settings()), figures.metrics_figure(run, run, Settings())):
+        assert not [t for t in fig.data if "baseline" in t.name]
+    assert not [t for t in figures.loss_figure(run, curve([0.9]), Settings()).data if "baseline" in t.name]
+
+
+def test_empty_inputs_give_valid_figures():
+    """No epochs yet (empty lists, None) gives figures without traces that still serialise."""
+    built = [
+        figures.loss_figure([], None, SETTINGS),
+        figures.loss_figure([], [], SETTINGS, keras_loss=True),
+        figures.metrics_figure([], None, SETTINGS),
+        figures.weights_histogram(None, None),
+        figures.weight_norms_figure([], None),
+    ]
+    for fig in built:
+        assert isinstance(fig, go.Figure) and len(fig.data) == 0
+        fig.to_json()
+
+
+def test_metrics_traces_and_auc(run, baseline):
+    """Accuracy curves equal the records; the AUC curve appears only when AUC was recorded."""
+    fig = figures.metrics_figure(run, baseline, SETTINGS)
+    assert list(trace(fig, "validation accuracy (this run)").y) == [r.val_accuracy for r in run]
+    assert list(trace(fig, "train accuracy (baseline)").y) == [r.accuracy for r in baseline]
+    assert list(trace(fig, "validation AUC (this run)").y) == [0.9] * 5
+    no_auc = figures.metrics_figure(curve([0.5, 0.4], auc=None), None, SETTINGS)
+    assert [t.name for t in no_auc.data] == ["train accuracy (this run)", "validation accuracy (this run)"]
+
+
+def test_weights_histogram_shares():
+    """Bars are each bin's share of the weights; the baseline is a dashed step line; |w|<1e-3 is named."""
+    counts = np.arange(BINS)
+    ours, theirs = record(5, 0.3, hist=tuple(counts), small=0.125), record(5, 0.4, small=0.0)
+    fig = figures.weights_histogram(ours, theirs)
+    bars, step = fig.data
+    np.testing.assert_allclose(bars.y, counts / counts.sum())
+    np.testing.assert_allclose(bars.x, (np.array(HIST_EDGES[:-1]) + np.array(HIST_EDGES[1:])) / 2)
+    np.testing.assert_allclose(step.y, np.full(BINS, 1 / BINS))
+    assert step.line.dash == "dash"
+    assert "12.5% of |w| < 0.001" in bars.name and "0.0% of |w| < 0.001" in step.name
+
+
+def test_weights_histogram_one_side_only():
+    """A missing baseline, or a baseline that is the run's own record, draws the run alone."""
+    ours = record(1, 0.3)
+    assert len(figures.weights_histogram(ours, None).data) == 1
+    assert len(figures.weights_histogram(ours, ours).data) == 1
+    assert len(figures.weights_histogram(None, ours).data) == 1
+
+
+def test_weight_norms(run, baseline):
+    """One curve per hidden layer and side, with the layer's kernel norm per epoch."""
+    fig = figures.weight_norms_figure(run, baseline)
+    assert len(fig.data) == 4
+    assert list(trace(fig, "layer 2 (this run)").y) == [r.layers[1].l2_norm for r in run]
+    assert trace(fig, "layer 1 (baseline)").line.dash == "dash"
+
+
+def test_records_frame_columns(run):
+    """One row per epoch with flat per-layer columns and the given label."""
+    frame = figures.records_frame(run, "run")
+    assert list(frame.columns) == [
+        "run", "epoch", "data_loss", "val_data_loss", "penalty", "loss", "val_loss", "accuracy",
+        "val_accuracy", "val_auc", "seconds",
+        "layer1_l2_norm", "layer1_small_fraction", "layer2_l2_norm", "layer2_small_fraction",
+    ]  # fmt: skip
+    assert len(frame) == 5 and set(frame["run"]) == {"run"}
+    assert list(frame["layer2_l2_norm"]) == [r.layers[1].l2_norm for r in run]
+
+
+def test_curves_csv(run, baseline):
+    """The CSV holds baseline rows then run rows, labelled, with every record's values."""
+    table = pd.read_csv(io.StringIO(figures.curves_csv(run[:3], baseline)))
+    assert list(table["run"]) == ["baseline"] * 5 + ["run"] * 3
+    assert list(table["val_data_loss"]) == [r.val_data_loss for r in baseline + run[:3]]
+    assert "layer1_small_fraction" in table.columns
+
+
+def test_curves_csv_empty():
+    """With no epochs at all the CSV is a header row only."""
+    text = figures.curves_csv([], None)
+    assert text.strip().startswith("run,epoch,data_loss") and len(text.strip().splitlines()) == 1

@@ -1,0 +1,426 @@
+"""RunManager: shared runs, FIFO queue, cancellation and failures, driven by a gated fake train."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from regviz.records import HIST_EDGES, EpochRecord, LayerStats
+from regviz.runs import RunManager, max_trainings_from_env
+from regviz.settings import Settings
+
+DEADLINE = 10.0  # seconds; only reached when something is broken
+S = Settings(dataset="synthetic", epochs=3)
+S2 = S.replace(seed=2)
+S3 = S.replace(seed=3)
+
+
+def record(epoch: int) -> EpochRecord:
+    """A hand-made epoch record; each epoch takes 2 s on its clock."""
+    return EpochRecord(
+        epoch=epoch, data_loss=0.5, val_data_loss=0.6, penalty=0.0, loss=0.5, val_loss=0.6,
+        accuracy=0.8, val_accuracy=0.7, val_auc=None, seconds=2.0 * epoch,
+        layers=(LayerStats(l2_norm=1.0, small_fraction=0.0),), hist=(0,) * (len(HIST_EDGES) - 1),
+    )
+
+
+class FakeTrainer:
+    """Stands in for train(): one record per epoch, each only after the test opens a gate for it."""
+
+    def __init__(self):
+        self.calls: list[Settings] = []
+        self.stopped: list[Settings] = []  # trainings that saw the cancel event and returned
+        self.closed: list[Settings] = []  # generators that were closed or ran out
+        self.raise_at: dict[str, tuple[int, Exception]] = {}  # key -> (epoch, exception)
+        self.obey_cancel = True
+        self._gates: dict[str, threading.Semaphore] = {}
+        self._lock = threading.Lock()
+        self._all_open = False
+
+    def open(self, settings: Settings, epochs: int = 1) -> None:
+        """Let that many more epochs of these settings finish."""
+        self._gate(settings).release(epochs)
+
+    def release_all(self) -> None:
+        """Open every gate for good (teardown)."""
+        with self._lock:
+            self._all_open = True
+            for gate in self._gates.values():
+                gate.release(1000)
+
+    def _gate(self, settings: Settings) -> threading.Semaphore:
+        with self._lock:
+            if settings.key() not in self._gates:
+                self._gates[settings.key()] = threading.Semaphore(1000 if self._all_open else 0)
+            return self._gates[settings.key()]
+
+    def __call__(self, settings: Settings, cancel: threading.Event):
+        with self._lock:
+            self.calls.append(settings)
+        try:
+            for epoch in range(1, settings.epochs + 1):
+                if not self._gate(settings).acquire(timeout=DEADLINE):
+                    raise TimeoutError("the test never opened this epoch's gate")
+                if cancel.is_set() and self.obey_cancel:  # a real train stops at the end of the batch
+                    self.stopped.append(settings)
+                    return
+                failure = self.raise_at.get(settings.key())
+                if failure and failure[0] == epoch:
+                    raise failure[1]
+                yield record(epoch)
+        finally:
+            self.closed.append(settings)
+
+
+class FakeStore:
+    """Stands in for the store of finished runs."""
+
+    def __init__(self):
+        self.runs: dict[str, list[EpochRecord]] = {}
+        self.saves: list[tuple[Settings, list[EpochRecord]]] = []
+        self.lookups: list[Settings] = []
+        self.fail_save = False
+        self.fail_lookup = False
+
+    def lookup(self, settings: Settings) -> list[EpochRecord] | None:
+        self.lookups.append(settings)
+        if self.fail_lookup:
+            raise OSError("store unreadable")
+        found = self.runs.get(settings.key())
+        return list(found) if found is not None else None
+
+    def save(self, settings: Settings, records: list[EpochRecord]) -> None:
+        self.saves.append((settings, list(records)))
+        if self.fail_save:
+            raise OSError("disk full")
+        self.runs[settings.key()] = list(records)
+
+
+def wait_until(run, check, what: str) -> None:
+    """Wait on the run's change signal until check(run) holds; fail the test at the deadline."""
+    deadline = time.monotonic() + DEADLINE
+    version = run.version  # read before checking, so a change in between is not missed
+    while not check(run):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            pytest.fail(f"timed out waiting for {what}: {run!r}")
+        version = run.wait_for_change(version, left)
+
+
+def wait_records(run, n: int) -> None:
+    """Wait until the run holds n records."""
+    wait_until(run, lambda r: len(r.records()) == n, f"{n} records")
+
+
+def wait_state(run, state: str) -> None:
+    """Wait until the run is in the given state."""
+    wait_until(run, lambda r: r.state == state, state)
+
+
+@pytest.fixture
+def trainer():
+    return FakeTrainer()
+
+
+@pytest.fixture
+def store():
+    return FakeStore()
+
+
+@pytest.fixture
+def make(trainer, store):
+    made = []
+
+    def make(max_concurrent=1, train=None, **kwargs):
+        manager = RunManager(train or trainer, store.lookup, store.save, max_concurrent=max_concurrent, **kwargs)
+        made.append(manager)
+        return manager
+
+    yield make
+    for manager in made:
+        manager.shutdown(timeout=0)  # cancel first, so released trainings stop instead of finishing
+    trainer.release_all()
+    for manager in made:
+        assert manager.shutdown(timeout=DEADLINE), "a worker did not stop"
+
+
+def test_stored_run_is_done_at_once_without_training(make, trainer, store):
+    """A stored result comes back already done, from the store, and train is never called."""
+    store.runs[S.key()] = [record(e) for e in (1, 2, 3)]
+    run = make().watch(S, "a")
+    assert run.state == "done" and run.from_store and run.finished
+    assert run.records() == store.runs[S.key()]
+    assert run.wait(0) and run.eta_seconds() == 0.0 and run.queue_position() is None
+    assert trainer.calls == [] and store.saves == []
+
+
+def test_two_watchers_share_one_run_and_one_training(make, trainer, store):
+    """Two sessions watching the same settings get the same Run, trained once."""
+    manager = make()
+    first, second = manager.watch(S, "a"), manager.watch(S, "b")
+    assert first is second
+    trainer.open(S, 3)
+    assert first.wait(DEADLINE) and first.state == "done"
+    assert trainer.calls == [S] and len(store.saves) == 1
+
+
+def test_records_arrive_one_at_a_time(make, trainer):
+    """Each epoch's record shows up as it is yielded, with version, ETA and state following."""
+    run = make().watch(S, "a")
+    assert run.state == "running" and run.records() == [] and run.eta_seconds() is None
+    assert run.started_at is not None and run.total_epochs == 3
+    versions = [run.version]
+    for epoch, eta in ((1, 4.0), (2, 2.0)):
+        trainer.open(S)
+        wait_records(run, epoch)
+        assert [r.epoch for r in run.records()] == list(range(1, epoch + 1))
+        assert run.state == "running" and run.eta_seconds() == pytest.approx(eta)
+        versions.append(run.version)
+    trainer.open(S)
+    assert run.wait(DEADLINE) and run.state == "done" and run.eta_seconds() == 0.0
+    versions.append(run.version)
+    assert versions == sorted(set(versions))
+
+
+def test_second_settings_waits_in_queue_until_first_finishes(make, trainer):
+    """With one training slot a second settings is queued at place 1 and starts when the first is done."""
+    manager = make(max_concurrent=1)
+    first, second = manager.watch(S, "a"), manager.watch(S2, "b")
+    assert first.state == "running" and first.queue_position() is None
+    assert second.state == "queued" and second.queue_position() == 1
+    assert second.started_at is None and second.eta_seconds() is None
+    trainer.open(S, 3)
+    assert first.wait(DEADLINE) and first.state == "done"
+    wait_state(second, "running")
+    assert second.queue_position() is None
+    trainer.open(S2, 3)
+    assert second.wait(DEADLINE) and second.state == "done"
+    assert trainer.calls == [S, S2]
+
+
+def test_two_slots_train_two_runs_at_once(make, trainer):
+    """With max_concurrent=2 two settings run side by side and a third waits."""
+    manager = make(max_concurrent=2)
+    runs = [manager.watch(s, "a") for s in (S, S2, S3)]
+    assert [r.state for r in runs] == ["running", "running", "queued"]
+    trainer.open(S2)
+    trainer.open(S)
+    wait_records(runs[0], 1)
+    wait_records(runs[1], 1)
+
+
+def test_queue_positions_move_up_when_a_queued_run_leaves(make):
+    """Removing a queued run moves those behind it up one place and bumps their version."""
+    manager = make(max_concurrent=1)
+    manager.watch(S, "a")
+    second, third = manager.watch(S2, "b"), manager.watch(S3, "c")
+    assert (second.queue_position(), third.queue_position()) == (1, 2)
+    before = third.version
+    manager.unwatch("b")
+    assert second.state == "cancelled" and second.queue_position() is None and second.wait(0)
+    assert third.queue_position() == 1 and third.version > before
+
+
+def test_unwatched_running_run_stops_within_one_epoch(make, trainer, store):
+    """Closing the only watching tab cancels a running run after the epoch in progress; it is not saved."""
+    manager = make()
+    run = manager.watch(S, "a")
+    trainer.open(S)
+    wait_records(run, 1)
+    manager.unwatch("a")
+    trainer.open(S)  # the epoch in progress ends; the fake sees the cancel event there
+    assert run.wait(DEADLINE) and run.state == "cancelled"
+    assert len(run.records()) == 1 and trainer.stopped == [S]
+    assert store.saves == []
+
+
+def test_train_ignoring_cancel_is_dropped_after_its_next_record(make, trainer, store):
+    """A train that never checks the cancel event is abandoned (and closed) at its next record."""
+    trainer.obey_cancel = False
+    manager = make()
+    run = manager.watch(S, "a")
+    trainer.open(S)
+    wait_records(run, 1)
+    manager.unwatch("a")
+    trainer.open(S)
+    assert run.wait(DEADLINE) and run.state == "cancelled"
+    assert len(run.records()) == 2 and trainer.closed == [S] and store.saves == []
+
+
+def test_unwatching_a_queued_run_removes_it_from_the_queue(make, trainer):
+    """A queued run nobody watches is cancelled at once and never trained."""
+    manager = make(max_concurrent=1)
+    first, queued = manager.watch(S, "a"), manager.watch(S2, "b")
+    manager.unwatch("b")
+    assert queued.state == "cancelled" and queued.wait(0)
+    trainer.open(S, 3)
+    assert first.wait(DEADLINE) and first.state == "done"
+    assert trainer.calls == [S]
+
+
+def test_run_survives_while_another_watcher_stays(make, trainer, store):
+    """When one of two watchers leaves, the shared run goes on and is saved."""
+    manager = make()
+    run = manager.watch(S, "a")
+    manager.watch(S, "b")
+    manager.unwatch("a")
+    trainer.open(S, 3)
+    assert run.wait(DEADLINE) and run.state == "done" and len(store.saves) == 1
+
+
+def test_keep_protects_the_new_settings_and_their_baseline(make):
+    """A slider move (watch new, unwatch keeping new and its baseline) cancels only the old settings."""
+    old, new = S.replace(l2=1e-3), S.replace(l2=3e-3)
+    manager = make(max_concurrent=1)
+    baseline = manager.watch(S, "a")
+    before = manager.watch(old, "a")
+    after = manager.watch(new, "a")
+    manager.unwatch("a", keep=[new, new.baseline()])
+    assert before.state == "cancelled"
+    assert baseline.state == "running" and after.state == "queued" and after.queue_position() == 1
+
+
+def test_train_error_fails_the_run_and_the_worker_serves_the_next(make, trainer, store):
+    """An exception in train marks the run failed with a one-line message; the next run still trains."""
+    trainer.raise_at[S2.key()] = (2, RuntimeError("boom\n  in the second line"))
+    manager = make(max_concurrent=1)
+    failing, after = manager.watch(S2, "a"), manager.watch(S, "b")
+    trainer.open(S2, 2)
+    assert failing.wait(DEADLINE) and failing.state == "failed"
+    assert failing.error == "RuntimeError: boom in the second line"
+    assert len(failing.records()) == 1 and store.saves == []
+    trainer.open(S, 3)
+    assert after.wait(DEADLINE) and after.state == "done"
+
+
+def test_failed_run_is_kept_while_watched_then_retried(make, trainer):
+    """Watching a failed run again shows the failure; once nobody watches it, a new watch retrains."""
+    trainer.raise_at[S.key()] = (1, ValueError("bad data"))
+    manager = make()
+    failed = manager.watch(S, "a")
+    trainer.open(S)
+    assert failed.wait(DEADLINE) and failed.state == "failed"
+    assert manager.watch(S, "a") is failed and trainer.calls == [S]
+    manager.unwatch("a")
+    del trainer.raise_at[S.key()]
+    retry = manager.watch(S, "a")
+    assert retry is not failed
+    trainer.open(S, 3)
+    assert retry.wait(DEADLINE) and retry.state == "done" and trainer.calls == [S, S]
+
+
+def test_train_ending_early_fails_the_run(make, store):
+    """A train that stops before the last epoch without being cancelled is a failure, not a result."""
+
+    def short(settings, cancel):
+        yield record(1)
+
+    run = make(train=short).watch(S, "a")
+    assert run.wait(DEADLINE) and run.state == "failed"
+    assert run.error == "training ended after 1 of 3 epochs" and store.saves == []
+
+
+def test_save_called_once_with_all_records(make, trainer, store):
+    """A complete run is saved once with every record, and a fresh manager then serves it from the store."""
+    run = make().watch(S, "a")
+    trainer.open(S, 3)
+    assert run.wait(DEADLINE) and run.state == "done" and not run.from_store
+    assert store.saves == [(S, run.records())]
+    assert [r.epoch for r in run.records()] == [1, 2, 3]
+    again = make().watch(S, "b")
+    assert again.from_store and again.records() == run.records() and trainer.calls == [S]
+
+
+def test_save_failure_still_done_and_served_from_memory(make, trainer, store, caplog):
+    """A failing save logs a warning; the run is done and a later watch gets it from memory."""
+    store.fail_save = True
+    manager = make()
+    run = manager.watch(S, "a")
+    with caplog.at_level(logging.WARNING, logger="regviz.runs"):
+        trainer.open(S, 3)
+        assert run.wait(DEADLINE) and run.state == "done"
+    assert "could not save" in caplog.text
+    manager.unwatch("a")
+    assert manager.watch(S, "b") is run and trainer.calls == [S]
+
+
+def test_done_runs_beyond_the_memory_limit_come_from_the_store(make, trainer, store):
+    """Only the newest keep_done finished runs stay in memory; older ones are read back from the store."""
+    manager = make(keep_done=1)
+    first = manager.watch(S, "a")
+    trainer.open(S, 3)
+    assert first.wait(DEADLINE)
+    second = manager.watch(S2, "a")
+    trainer.open(S2, 3)
+    assert second.wait(DEADLINE)
+    assert manager.watch(S2, "a") is second
+    again = manager.watch(S, "a")
+    assert again is not first and again.from_store and again.records() == first.records()
+
+
+def test_rewatch_after_cancel_starts_a_fresh_training(make, trainer, store):
+    """A cancelled run is forgotten: watching the settings again trains from epoch 1 in a new Run."""
+    manager = make(max_concurrent=1)
+    old = manager.watch(S, "a")
+    trainer.open(S)
+    wait_records(old, 1)
+    manager.unwatch("a")
+    new = manager.watch(S, "a")
+    assert new is not old and new.state == "queued"  # the old training still holds the slot
+    trainer.open(S)
+    assert old.wait(DEADLINE) and old.state == "cancelled"
+    wait_state(new, "running")
+    trainer.open(S, 3)
+    assert new.wait(DEADLINE) and new.state == "done"
+    assert [r.epoch for r in new.records()] == [1, 2, 3]
+    assert trainer.calls == [S, S] and len(store.saves) == 1
+
+
+def test_lookup_error_falls_back_to_training(make, trainer, store):
+    """An unreadable store is treated as a miss: the settings are trained."""
+    store.fail_lookup = True
+    run = make().watch(S, "a")
+    trainer.open(S, 3)
+    assert run.wait(DEADLINE) and run.state == "done" and trainer.calls == [S]
+
+
+def test_shutdown_cancels_everything_and_stops_the_workers(make, trainer):
+    """Shutdown cancels queued and running runs, stops the workers and refuses new watches."""
+    manager = make(max_concurrent=1)
+    running, queued = manager.watch(S, "a"), manager.watch(S2, "b")
+    trainer.open(S)
+    wait_records(running, 1)
+    assert not manager.shutdown(timeout=0)  # the training is blocked in its second epoch
+    assert queued.state == "cancelled"
+    trainer.open(S)
+    assert manager.shutdown(timeout=DEADLINE)
+    assert running.state == "cancelled" and trainer.calls == [S]
+    with pytest.raises(RuntimeError, match="shut down"):
+        manager.watch(S, "a")
+
+
+@pytest.mark.parametrize(("raw", "expected"), [(None, 1), ("", 1), ("1", 1), ("3", 3), (" 2 ", 2)])
+def test_max_trainings_from_env_reads_a_positive_integer(raw, expected):
+    """REGVIZ_MAX_TRAININGS sets the number of parallel trainings; unset or blank means 1."""
+    environ = {} if raw is None else {"REGVIZ_MAX_TRAININGS": raw}
+    assert max_trainings_from_env(environ) == expected
+
+
+@pytest.mark.parametrize("raw", ["0", "-1", "two", "1.5", "2e1"])
+def test_max_trainings_from_env_rejects_bad_values(raw):
+    """Anything but an integer >= 1 is an error naming the variable and what it accepts."""
+    with pytest.raises(ValueError, match=r"REGVIZ_MAX_TRAININGS=.* an integer >= 1"):
+        max_trainings_from_env({"REGVIZ_MAX_TRAININGS": raw})
+
+
+def test_manager_defaults_to_the_environment(monkeypatch, trainer, store):
+    """Without max_concurrent the manager takes REGVIZ_MAX_TRAININGS, and rejects a bad explicit value."""
+    monkeypatch.setenv("REGVIZ_MAX_TRAININGS", "3")
+    assert RunManager(trainer, store.lookup, store.save).max_concurrent == 3
+    monkeypatch.delenv("REGVIZ_MAX_TRAININGS")
+    assert RunManager(trainer, store.lookup, store.save).max_concurrent == 1
+    with pytest.raises(ValueError, match="max_concurrent"):
+        RunManager(trainer, store.lookup, store.save, max_concurrent=0)
