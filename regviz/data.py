@@ -125,7 +125,9 @@ def _split(name, version, x, y, x_test, y_test, description) -> Dataset:
     y, y_test = np.asarray(y, np.float32), np.asarray(y_test, np.float32)
     # the book's 10,000 hold-out, or half of a small training split
     n_val = VALIDATION_SIZE if len(y) >= 1.5 * VALIDATION_SIZE else len(y) // 2
-    return Dataset(name, version, x.skip(n_val), y[n_val:], x.take(n_val), y[:n_val], x_test, y_test, description)
+    return Dataset(
+        name, version, x.skip(n_val), y[n_val:], x.take(n_val), y[:n_val], x_test, y_test, description
+    )
 
 
 def _read_npz(path: Path):
@@ -178,8 +180,13 @@ def synthetic(seed: int = 1234, n_train: int = 25000, n_test: int = 10000) -> Da
     score = np.add.reduceat(weight[x.indices], x.indptr[:-1]) + rng.normal(0.0, 1.5, size=len(x))
     y = (score > np.median(score)).astype(np.float32)  # balanced, like IMDB
     return _split(
-        "synthetic", f"synthetic-{seed}-{n_train}-{n_test}", x.take(n_train), y[:n_train],
-        x.skip(n_train), y[n_train:], "synthetic IMDB-shaped reviews (generated, fixed seed)",
+        "synthetic",
+        f"synthetic-{seed}-{n_train}-{n_test}",
+        x.take(n_train),
+        y[:n_train],
+        x.skip(n_train),
+        y[n_train:],
+        "synthetic IMDB-shaped reviews (generated, fixed seed)",
     )
 
 

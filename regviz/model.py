@@ -23,7 +23,9 @@ def build_model(settings: Settings, num_features: int) -> keras.Sequential:
     """Dense(width, relu) x depth, each with the penalty and followed by dropout; one sigmoid unit out."""
     stack = [keras.Input(shape=(num_features,))]
     for _ in range(settings.depth):
-        stack.append(layers.Dense(settings.width, activation="relu", kernel_regularizer=regularizer(settings)))
+        stack.append(
+            layers.Dense(settings.width, activation="relu", kernel_regularizer=regularizer(settings))
+        )
         if settings.dropout:
             stack.append(layers.Dropout(settings.dropout))
     stack.append(layers.Dense(1, activation="sigmoid"))
@@ -72,8 +74,7 @@ def _compile_code(settings: Settings) -> list[str]:
         f"model.compile(optimizer={opt},",
         '              loss="binary_crossentropy",',
         '              metrics=["accuracy"])',
-        "# history = model.fit(x_train, y_train, epochs={}, batch_size={},".format(
-            settings.epochs, settings.batch_size
-        ),
+        f"# history = model.fit(x_train, y_train, epochs={settings.epochs},",
+        f"#                     batch_size={settings.batch_size},",
         "#                     validation_data=(x_val, y_val))",
     ]

@@ -161,3 +161,21 @@ def _join(parts: list[str]) -> str:
 
 def _cap(text: str) -> str:
     return text[:1].upper() + text[1:]
+
+
+def status(run, who: str) -> tuple[float, str]:
+    """Progress share and one line for a Run: from the store, queued (with place), epoch k of N, time left."""
+    done, total = len(run.records()), run.total_epochs
+    if run.from_store:
+        return 1.0, f"{_cap(who)}: from the store, all {total} epochs (trained before)."
+    state = run.state
+    if state == "queued":
+        place = run.queue_position() or 1
+        return 0.0, f"{_cap(who)}: waiting for a free trainer, place {place} in the queue."
+    if state == "failed":
+        return done / total, f"{_cap(who)}: training failed: {run.error}"
+    if state in ("done", "cancelled"):
+        return done / total, f"{_cap(who)}: {state}, {done} of {total} epochs."
+    eta = run.eta_seconds()
+    left = f", about {math.ceil(eta)} s left" if eta is not None else ", starting"
+    return done / total, f"{_cap(who)}: training, epoch {done} of {total}{left}."

@@ -39,11 +39,20 @@ def max_trainings_from_env(environ: Mapping[str, str] | None = None) -> int:
 
 
 class Run:
-    """One training of one Settings, shared by every session that watches it; every read is thread-safe."""
+    """One training of one Settings, shared by every session that watches it; every read is thread-safe.
 
-    def __init__(self, settings: Settings, changed: threading.Condition, queue: deque[Run],
-                 stored: list[EpochRecord] | None = None):
+    Runs are made by a RunManager; they share its lock, so a poller reads a consistent state.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        changed: threading.Condition,
+        queue: deque[Run],
+        stored: list[EpochRecord] | None = None,
+    ):
         self.settings = settings
+        self.key = settings.key()
         self.total_epochs = settings.epochs
         self.from_store = stored is not None
         self._changed = changed  # the manager's one lock, shared by all its runs
@@ -119,7 +128,7 @@ class Run:
             return self._version
 
     def __repr__(self) -> str:
-        return f"Run({self.settings.key()}, {self._state}, {len(self._records)}/{self.total_epochs})"
+        return f"Run({self.key}, {self._state}, {len(self._records)}/{self.total_epochs})"
 
     # the methods below are the manager's; they expect its lock to be held
 
@@ -139,10 +148,16 @@ class Run:
 
 
 class RunManager:
-    """Shares runs between sessions: stored results instantly, one training per settings, FIFO beyond the cap."""
+    """Shares runs between sessions: stored ones at once, one training per settings, a FIFO beyond the cap."""
 
-    def __init__(self, train: Train, lookup: Lookup, save: Save, max_concurrent: int | None = None,
-                 keep_done: int = KEEP_DONE):
+    def __init__(
+        self,
+        train: Train,
+        lookup: Lookup,
+        save: Save,
+        max_concurrent: int | None = None,
+        keep_done: int = KEEP_DONE,
+    ):
         if max_concurrent is None:
             max_concurrent = max_trainings_from_env()
         if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
@@ -228,7 +243,8 @@ class RunManager:
 
     def _start_workers(self) -> None:
         while len(self._workers) < self.max_concurrent:
-            worker = threading.Thread(target=self._serve, name=f"regviz-train-{len(self._workers)}", daemon=True)
+            name = f"regviz-train-{len(self._workers)}"
+            worker = threading.Thread(target=self._serve, name=name, daemon=True)
             self._workers.append(worker)
             worker.start()
 
@@ -251,7 +267,7 @@ class RunManager:
 
     def _abandon(self, run: Run) -> None:
         """Forget a run nobody watches; a queued one leaves the queue, a running one is asked to stop."""
-        del self._active[run.settings.key()]
+        del self._active[run.key]
         if run._state == QUEUED:
             self._queue.remove(run)
             run._set_state(CANCELLED)
@@ -260,7 +276,7 @@ class RunManager:
             run._cancel.set()  # the worker marks it cancelled when train returns
 
     def _remember(self, run: Run) -> None:
-        key = run.settings.key()
+        key = run.key
         self._done[key] = run
         self._done.move_to_end(key)
         while len(self._done) > self._keep_done:
@@ -269,7 +285,7 @@ class RunManager:
     def _finish(self, run: Run, state: str, error: str | None = None) -> None:
         run._set_state(state, error)
         self._running.discard(run)
-        key = run.settings.key()
+        key = run.key
         if state != FAILED and self._active.get(key) is run:
             del self._active[key]  # a failed run stays while watched, so a rerun shows the error, not a retry
         if state == DONE:
@@ -292,7 +308,7 @@ class RunManager:
             if not run._cancel.is_set():
                 self._consume(run)
         except Exception as exc:
-            log.warning("training %s raised", run.settings.key(), exc_info=True)
+            log.warning("training %s raised", run.key, exc_info=True)
             self._end_with_error(run, exc)
             return
         with self._lock:
@@ -304,7 +320,7 @@ class RunManager:
         try:
             self._save(run.settings, records)
         except Exception:
-            log.warning("could not save run %s; it stays in memory only", run.settings.key(), exc_info=True)
+            log.warning("could not save run %s; it stays in memory only", run.key, exc_info=True)
         with self._lock:
             self._finish(run, DONE)
 

@@ -15,6 +15,16 @@ OPTIMIZERS = ("rmsprop", "adam", "sgd")
 PENALTY_STEPS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 WIDTH_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 BATCH_STEPS = (32, 64, 128, 256, 512, 1024, 2048)
+RATE_STEPS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
+# the book's experiments; each one leaves dataset and seed as they are and resets everything else
+PRESETS = {
+    "Original 16-16": {},
+    "Smaller 4-4": {"width": 4},
+    "Bigger 512-512": {"width": 512},
+    "L2 0.001": {"l2": 0.001},
+    "Dropout 0.5": {"dropout": 0.5},
+    "L1 0.001": {"l1": 0.001},
+}
 
 
 class SettingsError(ValueError):
@@ -25,31 +35,131 @@ class SettingsError(ValueError):
         super().__init__(f"{name}={value!r} is not allowed: {allowed}")
 
 
-def _spec(kind, default, help, lo=None, hi=None, choices=None, label=None):
-    return field(
-        default=default,
-        metadata={"kind": kind, "lo": lo, "hi": hi, "choices": choices, "help": help, "label": label},
-    )
+def _spec(kind, default, help, lo=None, hi=None, choices=None, label=None, steps=None, effect=""):
+    # steps: the stops a slider offers (any in-range value stays valid, e.g. from a link or the CLI)
+    meta = {"kind": kind, "lo": lo, "hi": hi, "choices": choices, "help": help, "label": label}
+    return field(default=default, metadata=meta | {"steps": steps, "effect": effect})
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything that decides a run's curves; defaults are the book's IMDB experiment."""
 
-    dataset: str = _spec(str, "imdb", "dataset to train on", choices=DATASETS, label="Dataset")
-    depth: int = _spec(int, 2, "number of hidden layers", 1, 4, label="Hidden layers")
-    width: int = _spec(int, 16, "units per hidden layer", 1, 512, label="Units per layer")
-    l1: float = _spec(float, 0.0, "L1 penalty factor on hidden kernels (adds l1*sum|w|)", 0.0, 0.1, label="L1 penalty")
-    l2: float = _spec(float, 0.0, "L2 penalty factor on hidden kernels (adds l2*sum w^2)", 0.0, 0.1, label="L2 penalty")
-    dropout: float = _spec(float, 0.0, "dropout rate after every hidden layer", 0.0, 0.8, label="Dropout rate")
-    train_fraction: float = _spec(
-        float, 1.0, "fraction of the training split used for training", 0.05, 1.0, label="Training data used"
+    dataset: str = _spec(
+        str,
+        "imdb",
+        "dataset to train on",
+        choices=DATASETS,
+        label="Dataset",
+        effect="IMDB reviews as in the book; 'synthetic' is generated offline and overfits the same way.",
     )
-    epochs: int = _spec(int, 20, "training epochs", 1, 100, label="Epochs")
-    batch_size: int = _spec(int, 512, "minibatch size", 8, 4096, label="Batch size")
-    optimizer: str = _spec(str, "rmsprop", "optimizer", choices=OPTIMIZERS, label="Optimizer")
-    learning_rate: float = _spec(float, 1e-3, "optimizer learning rate", 1e-5, 1.0, label="Learning rate")
-    seed: int = _spec(int, 0, "random seed for weights, shuffling and dropout", 0, 2**31 - 1, label="Seed")
+    depth: int = _spec(
+        int,
+        2,
+        "number of hidden layers",
+        1,
+        4,
+        label="Hidden layers",
+        effect="More layers mean more capacity: the network can memorise the training set sooner.",
+    )
+    width: int = _spec(
+        int,
+        16,
+        "units per hidden layer",
+        1,
+        512,
+        label="Units per layer",
+        steps=WIDTH_STEPS,
+        effect="Capacity. The book's second remedy: a smaller network overfits later and less; "
+        "512 units overfit almost at once.",
+    )
+    l1: float = _spec(
+        float,
+        0.0,
+        "L1 penalty factor on hidden kernels (adds l1*sum|w|)",
+        0.0,
+        0.1,
+        label="L1 penalty",
+        steps=PENALTY_STEPS,
+        effect="Adds l1 x sum|w| to the loss: pushes many weights to exactly zero (a sparse network).",
+    )
+    l2: float = _spec(
+        float,
+        0.0,
+        "L2 penalty factor on hidden kernels (adds l2*sum w^2)",
+        0.0,
+        0.1,
+        label="L2 penalty",
+        steps=PENALTY_STEPS,
+        effect="Adds l2 x sum w^2 to the loss: shrinks all weights, a simpler model that overfits less. "
+        "The book uses 0.001.",
+    )
+    dropout: float = _spec(
+        float,
+        0.0,
+        "dropout rate after every hidden layer",
+        0.0,
+        0.8,
+        label="Dropout rate",
+        effect="Zeroes this share of each hidden layer's outputs during training, so no unit can rely "
+        "on chance patterns. The book uses 0.5.",
+    )
+    train_fraction: float = _spec(
+        float,
+        1.0,
+        "fraction of the training split used for training",
+        0.05,
+        1.0,
+        label="Training data used",
+        effect="The book's first remedy: more training data. Less data overfits sooner.",
+    )
+    epochs: int = _spec(
+        int,
+        20,
+        "training epochs",
+        1,
+        100,
+        label="Epochs",
+        effect="Longer training gives overfitting more time to show; the best epoch is where to stop.",
+    )
+    batch_size: int = _spec(
+        int,
+        512,
+        "minibatch size",
+        8,
+        4096,
+        label="Batch size",
+        steps=BATCH_STEPS,
+        effect="Smaller batches take more (noisier) steps per epoch, so overfitting comes in fewer epochs.",
+    )
+    optimizer: str = _spec(
+        str,
+        "rmsprop",
+        "optimizer",
+        choices=OPTIMIZERS,
+        label="Optimizer",
+        effect="How weights move; rmsprop as in the book. It changes how fast, not whether, "
+        "a big network overfits.",
+    )
+    learning_rate: float = _spec(
+        float,
+        1e-3,
+        "optimizer learning rate",
+        1e-5,
+        1.0,
+        label="Learning rate",
+        steps=RATE_STEPS,
+        effect="Step size. Larger steps fit (and overfit) faster until training becomes unstable.",
+    )
+    seed: int = _spec(
+        int,
+        0,
+        "random seed for weights, shuffling and dropout",
+        0,
+        2**31 - 1,
+        label="Seed",
+        effect="Another seed gives another draw of initial weights and batches: see what is noise.",
+    )
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -104,6 +214,10 @@ class Settings:
     def baseline(self) -> Settings:
         """The same network, data and optimizer with every regularizer off."""
         return self.replace(l1=0.0, l2=0.0, dropout=0.0)
+
+    def preset(self, name: str) -> Settings:
+        """The book's experiment `name` on this dataset and seed."""
+        return Settings(dataset=self.dataset, seed=self.seed, **PRESETS[name])
 
     @property
     def is_baseline(self) -> bool:

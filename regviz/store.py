@@ -45,7 +45,7 @@ T = TypeVar("T")
 
 
 class StoreError(RuntimeError):
-    """The store cannot be used where it is (unwritable place, newer schema); the message says how to move it."""
+    """The store cannot be used where it is (unwritable place, newer schema); the message says what to do."""
 
 
 def default_path() -> Path:
@@ -66,7 +66,7 @@ def run_key(settings: Settings, data_version: str) -> str:
 
 
 class RunStore:
-    """Finished runs on disk; one object may be shared by all threads, and many processes may share the file."""
+    """Finished runs on disk; one object serves all threads, and many processes may share the file."""
 
     def __init__(self, path: str | Path | None = None):
         """Open or create the store at path (default_path() when None), moving a broken file aside first."""
@@ -102,7 +102,8 @@ class RunStore:
     def has(self, settings: Settings, data_version: str) -> bool:
         """True when a row for this run exists (its records are not read)."""
         key = run_key(settings, data_version)
-        return self._run(lambda db: db.execute("SELECT 1 FROM runs WHERE key = ?", (key,)).fetchone()) is not None
+        row = self._run(lambda db: db.execute("SELECT 1 FROM runs WHERE key = ?", (key,)).fetchone())
+        return row is not None
 
     def count(self) -> int:
         """Number of stored runs."""
@@ -113,7 +114,7 @@ class RunStore:
             with self._connect() as db:
                 return work(db)
         except sqlite3.DatabaseError:
-            # the file may have been replaced, damaged or deleted since we opened it: check, repair, retry once
+            # the file may have been replaced, damaged or deleted since it was opened: repair, retry once
             self._repair()
         try:
             with self._connect() as db:
@@ -164,7 +165,7 @@ class RunStore:
             os.close(fd)  # closing releases the lock
 
     def _inspect(self) -> str | None:
-        """Why the file is not a regviz store, or None when it is one or is empty (missing files are empty)."""
+        """Why the file is not a regviz store, or None when it is one or is empty (or missing)."""
         try:
             with self._connect() as db:
                 return _problem(db)
@@ -207,7 +208,8 @@ class RunStore:
         _warn(f"regviz run store {self.path}: dropped run {key}, its records could not be read ({error})")
 
     def _unusable(self, why: str) -> StoreError:
-        return StoreError(f"run store {self.path} cannot be used: {why}; set {ENV_VAR} to a writable file path")
+        hint = f"set {ENV_VAR} to a writable file path"
+        return StoreError(f"run store {self.path} cannot be used: {why}; {hint}")
 
 
 def _problem(db: sqlite3.Connection) -> str | None:

@@ -103,7 +103,7 @@ def test_best_epoch_marker(run, baseline):
 
 
 def test_best_epoch_follows_data_loss_with_keras_loss():
-    """With the Keras loss shown the marker stays where early stopping on data loss stops, at that curve's y."""
+    """With the Keras loss shown the marker stays at the best data-loss epoch, on the Keras curve."""
     # the penalty falls fast enough that val_loss keeps falling after the data loss turned up
     run = [record(1, 0.40, penalty=0.30), record(2, 0.30, penalty=0.20), record(3, 0.32, penalty=0.05)]
     marker = trace(figures.loss_figure(run, None, SETTINGS, keras_loss=True), "best epoch (this run)")
@@ -114,7 +114,8 @@ def test_gap_band_names_last_gap(run):
     """The shaded generalization gap is named with val minus train at the run's last epoch."""
     fig = figures.loss_figure(run, None, SETTINGS)
     (band,) = [t for t in fig.data if t.fill == "toself"]
-    assert band.name == f"generalization gap (this run): {run[-1].val_data_loss - run[-1].data_loss:.3f} at epoch 5"
+    gap = run[-1].val_data_loss - run[-1].data_loss
+    assert band.name == f"generalization gap (this run): {gap:.3f} at epoch 5"
     assert len(band.x) == 2 * len(run)
 
 
@@ -126,7 +127,8 @@ def test_hover_shows_epoch_and_four_decimals(run):
 
 def test_epoch_axis_fixed(run):
     """The x-axis spans all planned epochs even when only a few have arrived."""
-    for fig in (figures.loss_figure(run[:2], None, SETTINGS), figures.metrics_figure(run[:2], None, SETTINGS)):
+    for build in (figures.loss_figure, figures.metrics_figure):
+        fig = build(run[:2], None, SETTINGS)
         assert tuple(fig.layout.xaxis.range) == (0.5, 10.5)
     assert tuple(figures.loss_figure(run, None, SETTINGS, total_epochs=30).layout.xaxis.range) == (0.5, 30.5)
 

@@ -21,9 +21,18 @@ S3 = S.replace(seed=3)
 def record(epoch: int) -> EpochRecord:
     """A hand-made epoch record; each epoch takes 2 s on its clock."""
     return EpochRecord(
-        epoch=epoch, data_loss=0.5, val_data_loss=0.6, penalty=0.0, loss=0.5, val_loss=0.6,
-        accuracy=0.8, val_accuracy=0.7, val_auc=None, seconds=2.0 * epoch,
-        layers=(LayerStats(l2_norm=1.0, small_fraction=0.0),), hist=(0,) * (len(HIST_EDGES) - 1),
+        epoch=epoch,
+        data_loss=0.5,
+        val_data_loss=0.6,
+        penalty=0.0,
+        loss=0.5,
+        val_loss=0.6,
+        accuracy=0.8,
+        val_accuracy=0.7,
+        val_auc=None,
+        seconds=2.0 * epoch,
+        layers=(LayerStats(l2_norm=1.0, small_fraction=0.0),),
+        hist=(0,) * (len(HIST_EDGES) - 1),
     )
 
 
@@ -135,7 +144,7 @@ def make(trainer, store):
     made = []
 
     def make(max_concurrent=1, train=None, **kwargs):
-        manager = RunManager(train or trainer, store.lookup, store.save, max_concurrent=max_concurrent, **kwargs)
+        manager = RunManager(train or trainer, store.lookup, store.save, max_concurrent, **kwargs)
         made.append(manager)
         return manager
 

@@ -240,7 +240,13 @@ def write_foreign_application(path: Path) -> None:
     sql(path, "CREATE TABLE runs (key TEXT)")
 
 
-CORRUPTIONS = [write_random_bytes, write_text, write_truncated_store, write_foreign_table, write_foreign_application]
+CORRUPTIONS = [
+    write_random_bytes,
+    write_text,
+    write_truncated_store,
+    write_foreign_table,
+    write_foreign_application,
+]
 
 
 @pytest.mark.parametrize("corrupt", CORRUPTIONS, ids=lambda f: f.__name__.removeprefix("write_"))

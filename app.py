@@ -1,0 +1,215 @@
+"""regviz: move the sliders, watch regularization work. The only module that imports streamlit."""
+
+from __future__ import annotations
+
+import uuid
+
+import streamlit as st
+
+from regviz import data, figures, reading
+from regviz import settings as settings_mod
+from regviz.backend import Backend
+from regviz.model import keras_code
+from regviz.settings import PRESETS, Settings
+
+POLL_SECONDS = 0.5  # how often a page redraws a run in progress
+KERAS_LOSS_NOTE = (
+    "Keras's loss adds the penalty (the sum of `model.losses`) to the cross-entropy; the data loss leaves "
+    "it out, so a regularized run and its baseline are compared on the same scale."
+)
+
+st.set_page_config(page_title="regviz: see regularization work", page_icon="📉", layout="wide")
+
+
+@st.cache_resource(show_spinner="Starting the trainer…")
+def backend() -> Backend:
+    """One backend per server process: its store and its trainings are shared by every session."""
+    return Backend()
+
+
+def _forget_session(token: str) -> None:
+    # the tab is gone: cancel what only this tab was waiting for
+    backend().manager.unwatch(token)
+
+
+@st.cache_resource(scope="session", on_release=_forget_session, show_spinner=False)
+def session_token() -> str:
+    """This browser tab's name as a watcher of runs."""
+    return uuid.uuid4().hex
+
+
+# ---- settings: from the link once, then from the controls ------------------------------------------
+
+
+def seed_from_link() -> None:
+    """On a session's first run, the link's settings fill the controls; what was ignored is noted."""
+    if "seeded" in st.session_state:
+        return
+    settings, dropped = Settings.read_lenient(st.query_params.to_dict())
+    st.session_state.update(settings.as_dict())
+    st.session_state.dropped = dropped
+    st.session_state.seeded = True
+
+
+def ensure_dataset() -> None:
+    """If the chosen dataset can't be loaded, say so in one line and switch to an offline one."""
+    try:
+        data.load(st.session_state.dataset)
+    except data.DatasetUnavailable as e:
+        st.session_state.data_notice = f"{e}. Using the offline dataset “{data.OFFLINE_DATASETS[0]}” instead."
+        st.session_state.dataset = data.OFFLINE_DATASETS[0]
+
+
+def apply_preset(name: str) -> None:
+    """Button callback: the book's experiment, keeping dataset and seed."""
+    st.session_state.update(current_settings().preset(name).as_dict())
+    st.session_state.dropped = []
+
+
+def current_settings() -> Settings:
+    """The settings the controls hold now."""
+    return Settings(**{f.name: st.session_state[f.name] for f in settings_mod.fields()})
+
+
+def _options(f, current) -> list:
+    # a link or the CLI may hold a valid value between the slider's stops: keep it selectable
+    return sorted(set(f.metadata["steps"]) | {current})
+
+
+def _format(value) -> str:
+    return "0" if value == 0 else f"{value:g}"
+
+
+def control(f) -> None:
+    """The widget for one setting, keyed by the setting's name."""
+    m, help = f.metadata, f"{f.metadata['effect']} ({settings_mod.allowed(f)})"
+    common = dict(key=f.name, help=help, on_change=_clear_link_notice)
+    if m["choices"]:
+        st.selectbox(m["label"], m["choices"], **common)
+    elif m["steps"]:
+        options = _options(f, st.session_state[f.name])
+        st.select_slider(m["label"], options, format_func=_format, **common)
+    elif f.name == "seed":
+        st.number_input(m["label"], m["lo"], m["hi"], step=1, **common)
+    elif m["kind"] is int:
+        st.slider(m["label"], m["lo"], m["hi"], step=1, **common)
+    else:
+        st.slider(m["label"], float(m["lo"]), float(m["hi"]), step=0.05, **common)
+
+
+def _clear_link_notice() -> None:
+    st.session_state.dropped = []
+
+
+BASIC = ("dataset", "width", "depth", "l2", "l1", "dropout", "train_fraction", "epochs")
+ADVANCED = ("optimizer", "learning_rate", "batch_size", "seed")
+
+
+def sidebar() -> None:
+    """Presets, the regularization controls, and the advanced ones folded away."""
+    by_name = {f.name: f for f in settings_mod.fields()}
+    with st.sidebar:
+        st.subheader("The book's experiments")
+        cols = st.columns(2)
+        for i, name in enumerate(PRESETS):
+            cols[i % 2].button(name, key=f"preset_{i}", on_click=apply_preset, args=(name,), width="stretch")
+        st.subheader("Network and regularization")
+        for name in BASIC:
+            control(by_name[name])
+        with st.expander("Advanced"):
+            for name in ADVANCED:
+                control(by_name[name])
+
+
+# ---- the page -----------------------------------------------------------------------------------------
+
+
+def notices() -> None:
+    """What was ignored in the link, and a dataset that could not be loaded."""
+    if st.session_state.get("dropped"):
+        ignored = "; ".join(f"{name}={value!r} ({why})" for name, value, why in st.session_state.dropped)
+        st.warning(f"Some of the link's settings were ignored: {ignored}. The rest of the link applies.")
+    if st.session_state.get("data_notice"):
+        st.info(st.session_state.data_notice)
+
+
+def header(settings: Settings) -> None:
+    """Title and the network in one line."""
+    st.title("regviz · see regularization work")
+    layers = " → ".join([f"Dense({settings.width}, relu)"] * settings.depth + ["Dense(1, sigmoid)"])
+    rows = len(data.load(settings.dataset).training_rows(settings.train_fraction)[1])
+    st.caption(
+        f"{layers} on {settings.dataset.upper()} ({rows:,} training examples), "
+        f"{reading.regularizers(settings) or 'no regularization'}. "
+        "Solid lines: this run. Dashed: the same network without regularization (the baseline)."
+    )
+
+
+def live(run, base, settings: Settings, poll: bool) -> None:
+    """Progress, charts and reading of a run and its baseline; redrawn every POLL_SECONDS while training."""
+    for who, r in (("this run", run), ("baseline", base)) if base is not run else (("this run", run),):
+        share, text = reading.status(r, who)
+        st.progress(share, text=text)
+    records, baseline = run.records(), base.records()
+    charts(records, baseline, settings)
+    st.markdown("\n".join(f"- {line}" for line in reading.reading(records, baseline, settings)))
+    st.download_button(
+        "Download curves (CSV)",
+        figures.curves_csv(records, baseline),
+        file_name=f"regviz-{settings.key()}.csv",
+        mime="text/csv",
+        key="csv",
+        on_click="ignore",
+    )
+    if poll and run.finished and base.finished:
+        st.rerun()  # one full rerun turns polling off
+
+
+def charts(records, baseline, settings: Settings) -> None:
+    """Loss and accuracy side by side, then the weights."""
+    keras_loss = st.session_state.get("keras_loss", False)
+    left, right = st.columns(2)
+    left.plotly_chart(
+        figures.loss_figure(records, baseline, settings, keras_loss=keras_loss), key="loss_chart"
+    )
+    right.plotly_chart(figures.metrics_figure(records, baseline, settings), key="metrics_chart")
+    left, right = st.columns(2)
+    last = records[-1] if records else None
+    base_last = baseline[-1] if baseline else None
+    left.plotly_chart(figures.weights_histogram(last, base_last), key="hist_chart")
+    right.plotly_chart(figures.weight_norms_figure(records, baseline, settings.epochs), key="norms_chart")
+
+
+def share_and_code(settings: Settings) -> None:
+    """The link to this experiment, and the Keras code that builds its model."""
+    query = "&".join(f"{k}={v}" for k, v in settings.to_params().items())
+    base_url = st.context.url or ""
+    st.caption("Link to this experiment (copy with the icon on the right):")
+    st.code(f"{base_url}?{query}" if query else base_url, language=None, wrap_lines=True)
+    with st.expander("Show Keras code"):
+        st.code(keras_code(settings, data.load(settings.dataset).num_features), language="python")
+
+
+def main() -> None:
+    """Top to bottom: settings, work, output."""
+    seed_from_link()
+    ensure_dataset()
+    sidebar()
+    settings = current_settings()
+    if st.query_params.to_dict() != settings.to_params():
+        st.query_params.from_dict(settings.to_params())
+    header(settings)
+    notices()
+    st.toggle("Show the loss as Keras reports it (penalty included)", key="keras_loss", help=KERAS_LOSS_NOTE)
+    if st.session_state.keras_loss:
+        st.caption(KERAS_LOSS_NOTE)
+    manager, token = backend().manager, session_token()
+    run = manager.watch(settings, token)
+    base = run if settings.is_baseline else manager.watch(settings.baseline(), token)
+    manager.unwatch(token, keep=[settings, settings.baseline()])
+    poll = not (run.finished and base.finished)
+    st.fragment(live, run_every=POLL_SECONDS if poll else None)(run, base, settings, poll)
+    share_and_code(settings)
+
+
+main()

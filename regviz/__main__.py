@@ -1,0 +1,7 @@
+"""`python -m regviz ...`: the command line."""
+
+import sys
+
+from regviz.cli import main
+
+sys.exit(main())

@@ -1,0 +1,44 @@
+"""Where settings meet data, training and the store: what the app and the command line call."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+from regviz import data, train
+from regviz.records import EpochRecord
+from regviz.runs import RunManager
+from regviz.settings import Settings
+from regviz.store import RunStore
+
+
+class Backend:
+    """Trains runs, serves finished ones from the store, and shares trainings between sessions."""
+
+    def __init__(self, store: RunStore | None = None, max_concurrent: int | None = None):
+        self.store = store or RunStore()
+        self.manager = RunManager(self._train, self.lookup, self.save, max_concurrent=max_concurrent)
+
+    def lookup(self, settings: Settings) -> list[EpochRecord] | None:
+        """All records of a finished run with these settings on this data, or None."""
+        return self.store.get(settings, data.load(settings.dataset).version)
+
+    def save(self, settings: Settings, records: list[EpochRecord]) -> None:
+        """Keep a finished run for every later session."""
+        self.store.put(settings, data.load(settings.dataset).version, records)
+
+    def stream(self, settings: Settings, cancel: threading.Event | None = None) -> Iterator[EpochRecord]:
+        """Records of a run: all at once from the store, else one per epoch as training goes (then stored)."""
+        stored = self.lookup(settings)
+        if stored is not None:
+            yield from stored
+            return
+        records = []
+        for record in self._train(settings, cancel):
+            records.append(record)
+            yield record
+        if len(records) == settings.epochs:  # a cancelled run is never stored as finished
+            self.save(settings, records)
+
+    def _train(self, settings: Settings, cancel: threading.Event | None) -> Iterator[EpochRecord]:
+        return train.train(settings, cancel, dataset=data.load(settings.dataset))

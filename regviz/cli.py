@@ -1,0 +1,91 @@
+"""Command line: `python -m regviz train --width 16 --l2 0.001` prints one JSON line per epoch."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from regviz import settings as settings_mod
+from regviz.records import summary
+from regviz.settings import Settings, SettingsError
+
+BAD_INPUT = 2  # argparse's own exit code for bad arguments
+FAILED = 1
+
+
+def parser() -> argparse.ArgumentParser:
+    """Arguments derived from the settings table: one option per setting, same names as in the URL."""
+    p = argparse.ArgumentParser(
+        prog="python -m regviz", description="Train and inspect regularized networks."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    train = sub.add_parser(
+        "train", help="train one run (or read it from the store) and print its epochs as JSON"
+    )
+    _add_settings(train)
+    train.add_argument(
+        "--no-store", action="store_true", help="train even if the run is stored; store nothing"
+    )
+    _add_settings(sub.add_parser("code", help="print the Keras code that builds the model of these settings"))
+    return p
+
+
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    for f in settings_mod.fields():
+        option = "--" + f.name.replace("_", "-")
+        p.add_argument(
+            option,
+            dest=f.name,
+            metavar=f.name.upper(),
+            default=None,
+            help=f"{f.metadata['help']}; {settings_mod.allowed(f)} (default {f.default})",
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (2 for bad input)."""
+    args = parser().parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if k in _names() and v is not None}
+    try:
+        settings = Settings.from_params(given)
+    except SettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return BAD_INPUT
+    if args.command == "code":
+        from regviz.model import keras_code
+
+        print(keras_code(settings), end="")
+        return 0
+    return _train(settings, args.no_store)
+
+
+def _names() -> set[str]:
+    return {f.name for f in settings_mod.fields()}
+
+
+def _train(settings: Settings, no_store: bool) -> int:
+    # heavy imports only once the arguments are known to be good: --help stays instant
+    from regviz import data
+    from regviz.backend import Backend
+    from regviz.store import StoreError
+
+    try:
+        backend = Backend()
+        cached = not no_store and backend.lookup(settings) is not None
+        stream = backend._train(settings, None) if no_store else backend.stream(settings)
+        records = [_emit(r) for r in stream]
+    except (data.DatasetUnavailable, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return FAILED
+    print(
+        json.dumps(
+            {"summary": summary(records, cached), "settings": settings.as_dict(), "key": settings.key()}
+        )
+    )
+    return 0
+
+
+def _emit(record):
+    print(json.dumps(record.to_dict()), flush=True)
+    return record
