@@ -60,10 +60,12 @@ def ensure_dataset() -> None:
         st.session_state.dataset = data.OFFLINE_DATASETS[0]
 
 
-def apply_preset(name: str) -> None:
-    """Button callback: the book's experiment, keeping dataset and seed."""
-    st.session_state.update(current_settings().preset(name).as_dict())
-    st.session_state.dropped = []
+def apply_preset() -> None:
+    """Preset callback: the book's experiment, keeping dataset and seed; the pill doesn't stay selected."""
+    name, st.session_state.preset = st.session_state.preset, None
+    if name:
+        st.session_state.update(current_settings().preset(name).as_dict())
+        st.session_state.dropped = []
 
 
 def current_settings() -> Settings:
@@ -80,6 +82,10 @@ def _format(value) -> str:
     return "0" if value == 0 else f"{value:g}"
 
 
+def _percent(value) -> str:
+    return f"{value:.0%}"
+
+
 def control(f) -> None:
     """The widget for one setting, keyed by the setting's name."""
     m, help = f.metadata, f"{f.metadata['effect']} ({settings_mod.allowed(f)})"
@@ -88,7 +94,8 @@ def control(f) -> None:
         st.selectbox(m["label"], m["choices"], **common)
     elif m["steps"]:
         options = _options(f, st.session_state[f.name])
-        st.select_slider(m["label"], options, format_func=_format, **common)
+        shown = _percent if f.name == "train_fraction" else _format
+        st.select_slider(m["label"], options, format_func=shown, **common)
     elif f.name == "seed":
         st.number_input(m["label"], m["lo"], m["hi"], step=1, **common)
     elif m["kind"] is int:
@@ -109,10 +116,14 @@ def sidebar() -> None:
     """Presets, the regularization controls, and the advanced ones folded away."""
     by_name = {f.name: f for f in settings_mod.fields()}
     with st.sidebar:
-        st.subheader("The book's experiments")
-        cols = st.columns(2)
-        for i, name in enumerate(PRESETS):
-            cols[i % 2].button(name, key=f"preset_{i}", on_click=apply_preset, args=(name,), width="stretch")
+        st.pills(
+            "The book's experiments",
+            list(PRESETS),
+            key="preset",
+            on_change=apply_preset,
+            help="One click sets the network and regularization of an experiment from chapter 4; "
+            "dataset and seed stay as they are.",
+        )
         st.subheader("Network and regularization")
         for name in BASIC:
             control(by_name[name])
@@ -183,7 +194,7 @@ def charts(records, baseline, settings: Settings) -> None:
 def share_and_code(settings: Settings) -> None:
     """The link to this experiment, and the Keras code that builds its model."""
     query = "&".join(f"{k}={v}" for k, v in settings.to_params().items())
-    base_url = st.context.url or ""
+    base_url = (st.context.url or "").rstrip("/") + "/"
     st.caption("Link to this experiment (copy with the icon on the right):")
     st.code(f"{base_url}?{query}" if query else base_url, language=None, wrap_lines=True)
     with st.expander("Show Keras code"):

@@ -15,6 +15,7 @@ OPTIMIZERS = ("rmsprop", "adam", "sgd")
 PENALTY_STEPS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 WIDTH_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 BATCH_STEPS = (32, 64, 128, 256, 512, 1024, 2048)
+FRACTION_STEPS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 RATE_STEPS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 # the book's experiments; each one leaves dataset and seed as they are and resets everything else
 PRESETS = {
@@ -111,6 +112,7 @@ class Settings:
         0.05,
         1.0,
         label="Training data used",
+        steps=FRACTION_STEPS,
         effect="The book's first remedy: more training data. Less data overfits sooner.",
     )
     epochs: int = _spec(
