@@ -8,7 +8,7 @@ import streamlit as st
 
 from regviz import data, figures, reading
 from regviz import settings as settings_mod
-from regviz.backend import Backend
+from regviz.backend import Backend, log_to_console
 from regviz.model import keras_code
 from regviz.settings import PRESETS, Settings
 
@@ -24,6 +24,7 @@ st.set_page_config(page_title="regviz: see regularization work", page_icon="📉
 @st.cache_resource(show_spinner="Starting the trainer…")
 def backend() -> Backend:
     """One backend per server process: its store and its trainings are shared by every session."""
+    log_to_console()
     return Backend()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 
@@ -10,6 +11,16 @@ from regviz.records import EpochRecord
 from regviz.runs import RunManager
 from regviz.settings import Settings
 from regviz.store import RunStore
+
+
+def log_to_console(level: int = logging.INFO) -> None:
+    """Show regviz's own log lines (runs started, cancelled, stored; files moved aside) on stderr."""
+    log = logging.getLogger("regviz")
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.setLevel(level)
 
 
 class Backend:

@@ -273,6 +273,7 @@ class RunManager:
             run._set_state(CANCELLED)
             self._queue_moved()
         elif run._state == RUNNING:
+            log.info("run %s: nobody watches it any more, cancelling", run.key)
             run._cancel.set()  # the worker marks it cancelled when train returns
 
     def _remember(self, run: Run) -> None:
@@ -283,6 +284,7 @@ class RunManager:
             self._done.popitem(last=False)
 
     def _finish(self, run: Run, state: str, error: str | None = None) -> None:
+        log.info("run %s %s after %d of %d epochs", run.key, state, len(run._records), run.total_epochs)
         run._set_state(state, error)
         self._running.discard(run)
         key = run.key
