@@ -51,7 +51,7 @@ def keras_code(settings: Settings, num_features: int = 10000) -> str:
     for _ in range(settings.depth):
         lines.append(f'    layers.Dense({settings.width}, activation="relu"{reg}),')
         if settings.dropout:
-            lines.append(f"    layers.Dropout({settings.dropout:g}),")
+            lines.append(f"    layers.Dropout({settings.dropout!r}),")
     lines += ['    layers.Dense(1, activation="sigmoid"),', "])"]
     lines += _compile_code(settings)
     return "\n".join(lines) + "\n"
@@ -59,17 +59,17 @@ def keras_code(settings: Settings, num_features: int = 10000) -> str:
 
 def _regularizer_code(settings: Settings) -> str:
     if settings.l1 and settings.l2:
-        return f", kernel_regularizer=regularizers.l1_l2(l1={settings.l1:g}, l2={settings.l2:g})"
+        return f", kernel_regularizer=regularizers.l1_l2(l1={settings.l1!r}, l2={settings.l2!r})"
     if settings.l1:
-        return f", kernel_regularizer=regularizers.l1({settings.l1:g})"
+        return f", kernel_regularizer=regularizers.l1({settings.l1!r})"
     if settings.l2:
-        return f", kernel_regularizer=regularizers.l2({settings.l2:g})"
+        return f", kernel_regularizer=regularizers.l2({settings.l2!r})"
     return ""
 
 
 def _compile_code(settings: Settings) -> list[str]:
     names = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}
-    opt = f"keras.optimizers.{names[settings.optimizer]}(learning_rate={settings.learning_rate:g})"
+    opt = f"keras.optimizers.{names[settings.optimizer]}(learning_rate={settings.learning_rate!r})"
     return [
         f"model.compile(optimizer={opt},",
         '              loss="binary_crossentropy",',

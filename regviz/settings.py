@@ -33,7 +33,8 @@ class SettingsError(ValueError):
 
     def __init__(self, name: str, value: Any, allowed: str):
         self.name, self.value, self.allowed = name, value, allowed
-        super().__init__(f"{name}={value!r} is not allowed: {allowed}")
+        shown = repr(_short(value)) if isinstance(value, str) else _short(value)
+        super().__init__(f"{name}={shown} is not allowed: {allowed}")
 
 
 def _spec(kind, default, help, lo=None, hi=None, choices=None, label=None, steps=None, effect=""):
@@ -265,21 +266,31 @@ def _coerce(f: dataclasses.Field, raw: Any) -> Any:
             raw = float(raw.strip())
         except ValueError:
             raise bad from None
-    if not isinstance(raw, (int, float)) or not math.isfinite(raw):
+    if not isinstance(raw, (int, float)) or not _finite(raw):
         raise bad
     if kind is int:
         if raw != int(raw):
             raise bad
         return int(raw)
-    return float(raw)
+    return float(raw) + 0.0  # -0.0 becomes 0.0: equal settings must have equal keys
+
+
+def _finite(x: int | float) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an int too large for a float (json.loads can make one)
+        return False
 
 
 def _format(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.10g}"
-    return str(value)
+    # repr is the shortest string that reads back as the same float: links keep every digit
+    return repr(value) if isinstance(value, float) else str(value)
 
 
 def _short(raw: Any) -> str:
-    text = raw if isinstance(raw, str) else repr(raw)
+    """A bounded, printable form of any value, for messages."""
+    try:
+        text = raw if isinstance(raw, str) else repr(raw)
+    except ValueError:  # ints beyond python's digit limit refuse to print
+        text = f"<int of {raw.bit_length()} bits>"
     return text if len(text) <= 40 else text[:37] + "..."

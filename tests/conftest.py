@@ -1,0 +1,80 @@
+"""Shared fixtures: a temporary run store for every test, a small made-up dataset, the offline IMDB file."""
+
+from __future__ import annotations
+
+import os
+
+# before anything imports tensorflow: keep its start-up chatter out of the test output
+os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from regviz import data  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TESTS = Path(__file__).resolve().parent
+DEFAULT_IMDB = REPO.parent / "shared" / "data" / "imdb_acl.npz"
+
+
+def imdb_file() -> Path:
+    """Where the offline IMDB file should be: $REGVIZ_IMDB_PATH, else ../shared/data/imdb_acl.npz."""
+    return Path(os.environ.get(data.IMDB_PATH_ENV) or DEFAULT_IMDB)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    """The environment for a fresh interpreter that must import regviz from this checkout."""
+    path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, **extra}
+
+
+def make_small_dataset(seed=7, n_train=2000, n_val=1000, n_test=500) -> data.Dataset:
+    """Made-up reviews with a clear signal, multi-hot encoded by regviz.data: trains in about a second."""
+    vocab, length, cues = 2000, 60, 4
+    rng = np.random.default_rng(seed)
+    n = n_val + n_train + n_test
+    # zipf-like filler words, then a few cue words that give the label away
+    cdf = np.cumsum(1.0 / (np.arange(vocab) + 5.0))
+    docs = np.searchsorted(cdf, rng.random((n, length)) * cdf[-1])
+    cue_words = rng.choice(np.arange(10, vocab), 120, replace=False).reshape(2, 60)  # negative, positive
+    y = rng.random(n) < 0.5
+    docs[:, :cues] = cue_words[y.astype(int)[:, None], rng.integers(0, 60, (n, cues))]
+    x, y = data.multi_hot(list(docs), vocab), y.astype(np.float32)
+    return data.Dataset(
+        name="small", version=f"small-{seed}", x_train=x.skip(n_val).take(n_train),
+        y_train=y[n_val : n_val + n_train], x_val=x.take(n_val), y_val=y[:n_val],
+        x_test=x.skip(n_val + n_train), y_test=y[n_val + n_train :], description="made-up reviews for tests",
+    )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_store(tmp_path_factory):
+    """Session-wide fixtures that train never touch the user's store either."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("REGVIZ_STORE", str(tmp_path_factory.mktemp("store") / "runs.sqlite"))
+        yield
+
+
+@pytest.fixture(autouse=True)
+def temporary_store(tmp_path, monkeypatch) -> Path:
+    """Every test gets its own empty run store."""
+    path = tmp_path / "store" / "runs.sqlite"
+    monkeypatch.setenv("REGVIZ_STORE", str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def imdb_path() -> Path:
+    """The offline IMDB file; tests that need it are skipped when it is absent."""
+    path = imdb_file()
+    if not path.is_file():
+        pytest.skip(f"offline IMDB file not found at {path} (set {data.IMDB_PATH_ENV})")
+    return path
+
+
+@pytest.fixture(scope="session")
+def small_dataset() -> data.Dataset:
+    """2000 training, 1000 validation and 500 test reviews over a 2000-word vocabulary."""
+    return make_small_dataset()
