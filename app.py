@@ -47,8 +47,13 @@ def seed_from_link() -> None:
     if "seeded" in st.session_state:
         return
     settings, dropped = Settings.read_lenient(st.query_params.to_dict())
+    repeated = [
+        (name[:40], ", ".join(values[:-1])[:40], "given more than once; the last value applies")
+        for name in st.query_params
+        if len(values := st.query_params.get_all(name)) > 1
+    ]
     st.session_state.update(settings.as_dict())
-    st.session_state.dropped = dropped
+    st.session_state.dropped = repeated + dropped
     st.session_state.seeded = True
 
 
@@ -136,10 +141,17 @@ def sidebar() -> None:
 # ---- the page -----------------------------------------------------------------------------------------
 
 
+def _literal(text: str) -> str:
+    # text from a link is shown as typed: in a code span markdown makes no links, emphasis or colours
+    return "`" + " ".join(text.replace("`", "'").split()) + "`"
+
+
 def notices() -> None:
     """What was ignored in the link, and a dataset that could not be loaded."""
     if st.session_state.get("dropped"):
-        ignored = "; ".join(f"{name}={value!r} ({why})" for name, value, why in st.session_state.dropped)
+        ignored = "; ".join(
+            f"{_literal(f'{name}={value!r}')} ({why})" for name, value, why in st.session_state.dropped
+        )
         st.warning(f"Some of the link's settings were ignored: {ignored}. The rest of the link applies.")
     if st.session_state.get("data_notice"):
         st.info(st.session_state.data_notice)
@@ -167,7 +179,7 @@ def live(run, base, settings: Settings, poll: bool) -> None:
     st.markdown("\n".join(f"- {line}" for line in reading.reading(records, baseline, settings)))
     st.download_button(
         "Download curves (CSV)",
-        figures.curves_csv(records, baseline),
+        figures.curves_csv(records, None if base is run else baseline),
         file_name=f"regviz-{settings.key()}.csv",
         mime="text/csv",
         key="csv",
@@ -208,7 +220,8 @@ def main() -> None:
     ensure_dataset()
     sidebar()
     settings = current_settings()
-    if st.query_params.to_dict() != settings.to_params():
+    in_url = {name: st.query_params.get_all(name) for name in st.query_params}
+    if in_url != {name: [value] for name, value in settings.to_params().items()}:
         st.query_params.from_dict(settings.to_params())
     header(settings)
     notices()

@@ -147,7 +147,7 @@ def _gap_band(run, train_key: str, val_key: str) -> go.Scatter:
     train, val = [getattr(r, train_key) for r in run], [getattr(r, val_key) for r in run]
     gap = val[-1] - train[-1]
     return go.Scatter(
-        x=xs + xs[::-1], y=train + val[::-1], fill="toself", fillcolor="rgba(213, 94, 0, 0.12)",
+        x=xs + xs[::-1], y=train + val[::-1], mode="lines", fill="toself", fillcolor="rgba(213, 94, 0, 0.12)",
         line={"width": 0}, hoverinfo="skip", name=f"generalization gap ({RUN}): {gap:.3f} at epoch {xs[-1]}",
     )  # fmt: skip
 

@@ -141,7 +141,7 @@ def _num(x: float, digits: int = 2) -> str:
 
 def _num_pair(a: float, b: float) -> tuple[str, str]:
     # two different numbers should not read the same, so add a digit when 2 are not enough
-    for digits in (2, 3):
+    for digits in range(2, 7):
         if _num(a, digits) != _num(b, digits):
             break
     return _num(a, digits), _num(b, digits)

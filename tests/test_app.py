@@ -1,0 +1,620 @@
+"""The page as a teacher uses it, driven by Streamlit's AppTest: controls, presets, links, charts, CSV, code.
+
+Every test gets its own run store (conftest points REGVIZ_STORE into tmp_path) and its own Backend: app.py
+keeps the backend in st.cache_resource, which is process-wide, so the `app` fixture clears that cache around
+each test and shuts down the trainers it made. Trainings are held at a gate until a test lets them run, so
+tests that only look at settings never pay for a training.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import threading
+import time
+from pathlib import Path
+from urllib.parse import parse_qs
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+import streamlit as st
+from markdown_it import MarkdownIt
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1 import app_test as app_test_module
+
+import regviz.backend
+from regviz import data, train
+from regviz.model import build_model, build_optimizer
+from regviz.settings import Settings
+from regviz.store import RunStore
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+SCRIPT_TIMEOUT = 120  # seconds for one script run; the first one imports tensorflow
+DEADLINE = 180.0  # seconds for a small run and its baseline to finish; only reached when something is broken
+FIELDS = [f.name for f in dataclasses.fields(Settings)]
+SYNTH = {"dataset": "synthetic"}
+# a small regularized run on the offline data: two short trainings (run and baseline), a few seconds
+SMALL = Settings(dataset="synthetic", width=4, epochs=2, l2=0.001)
+SMALL_LINK = {"dataset": "synthetic", "width": "4", "epochs": "2", "l2": "0.001"}
+# the book's experiments (Deep Learning with Python), written out here rather than read from regviz
+BOOK = {
+    "Original 16-16": {},
+    "Smaller 4-4": {"width": 4},
+    "Bigger 512-512": {"width": 512},
+    "L2 0.001": {"l2": 0.001},
+    "Dropout 0.5": {"dropout": 0.5},
+    "L1 0.001": {"l1": 0.001},
+}
+SETTLED = ("done", "from the store", "failed", "cancelled")  # words of a progress line that will not change
+
+
+# ---- fixtures: one store, one backend and held trainings per test ----------------------------------------
+
+
+class Recorder:
+    """What the app's backends did: each Backend made, each run watched, each training started."""
+
+    def __init__(self):
+        self.backends: list[regviz.backend.Backend] = []
+        self.gate = threading.Semaphore(0)  # one permit lets a training compute one epoch
+
+    def open(self, epochs: int = 1_000_000) -> None:
+        """Let trainings compute that many more epochs in all (by default: everything)."""
+        self.gate.release(epochs)
+
+    @property
+    def trained(self) -> list[Settings]:
+        """Settings of every training started, in order."""
+        return [s for b in self.backends for s in b.trained]
+
+    @property
+    def watched(self) -> list:
+        """Every Run the page asked a manager for, in order."""
+        return [r for b in self.backends for r in b.watched]
+
+
+def _recording_backend(recorder: Recorder) -> type:
+    class RecordingBackend(regviz.backend.Backend):
+        """The real Backend, recording what it is asked and passing each epoch through the gate."""
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.trained, self.watched = [], []
+            watch = self.manager.watch
+
+            def recording_watch(settings, watcher):
+                run = watch(settings, watcher)
+                self.watched.append(run)
+                return run
+
+            self.manager.watch = recording_watch
+            recorder.backends.append(self)
+
+        def _train(self, settings, cancel):
+            self.trained.append(settings)
+            return self._gated(super()._train(settings, cancel))
+
+        def _gated(self, records):
+            # the gate is passed before an epoch is computed, so a held training costs nothing
+            records = iter(records)
+            while True:
+                recorder.gate.acquire()
+                try:
+                    record = next(records)
+                except StopIteration:
+                    return
+                yield record
+
+    return RecordingBackend
+
+
+@pytest.fixture
+def store_path(temporary_store) -> Path:
+    """This test's run store (conftest points REGVIZ_STORE at it)."""
+    return temporary_store
+
+
+@pytest.fixture
+def app(store_path, monkeypatch):
+    """A Recorder of the backends the app creates; each test starts with no backend and ends with none."""
+    monkeypatch.delenv("REGVIZ_MAX_TRAININGS", raising=False)  # one trainer: run, then baseline
+    recorder = Recorder()
+    monkeypatch.setattr(regviz.backend, "Backend", _recording_backend(recorder))
+    st.cache_resource.clear()
+    yield recorder
+    st.cache_resource.clear()  # its on_release may make one more backend: shut that down too
+    for backend in recorder.backends:
+        backend.manager.shutdown(timeout=0)  # cancel everything first
+    recorder.open()  # held trainings see the cancel and stop before their next epoch
+    for backend in recorder.backends:
+        assert backend.manager.shutdown(timeout=DEADLINE), "a trainer did not stop"
+
+
+@pytest.fixture(scope="module")
+def small_records() -> dict[Settings, list]:
+    """SMALL and its baseline trained once, straight through regviz.train: no app, no store, no backend."""
+    return {s: list(train.train(s)) for s in (SMALL, SMALL.baseline())}
+
+
+@pytest.fixture
+def small_in_store(store_path, small_records) -> dict[Settings, list]:
+    """This test's store already holds SMALL and its baseline, as if a session had trained them earlier."""
+    store = RunStore(store_path)
+    for settings, records in small_records.items():
+        store.put(settings, data.load(settings.dataset).version, records)
+    return small_records
+
+
+@pytest.fixture
+def media(monkeypatch) -> list[MemoryMediaFileStorage]:
+    """The media stores AppTest creates (one per script run), where download buttons keep their data."""
+    made = []
+
+    class Recording(MemoryMediaFileStorage):
+        def __init__(self, endpoint):
+            super().__init__(endpoint)
+            made.append(self)
+
+    monkeypatch.setattr(app_test_module, "MemoryMediaFileStorage", Recording)
+    return made
+
+
+# ---- helpers ---------------------------------------------------------------------------------------------
+
+
+def open_app(params: dict | None = None) -> AppTest:
+    """The page opened from a link with these query parameters, after its first script run."""
+    at = AppTest.from_file(APP, default_timeout=SCRIPT_TIMEOUT)
+    at.query_params.update(params or {})
+    at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def progress(at: AppTest) -> list[str]:
+    """The progress lines: this run's, then the baseline's (one line when the run is the baseline)."""
+    return [p.proto.text for p in at.get("progress")]
+
+
+def finish(at: AppTest, recorder: Recorder) -> AppTest:
+    """Let the trainings run; rerun the page until each progress line is settled (poll with a deadline)."""
+    recorder.open()
+    end = time.monotonic() + DEADLINE
+    at.run()
+    while not all(any(word in line for word in SETTLED) for line in progress(at)):
+        assert time.monotonic() < end, f"runs did not finish in {DEADLINE} s: {progress(at)}"
+        for run in recorder.watched:  # wait on the runs themselves between reruns
+            run.wait(max(0.0, end - time.monotonic()))
+        at.run()
+    assert not at.exception, at.exception
+    return at
+
+
+def controls(at: AppTest) -> dict:
+    """The sidebar widgets keyed by a setting's name."""
+    return {w.key: w for w in at.sidebar if getattr(w, "key", None) in FIELDS}
+
+
+def shown_settings(at: AppTest) -> Settings:
+    """The settings the controls hold."""
+    return Settings(**{name: w.value for name, w in controls(at).items()})
+
+
+def asked(recorder: Recorder) -> tuple[Settings, ...]:
+    """The settings of the runs the page's last script run asked for: the run, then its baseline."""
+    runs = [r.settings for r in recorder.watched]
+    last, before = runs[-1], runs[-2] if len(runs) > 1 else None
+    if before is not None and not before.is_baseline and before.baseline() == last:
+        return before, last
+    return (last,)
+
+
+def charts(at: AppTest) -> dict[str, dict]:
+    """Every plotly figure on the page, by the first word of its title."""
+    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return {f["layout"]["title"]["text"].split()[0]: f for f in figs}
+
+
+def traces(fig: dict) -> dict[str, dict]:
+    """A figure's traces by legend name."""
+    return {t.get("name"): t for t in fig["data"]}
+
+
+def warnings_text(at: AppTest) -> str:
+    """All warnings on the page, joined."""
+    return "\n".join(w.value for w in at.warning)
+
+
+def stored(store_path: Path, settings: Settings):
+    """The records the run store holds for these settings on their dataset."""
+    return RunStore(store_path).get(settings, data.load(settings.dataset).version)
+
+
+def downloaded(at: AppTest, media: list[MemoryMediaFileStorage]) -> bytes:
+    """What the CSV download button would hand the browser after the last script run."""
+    button = next(b for b in at.get("download_button") if b.key == "csv")
+    return media[-1].get_file(button.proto.url.rsplit("/", 1)[-1]).content
+
+
+def presets(at: AppTest):
+    """The row of preset pills in the sidebar."""
+    return next(w for w in at.sidebar if getattr(w, "key", None) == "preset")
+
+
+def keras_code_shown(at: AppTest) -> str:
+    """The model code in the "Show Keras code" expander."""
+    expander = next(e for e in at.expander if e.label == "Show Keras code")
+    return next(c.value for c in expander.code if "keras.Sequential" in c.value)
+
+
+def expected(**fields) -> Settings:
+    """Settings on the offline dataset with these fields changed."""
+    return Settings(dataset="synthetic", **fields)
+
+
+# ---- controls and settings -------------------------------------------------------------------------------
+
+
+CHANGES = {
+    "dataset": "imdb",
+    "depth": 3,
+    "width": 64,
+    "l1": 1e-4,
+    "l2": 3e-3,
+    "dropout": 0.25,
+    "train_fraction": 0.5,
+    "epochs": 7,
+    "batch_size": 128,
+    "optimizer": "sgd",
+    "learning_rate": 0.01,
+    "seed": 42,
+}  # one new value per setting
+
+
+def test_every_setting_has_a_control_keyed_by_its_name(app):
+    """Each Settings field has exactly one sidebar control with key = field name, holding the link's value."""
+    at = open_app(SYNTH)
+    keys = [w.key for w in at.sidebar if getattr(w, "key", None) in FIELDS]
+    assert sorted(keys) == sorted(FIELDS)
+    assert shown_settings(at) == expected()
+    assert set(CHANGES) == set(FIELDS), "every control is exercised below"
+
+
+@pytest.mark.parametrize("name", list(CHANGES))
+def test_a_control_changes_the_settings_the_app_trains(app, request, monkeypatch, name):
+    """Moving one control changes that setting in the URL, in the runs asked for and on the charts' axes."""
+    value = CHANGES[name]
+    if name == "dataset":  # the other dataset is IMDB: from the offline file, never a download
+        monkeypatch.setenv(data.IMDB_PATH_ENV, str(request.getfixturevalue("imdb_path")))
+    at = open_app(SYNTH)
+    controls(at)[name].set_value(value)
+    at.run()
+    assert not at.exception, at.exception
+    want = Settings(**(SYNTH | {name: value}))
+    assert shown_settings(at) == want
+    assert at.query_params == want.to_params()
+    assert asked(app) == ((want,) if want.is_baseline else (want, want.baseline()))
+    for title in ("Loss", "Accuracy", "Weight"):  # the charts with an epoch axis, fixed to the run's length
+        assert charts(at)[title]["layout"]["xaxis"]["range"] == [0.5, want.epochs + 0.5]
+
+
+def test_the_shown_link_reopens_the_same_experiment(app):
+    """The link under the charts is this page's address plus every changed setting; it reopens them all."""
+    at = AppTest.from_file(APP, default_timeout=SCRIPT_TIMEOUT)
+    at.context["url"] = "https://regviz.example/"
+    at.query_params.update(SYNTH)
+    at.run()
+    for name, value in CHANGES.items():
+        if name != "dataset":
+            controls(at)[name].set_value(value)
+    at.run()
+    link = next(c.value for c in at.code if c.value.startswith("https://regviz.example/"))
+    address, query = link.split("?")
+    assert address == "https://regviz.example/"
+    params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+    again = open_app(params)
+    assert shown_settings(again) == shown_settings(at) == Settings(**(SYNTH | CHANGES | SYNTH))
+    assert not again.warning
+
+
+# ---- presets ---------------------------------------------------------------------------------------------
+
+
+def test_the_presets_are_the_books_experiments(app):
+    """The sidebar offers one preset per experiment of the book, no more."""
+    at = open_app(SYNTH)
+    assert sorted(presets(at).options) == sorted(BOOK)
+
+
+@pytest.mark.parametrize("label", list(BOOK))
+def test_a_preset_sets_the_books_experiment_keeping_dataset_and_seed(app, label):
+    """A preset resets every other setting to the book's, keeps dataset and seed, and trains that."""
+    start = {"width": "64", "l1": "0.0003", "dropout": "0.3", "epochs": "3", "seed": "5", "depth": "3"}
+    at = open_app(SYNTH | start | {"batch_size": "128", "optimizer": "adam", "learning_rate": "0.003"})
+    presets(at).set_value(label)
+    at.run()
+    assert not at.exception, at.exception
+    want = Settings(dataset="synthetic", seed=5, **BOOK[label])
+    assert shown_settings(at) == want
+    assert at.query_params == want.to_params()
+    assert asked(app)[0] == want
+
+
+def test_a_preset_or_a_moved_control_clears_the_link_notice(app):
+    """The warning about a bad link goes away once the teacher picks a preset, or moves a control."""
+    at = open_app(SYNTH | {"width": "abc"})
+    assert "width" in warnings_text(at)
+    presets(at).set_value("L2 0.001")
+    at.run()
+    assert not at.warning
+    at = open_app(SYNTH | {"width": "abc"})
+    controls(at)["epochs"].set_value(3)
+    at.run()
+    assert not at.warning
+
+
+# ---- links -----------------------------------------------------------------------------------------------
+
+VALID_LINK = {
+    "width": "64", "l2": "0.0001", "dropout": "0.3", "epochs": "3", "dataset": "synthetic", "seed": "5",
+    "learning_rate": "0.003", "batch_size": "128", "optimizer": "adam",
+}  # fmt: skip
+
+
+def test_a_valid_link_seeds_every_control(app):
+    """Each setting in a link appears in its control, nothing is reported as ignored, the URL stays."""
+    at = open_app(VALID_LINK)
+    want = Settings(
+        width=64, l2=1e-4, dropout=0.3, epochs=3, dataset="synthetic", seed=5, learning_rate=0.003,
+        batch_size=128, optimizer="adam",
+    )  # fmt: skip
+    assert shown_settings(at) == want
+    assert not at.warning
+    assert at.query_params == VALID_LINK
+    assert asked(app) == (want, want.baseline())
+
+
+def test_a_link_value_between_slider_stops_is_kept(app):
+    """width=100 and l2=0.0002 are valid though no slider stop: kept in the controls, the URL and the run."""
+    at = open_app(SYNTH | {"width": "100", "l2": "0.0002"})
+    want = expected(width=100, l2=2e-4)
+    assert controls(at)["width"].value == 100
+    assert controls(at)["l2"].value == 2e-4
+    assert not at.warning
+    assert at.query_params == want.to_params()
+    assert asked(app)[0] == want
+    assert "Dense(100, relu)" in at.caption[0].value
+
+
+HOSTILE = {  # case: (link, names the warning must mention, settings that still apply)
+    "unknown key": ({"bogus": "1", "width": "8"}, ["bogus"], {"width": 8}),
+    "not a number": ({"width": "abc", "l2": "0.001"}, ["width"], {"l2": 0.001}),
+    "too big": ({"width": "9999", "epochs": "3"}, ["width"], {"epochs": 3}),
+    "negative": ({"l2": "-1", "width": "8"}, ["l2"], {"width": 8}),
+    "nan": ({"dropout": "nan", "l1": "0.001"}, ["dropout"], {"l1": 0.001}),
+    "overflow": ({"epochs": "1e999", "width": "8"}, ["epochs"], {"width": 8}),
+    "not an integer": ({"depth": "2.5", "seed": "7"}, ["depth"], {"seed": 7}),
+    "unknown choice": ({"optimizer": "adamw", "width": "8"}, ["optimizer"], {"width": 8}),
+    "10 kB value": ({"optimizer": "a" * 10_000, "width": "8"}, ["optimizer"], {"width": 8}),
+    "10 kB key": ({"k" * 10_000: "1", "width": "8"}, ["kkkk"], {"width": 8}),
+    "empty values": ({"width": "", "l2": "", "epochs": "3"}, ["width", "l2"], {"epochs": 3}),
+    "repeated keys": ({"width": ["4", "8"], "epochs": "3"}, ["width"], {"width": 8, "epochs": 3}),
+    "state keys": ({"keras_loss": "1", "seeded": "1", "width": "8"}, ["keras_loss", "seeded"], {"width": 8}),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_a_hostile_link_opens_with_a_warning_and_valid_settings(app, case):
+    """A bad link never raises: one short warning names what was ignored, and the rest of the link applies."""
+    params, ignored, kept = HOSTILE[case]
+    at = open_app(SYNTH | params)
+    want = expected(**kept)
+    assert shown_settings(at) == want
+    assert asked(app)[0] == want
+    assert len(at.warning) == 1, f"one warning expected for {case}"
+    text = warnings_text(at)
+    assert all(name in text for name in ignored), text
+    assert len(text) < 600  # a 10 kB value is cut short, never pasted into the page
+    assert at.query_params == want.to_params()  # the bad parts leave the URL
+
+
+def test_a_link_cannot_put_a_clickable_link_into_the_warning(app):
+    """Text from the link is shown literally: a markdown link in a value does not render as a link."""
+    at = open_app(SYNTH | {"optimizer": "[win a prize](https://evil.example)"})
+    text = warnings_text(at)
+    assert "evil.example" in text
+    html = MarkdownIt("commonmark").render(text)
+    assert "<a " not in html, html
+
+
+# ---- charts ----------------------------------------------------------------------------------------------
+
+
+def test_loss_chart_shows_the_run_solid_over_the_dashed_baseline(app, store_path, small_records):
+    """After the run, its losses are solid lines and the baseline's dashed, with the values trained."""
+    at = finish(open_app(SMALL_LINK), app)
+    assert progress(at) == ["This run: done, 2 of 2 epochs.", "Baseline: done, 2 of 2 epochs."]
+    run, base = stored(store_path, SMALL), stored(store_path, SMALL.baseline())
+    assert len(run) == len(base) == SMALL.epochs
+    lines = traces(charts(at)["Loss"])
+    for who, records, dash in (("this run", run, "solid"), ("baseline", base, "dash")):
+        for split, key in (("train", "data_loss"), ("validation", "val_data_loss")):
+            trace = lines[f"{split} ({who})"]
+            assert trace["line"]["dash"] == dash
+            assert trace["x"] == [1, 2]
+            assert trace["y"] == pytest.approx([getattr(r, key) for r in records], rel=1e-12)
+    # the page trains what its settings say: a training of the same settings outside the app agrees
+    for who, settings in (("this run", SMALL), ("baseline", SMALL.baseline())):
+        direct = [r.val_data_loss for r in small_records[settings]]
+        assert lines[f"validation ({who})"]["y"] == pytest.approx(direct, rel=1e-4)
+    assert charts(at)["Loss"]["layout"]["xaxis"]["range"] == [0.5, 2.5]
+
+
+def test_keras_loss_toggle_adds_the_penalty(app, small_in_store):
+    """With "keras_loss" on, the loss chart shows cross-entropy plus penalty; the baseline has no penalty."""
+    at = open_app(SMALL_LINK)
+    assert all("from the store" in line for line in progress(at))
+    at.toggle(key="keras_loss").set_value(True)
+    at.run()
+    assert not at.exception, at.exception
+    run, base = small_in_store[SMALL], small_in_store[SMALL.baseline()]
+    lines = traces(charts(at)["Loss"])
+    penalty = np.array([r.penalty for r in run])
+    assert (penalty > 0).all()
+    run_val = np.array([r.val_data_loss for r in run])
+    assert lines["validation (this run)"]["y"] == pytest.approx(run_val + penalty, rel=1e-9)
+    assert lines["train (this run)"]["y"] == pytest.approx([r.loss for r in run], rel=1e-12)
+    assert lines["validation (baseline)"]["y"] == pytest.approx([r.val_data_loss for r in base], rel=1e-12)
+    assert "as Keras reports it" in charts(at)["Loss"]["layout"]["yaxis"]["title"]["text"]
+    at.toggle(key="keras_loss").set_value(False)
+    at.run()
+    lines = traces(charts(at)["Loss"])
+    assert lines["validation (this run)"]["y"] == pytest.approx(run_val, rel=1e-12)
+
+
+def test_progress_and_charts_stream_epoch_by_epoch(app):
+    """While training, each rerun shows the epochs so far: a progress line and that many points per curve."""
+    at = open_app(SMALL_LINK | {"epochs": "3"})
+    settings = SMALL.replace(epochs=3)
+    assert progress(at)[1] == "Baseline: waiting for a free trainer, place 1 in the queue."
+    run = next(r for r in app.watched if r.settings == settings)
+    app.open(1)  # one epoch of the run
+    end = time.monotonic() + DEADLINE
+    version = run.version
+    while len(run.records()) < 1:
+        assert time.monotonic() < end, "the first epoch never came"
+        version = run.wait_for_change(version, max(0.0, end - time.monotonic()))
+    at.run()
+    assert progress(at)[0].startswith("This run: training, epoch 1 of 3")
+    lines = traces(charts(at)["Loss"])
+    assert lines["train (this run)"]["x"] == [1]
+    assert "train (baseline)" not in lines
+    assert charts(at)["Loss"]["layout"]["xaxis"]["range"] == [0.5, 3.5]  # the axis does not rescale
+    at = finish(at, app)
+    assert traces(charts(at)["Loss"])["train (this run)"]["x"] == [1, 2, 3]
+
+
+# ---- the CSV ---------------------------------------------------------------------------------------------
+
+
+def test_csv_has_a_row_per_epoch_of_run_and_baseline(app, small_in_store, media):
+    """The download holds epoch, losses, penalty, AUC and a run column; one row per run and baseline epoch."""
+    at = finish(open_app(SMALL_LINK), app)
+    assert all("from the store" in line for line in progress(at))
+    table = pd.read_csv(io.BytesIO(downloaded(at, media)))
+    assert {"epoch", "data_loss", "val_data_loss", "penalty", "val_auc", "run"} <= set(table.columns)
+    assert len(table) == 2 * SMALL.epochs
+    for label, settings in (("run", SMALL), ("baseline", SMALL.baseline())):
+        rows = table[table["run"] == label].sort_values("epoch")
+        records = small_in_store[settings]
+        assert rows["epoch"].tolist() == [1, 2]
+        for column in ("data_loss", "val_data_loss", "penalty", "val_auc"):
+            assert rows[column].tolist() == pytest.approx([getattr(r, column) for r in records], rel=1e-12)
+    assert (table[table["run"] == "baseline"]["penalty"] == 0).all()
+
+
+def test_csv_of_an_unregularized_run_lists_each_epoch_once(app, small_in_store, media):
+    """When the run is its own baseline, the CSV has one row per epoch, not the same rows twice."""
+    at = finish(open_app(SYNTH | {"width": "4", "epochs": "2"}), app)  # SMALL's baseline
+    assert progress(at) == ["This run: from the store, all 2 epochs (trained before)."]
+    table = pd.read_csv(io.BytesIO(downloaded(at, media)))
+    assert table["epoch"].tolist() == [1, 2]
+
+
+# ---- the Keras code --------------------------------------------------------------------------------------
+
+CODE_CASES = {
+    "l2": {"width": "8", "l2": "0.001"},
+    "l1 and dropout": {"l1": "0.0003", "dropout": "0.5", "depth": "3"},
+    "l1_l2 and dropout": {"l1": "1e-05", "l2": "0.0003", "dropout": "0.2", "width": "4", "optimizer": "adam"},
+    "none": {"depth": "1", "optimizer": "sgd", "learning_rate": "0.01"},
+    "between stops": {"l2": "0.000123456789", "dropout": "0.123456789", "learning_rate": "0.00077777777"},
+}
+
+
+def describe(model: keras.Model) -> list[tuple]:
+    """Each layer's type, units, activation, regularizer (class and config) and dropout rate."""
+    rows = []
+    for layer in model.layers:
+        reg = getattr(layer, "kernel_regularizer", None)
+        rows.append((
+            type(layer).__name__,
+            getattr(layer, "units", None),
+            getattr(getattr(layer, "activation", None), "__name__", None),
+            None if reg is None else (type(reg).__name__, reg.get_config()),
+            getattr(layer, "rate", None),
+        ))  # fmt: skip
+    return rows
+
+
+@pytest.mark.parametrize("case", list(CODE_CASES))
+def test_exported_code_builds_the_same_model(app, case):
+    """The "Show Keras code" listing, run, builds the app's model: layers, penalties, dropout, optimizer."""
+    at = open_app(SYNTH | CODE_CASES[case])
+    settings = shown_settings(at)
+    namespace: dict = {}
+    exec(keras_code_shown(at), namespace)  # the code a teacher would paste into a notebook
+    model = namespace["model"]
+    reference = build_model(settings, data.load(settings.dataset).num_features)
+    assert model.input_shape == reference.input_shape
+    assert describe(model) == describe(reference)
+    optimizer = build_optimizer(settings)
+    assert type(model.optimizer) is type(optimizer)
+    assert float(model.optimizer.learning_rate) == float(optimizer.learning_rate)
+
+
+# ---- data and the store ----------------------------------------------------------------------------------
+
+
+def test_a_failed_imdb_download_falls_back_to_the_offline_dataset(app, monkeypatch):
+    """Without a local IMDB file and with the download failing, the page says so in one line and goes on."""
+    calls = []
+
+    def no_network(*args, **kwargs):
+        calls.append(kwargs)
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.delenv(data.IMDB_PATH_ENV, raising=False)
+    monkeypatch.setattr(keras.datasets.imdb, "load_data", no_network)
+    data._load_cached.cache_clear()
+    at = open_app({"width": "4", "epochs": "2"})
+    assert calls, "the app tried the download"
+    assert len(at.info) == 1
+    notice = at.info[0].value
+    assert "\n" not in notice
+    assert "IMDB" in notice and "synthetic" in notice
+    assert controls(at)["dataset"].value == "synthetic"
+    assert asked(app)[0] == expected(width=4, epochs=2)
+    assert at.query_params["dataset"] == "synthetic"
+    assert "SYNTHETIC" in at.caption[0].value
+
+
+def test_a_second_session_gets_the_run_from_the_store(app, store_path):
+    """A run finished in one session is served to a later one (after a restart) from the store, untrained."""
+    first = finish(open_app(SMALL_LINK), app)
+    assert all("done" in line for line in progress(first))
+    trained_before = list(app.trained)
+    assert trained_before == [SMALL, SMALL.baseline()]
+    st.cache_resource.clear()  # a new server process: a new backend on the same store file
+    second = open_app(SMALL_LINK)
+    assert progress(second) == [
+        "This run: from the store, all 2 epochs (trained before).",
+        "Baseline: from the store, all 2 epochs (trained before).",
+    ]
+    assert app.trained == trained_before  # nothing trained again
+    lines = traces(charts(second)["Loss"])
+    records = stored(store_path, SMALL)
+    assert lines["validation (this run)"]["y"] == pytest.approx([r.val_data_loss for r in records], rel=1e-12)
+
+
+def test_a_second_session_in_the_same_process_shares_the_finished_run(app):
+    """Another tab with the same settings sees the finished run at once and starts no training."""
+    finish(open_app(SMALL_LINK), app)
+    trained_before = list(app.trained)
+    second = open_app(SMALL_LINK)
+    assert all("done" in line or "from the store" in line for line in progress(second))
+    assert app.trained == trained_before

@@ -1,0 +1,294 @@
+"""Browser tests: the real app in headless Chromium, from first run to a shared link and a hostile one."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from string import Template
+from typing import NamedTuple
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]  # fmt: skip
+
+if not Path(CHROMIUM).exists():
+    pytest.skip(f"no browser at {CHROMIUM} (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+pytestmark = pytest.mark.browser
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+IMDB = Path(os.environ.get("REGVIZ_IMDB_PATH") or ROOT.parent / "shared" / "data" / "imdb_acl.npz")
+# without the real reviews, the offline dataset keeps the browser tests running instead of skipping
+DATASET = {} if IMDB.is_file() else {"dataset": "synthetic"}
+# more epochs than the default 20, so even an idle machine streams for seconds against a 0.5 s poll
+EPOCHS = 30
+START = {**DATASET, "epochs": str(EPOCHS)}
+SERVER_START_S = 90
+VIEWPORT = {"width": 1400, "height": 1000}
+RUN_TIMEOUT_MS = 150_000  # one training of EPOCHS epochs on a busy 2-core machine, with margin
+LOSS_TITLE = "Loss per epoch"  # streamlit's plotly theme wraps it in <b>, so it is matched as a substring
+RUN_VAL, BASE_VAL = "validation (this run)", "validation (baseline)"
+UNCAUGHT = "Uncaught app execution"  # what streamlit logs for an exception in the script
+IGNORED_NOTICE = "Some of the link's settings were ignored"
+FINISHED = re.compile(r": (done, (\d+) of \2 epochs|from the store, all \d+ epochs)")
+
+# runs in the page from its first script: samples the loss chart every 50 ms, independent of test timing,
+# and keeps each change of (points of this run's validation curve, points of the baseline's)
+COLLECTOR = Template("""
+window.__regviz = {seen: []};
+setInterval(() => {
+  const plots = [...document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")];
+  const loss = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes($title));
+  if (!loss || !loss.data) return;
+  const points = name => (loss.data.find(t => t.name === name) || {x: []}).x.length;
+  const now = [points($run), points($base)];
+  const seen = window.__regviz.seen, last = seen[seen.length - 1];
+  if (!last || last[0] !== now[0] || last[1] !== now[1]) seen.push(now);
+}, 50);
+""").substitute(title=json.dumps(LOSS_TITLE), run=json.dumps(RUN_VAL), base=json.dumps(BASE_VAL))
+
+# the loss chart's final numbers: points and last value of every curve, by trace name
+FINAL_NUMBERS = Template("""
+() => {
+  const plots = [...document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")];
+  const loss = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes($title));
+  return Object.fromEntries(loss.data.filter(t => t.mode === "lines+markers")
+    .map(t => [t.name, [t.x.length, t.y[t.y.length - 1]]]));
+}
+""").substitute(title=json.dumps(LOSS_TITLE))
+
+PANES_HEIGHT = """
+() => Math.max(...[...document.querySelectorAll("[data-testid='stMain'], [data-testid='stSidebarContent']")]
+  .map(e => e.scrollHeight))
+"""
+
+# true once lazily loaded elements (plotly, code) are drawn: no visible placeholder, every chart laid out
+DRAWN = """
+() => [...document.querySelectorAll("[data-testid='stSkeleton']")].every(e => e.offsetParent === null)
+  && [...document.querySelectorAll("[data-testid='stPlotlyChart']")]
+    .every(c => { const p = c.querySelector(".js-plotly-plot"); return p && p._fullLayout; })
+"""
+
+# true once the script is idle and every progress line says its run is complete
+ALL_FINISHED = """
+([pattern, bars]) => {
+  const app = document.querySelector("[data-testid='stApp']");
+  if (!app || app.dataset.testScriptState !== "notRunning") return false;
+  const lines = [...document.querySelectorAll("[data-testid='stProgress']")].map(e => e.innerText);
+  return lines.length === bars && lines.every(t => new RegExp(pattern).test(t));
+}
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.read().decode().strip() == "ok"
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class Server(NamedTuple):
+    url: str  # http://127.0.0.1:<port>
+    log: Path  # the server's stderr, where streamlit logs uncaught app exceptions
+
+
+def _start(env: dict[str, str], stdout, stderr) -> tuple[subprocess.Popen, str]:
+    """Start streamlit on a free port, wait for its health check; retry if another process took the port."""
+    for _ in range(3):
+        port = _free_port()
+        command = [
+            sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+            "--server.port", str(port), "--browser.gatherUsageStats", "false",
+            "--server.fileWatcherType", "none",
+        ]  # fmt: skip
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
+        url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + SERVER_START_S
+        while proc.poll() is None and time.monotonic() < deadline:
+            if _healthy(f"{url}/_stcore/health"):
+                return proc, url
+            time.sleep(0.2)  # poll interval, bounded by the deadline
+        _stop(proc)
+        if "already in use" not in Path(stderr.name).read_text(errors="replace"):
+            break
+    pytest.fail(f"streamlit did not become healthy (exit code {proc.poll()}):\n{_tail(Path(stderr.name))}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app served by `streamlit run` with a fresh store; its stdout and stderr go to test-artifacts/."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    store = tmp_path_factory.mktemp("browser") / "runs.sqlite"
+    # the conftest's REGVIZ_STORE monkeypatch does not reach a subprocess: pass the env explicitly
+    env = {**os.environ, "REGVIZ_STORE": str(store), "REGVIZ_IMDB_PATH": str(IMDB) if IMDB.is_file() else ""}
+    out, err = ARTIFACTS / "browser-server.stdout.log", ARTIFACTS / "browser-server.stderr.log"
+    with open(out, "w") as stdout, open(err, "w") as stderr:
+        proc, url = _start(env, stdout, stderr)
+        try:
+            yield Server(url, err)
+        finally:
+            _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's headless Chromium, driven by playwright (which cannot download its own browser here)."""
+    with sync_api.sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def open_page(browser):
+    """Opens URLs in fresh contexts (own Streamlit sessions) with the chart sampler; closes them after."""
+    contexts = []
+
+    def open_(url: str):
+        context = browser.new_context(viewport=VIEWPORT)
+        contexts.append(context)
+        context.add_init_script(COLLECTOR)
+        page = context.new_page()
+        page.set_default_timeout(RUN_TIMEOUT_MS)
+        page.goto(url)
+        page.locator("[data-testid='stApp'][data-test-connection-state='CONNECTED']").wait_for()
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()  # the tab disconnects, so the server cancels what only it was waiting for
+
+
+def wait_finished(page, bars: int) -> None:
+    """Wait until the page shows `bars` progress lines, all complete, no script running, everything drawn."""
+    page.wait_for_function(ALL_FINISHED, arg=[FINISHED.pattern, bars], polling=100)
+    page.wait_for_function(DRAWN, polling=100)
+
+
+def l2_slider(page):
+    """The sidebar's "L2 penalty" select_slider."""
+    return page.get_by_test_id("stSlider").filter(has_text="L2 penalty")
+
+
+def slider_shown(page) -> tuple[str | None, str]:
+    """What the L2 slider holds: the thumb's aria-valuetext and the value written on it."""
+    slider = l2_slider(page)
+    value_text = slider.get_by_role("slider").get_attribute("aria-valuetext")
+    return value_text, slider.get_by_test_id("stSliderThumbValue").inner_text().strip()
+
+
+def reading_lines(page) -> list[str]:
+    """The plain-words reading under the charts (bullet points in the main area)."""
+    return page.locator("[data-testid='stMain'] li").all_inner_texts()
+
+
+def shoot(page, name: str) -> Path:
+    """A full-page screenshot in test-artifacts/, the viewport grown to show all of main area and sidebar."""
+    # streamlit scrolls inside these two panes, not the document, so full_page alone stops at the viewport
+    page.wait_for_function(DRAWN, polling=100)
+    height = page.evaluate(PANES_HEIGHT)
+    page.set_viewport_size({**VIEWPORT, "height": max(VIEWPORT["height"], height)})
+    path = ARTIFACTS / f"browser-{name}.png"
+    page.screenshot(path=path, full_page=True)
+    return path
+
+
+def query(params: dict[str, str]) -> str:
+    """The path and query string of a link to the app with these settings."""
+    return "/?" + urlencode(params)
+
+
+def settings_in(url: str) -> dict[str, str]:
+    """The settings a URL holds."""
+    return dict(parse_qsl(urlsplit(url).query))
+
+
+def test_l2_slider_streams_a_run_and_its_link_reproduces_it(server, open_page):
+    """Moving L2 with the keyboard streams the new run epoch by epoch; its URL reproduces it in a new tab."""
+    page = open_page(server.url + query(START))
+    wait_finished(page, bars=1)  # the first run is the unregularized baseline
+    shoot(page, "01-first-run-finished")
+    assert slider_shown(page)[1] == "0"
+
+    thumb = l2_slider(page).get_by_role("slider")
+    thumb.focus()
+    page.keyboard.press("ArrowRight")  # the first stop after 0
+    page.wait_for_url(re.compile(r"[?&]l2=1e-05(&|$)"))
+    page.wait_for_function(
+        "n => window.__regviz.seen.some(([run, base]) => base === n && run > 0 && run < n)", arg=EPOCHS
+    )
+    shoot(page, "02-streaming")
+    wait_finished(page, bars=2)  # this run and its baseline
+    shoot(page, "03-run-finished")
+
+    seen, final = page.evaluate("window.__regviz.seen"), page.evaluate(FINAL_NUMBERS)
+    (ARTIFACTS / "browser-samples.json").write_text(json.dumps({"seen": seen, "final": final}, indent=1))
+    partial = sorted({run for run, base in seen if base == EPOCHS and 0 < run < EPOCHS})
+    assert len(partial) >= 2, f"the chart jumped to the end instead of streaming: {seen}"
+    shared = page.url
+    assert settings_in(shared) == {**START, "l2": "1e-05"}
+    slider, reading = slider_shown(page), reading_lines(page)
+    assert final[RUN_VAL][0] == final[BASE_VAL][0] == EPOCHS
+    assert slider[1] == "1e-05"
+
+    other = open_page(shared)
+    wait_finished(other, bars=2)
+    path = shoot(other, "04-shared-link")
+    assert slider_shown(other) == slider
+    assert other.evaluate(FINAL_NUMBERS) == final
+    assert reading_lines(other) == reading
+    # served, not trained again: this tab never drew a partial run
+    drawn = other.evaluate("window.__regviz.seen")
+    assert [EPOCHS, EPOCHS] in drawn and not any(0 < run < EPOCHS for run, _ in drawn), drawn
+    assert path.stat().st_size > 0
+    assert UNCAUGHT not in server.log.read_text()
+
+
+def test_hostile_link_shows_a_notice_not_an_exception(server, open_page):
+    """A link with a bad value, an unknown key and an out-of-range penalty says what it ignored; no crash."""
+    page = open_page(server.url + query({**START, "width": "abc", "bogus": "1", "l2": "-5"}))
+    notice = page.get_by_test_id("stAlertContainer").filter(has_text=IGNORED_NOTICE)
+    notice.wait_for()
+    for ignored in ("width='abc'", "bogus='1'", "l2='-5'"):
+        assert ignored in notice.inner_text()
+    # what was ignored leaves the URL; what was valid stays
+    page.wait_for_url(lambda url: settings_in(url) == START)
+    assert slider_shown(page)[1] == "0"
+    page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for()
+    shoot(page, "05-hostile-link")
+    assert page.get_by_test_id("stException").count() == 0
+    assert UNCAUGHT not in server.log.read_text()
