@@ -273,7 +273,7 @@ class RunManager:
             run._set_state(CANCELLED)
             self._queue_moved()
         elif run._state == RUNNING:
-            log.info("run %s: nobody watches it any more, cancelling", run.key)
+            log.info("run %s abandoned: nobody watches it any more, cancelling", run.key)
             run._cancel.set()  # the worker marks it cancelled when train returns
 
     def _remember(self, run: Run) -> None:
@@ -328,6 +328,7 @@ class RunManager:
 
     def _consume(self, run: Run) -> None:
         """Append each record as train yields it; stop at the first record after a cancel."""
+        log.info("run %s started: %s", run.key, run.settings.to_params() or "the defaults")
         records = iter(self._train(run.settings, run._cancel))
         try:
             for record in records:

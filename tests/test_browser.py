@@ -292,3 +292,88 @@ def test_hostile_link_shows_a_notice_not_an_exception(server, open_page):
     shoot(page, "05-hostile-link")
     assert page.get_by_test_id("stException").count() == 0
     assert UNCAUGHT not in server.log.read_text()
+
+
+# ---- runs follow the tabs: shared while watched, cancelled when abandoned ---------------------------------
+
+LONG = {**DATASET, "width": "512", "epochs": "100"}  # minutes of training: it only ends by being cancelled
+LOG_LINE = re.compile(r"^(\S+ \S+) INFO regviz\.runs: run (\w+) (.*)$", re.M)
+
+
+def run_key(params: dict[str, str]) -> str:
+    """The identity the server logs a run under."""
+    from regviz.settings import Settings
+
+    return Settings.from_params(params).key()
+
+
+def run_events(server, key: str) -> list[tuple[float, str]]:
+    """(seconds since the epoch, what happened) for every log line of the run `key`, in order."""
+    events = []
+    for stamp, logged, what in LOG_LINE.findall(server.log.read_text(errors="replace")):
+        if logged == key:
+            when = time.mktime(time.strptime(stamp.split(",")[0], "%Y-%m-%d %H:%M:%S"))
+            events.append((when + int(stamp.split(",")[1]) / 1000, what))
+    return events
+
+
+def wait_for_event(server, key: str, starts: str, timeout_s: float) -> tuple[float, str]:
+    """The first logged event of run `key` that starts with `starts`; fails after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = [e for e in run_events(server, key) if e[1].startswith(starts)]
+        if found:
+            return found[0]
+        time.sleep(0.2)  # poll interval, bounded by the deadline
+    pytest.fail(f"run {key} never logged '{starts}…': {run_events(server, key)}")
+
+
+def wait_training(page, at_least: int = 1) -> None:
+    """Wait until the page's first progress line says this run is past epoch `at_least`."""
+    page.wait_for_function(
+        "n => { const m = (document.querySelector(\"[data-testid='stProgress']\") || {}).innerText"
+        "?.match(/training, epoch (\\d+) of/); return m && +m[1] >= n; }",
+        arg=at_least,
+        polling=100,
+    )
+
+
+def test_two_tabs_share_one_training_and_closing_the_last_cancels_it(server, open_page):
+    """Two tabs on the same settings share one training; it goes on when one closes, stops when both have."""
+    params = {**LONG, "seed": "11"}
+    key = run_key(params)
+    first, second = open_page(server.url + query(params)), open_page(server.url + query(params))
+    wait_training(first), wait_training(second)
+    first.context.close()
+    wait_training(second, at_least=int(first_epoch_seen(second)) + 2)  # still training after one tab left
+    events = [what for _, what in run_events(server, key)]
+    assert sum(what.startswith("started") for what in events) == 1, events
+    assert not any("cancel" in what for what in events), events
+    second.context.close()
+    cancelled = wait_for_event(server, key, "cancelled after", timeout_s=60)[1]
+    assert int(re.search(r"after (\d+) of", cancelled)[1]) < int(LONG["epochs"])
+
+
+def first_epoch_seen(page) -> int:
+    """The epoch number the page's first progress line shows now."""
+    return int(re.search(r"epoch (\d+) of", page.get_by_test_id("stProgress").first.inner_text())[1])
+
+
+def test_moving_a_slider_mid_run_cancels_the_abandoned_run_and_starts_the_new_one(server, open_page):
+    """A slider move during a run: the old run stops within about one epoch and the new one starts at once."""
+    old, new = {**LONG, "seed": "12"}, {**LONG, "seed": "12", "width": "256"}
+    page = open_page(server.url + query(old))
+    wait_training(page)
+    thumb = page.get_by_test_id("stSlider").filter(has_text="Units per layer").get_by_role("slider")
+    thumb.focus()
+    page.keyboard.press("ArrowLeft")  # 512 -> 256
+    page.wait_for_url(re.compile(r"[?&]width=256(&|$)"))
+    asked, _ = wait_for_event(server, run_key(old), "abandoned", timeout_s=30)
+    stopped, _ = wait_for_event(server, run_key(old), "cancelled after", timeout_s=30)
+    started, _ = wait_for_event(server, run_key(new), "started", timeout_s=30)
+    wait_training(page)
+    # generous bounds for a loaded 2-core machine: one 512-unit epoch is ~0.6 s when idle
+    assert stopped - asked < 5.0 and started - asked < 6.0, (asked, stopped, started)
+    (ARTIFACTS / "browser-slider-move.json").write_text(
+        json.dumps({"cancel_to_stopped_s": stopped - asked, "cancel_to_new_started_s": started - asked})
+    )
