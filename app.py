@@ -25,7 +25,9 @@ st.set_page_config(page_title="regviz: see regularization work", page_icon="📉
 def backend() -> Backend:
     """One backend per server process: its store and its trainings are shared by every session."""
     log_to_console()
-    return Backend()
+    service = Backend()
+    service.warm_up()
+    return service
 
 
 def _forget_session(token: str) -> None:

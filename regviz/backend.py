@@ -51,5 +51,23 @@ class Backend:
         if len(records) == settings.epochs:  # a cancelled run is never stored as finished
             self.save(settings, records)
 
+    def warm_up(self, settings: Settings | None = None) -> threading.Thread:
+        """In the background: load the dataset and run TensorFlow's one-time set-up on a tiny model."""
+        thread = threading.Thread(
+            target=self._warm, args=(settings or Settings(),), daemon=True, name="warm-up"
+        )
+        thread.start()
+        return thread
+
+    def _warm(self, settings: Settings) -> None:
+        try:
+            ds = data.load(settings.dataset)
+        except data.DatasetUnavailable:
+            return  # the page says so when someone asks for it
+        tiny = settings.replace(epochs=1, width=4)
+        # the first training in a process pays seconds of tensorflow start-up; pay it before anyone waits
+        for _ in train.fit(tiny, ds.x_train.take(256), ds.y_train[:256], ds.x_val.take(256), ds.y_val[:256]):
+            pass
+
     def _train(self, settings: Settings, cancel: threading.Event | None) -> Iterator[EpochRecord]:
         return train.train(settings, cancel, dataset=data.load(settings.dataset))

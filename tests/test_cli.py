@@ -1,0 +1,97 @@
+"""The command line: JSON lines per epoch, a summary, help for every setting, exit 2 on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, subprocess_env
+
+from regviz import cli, data
+from regviz import settings as settings_mod
+from regviz.settings import Settings
+
+SMALL = ["--dataset", "synthetic", "--width", "4", "--epochs", "3", "--l2", "0.001"]
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`python -m regviz ...` in a fresh interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "regviz", *args], cwd=REPO, env=subprocess_env(**env),
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+
+
+def test_train_prints_one_json_line_per_epoch_then_a_summary(temporary_store):
+    """Each epoch is a JSON line as it ends; the last line summarises and says the run was trained."""
+    done = run_cli("train", *SMALL, REGVIZ_STORE=str(temporary_store))
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    epochs, last = lines[:-1], lines[-1]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3]
+    best = min(epochs, key=lambda e: e["val_data_loss"])
+    assert last["summary"]["best_epoch"] == best["epoch"]
+    assert last["summary"]["min_val_data_loss"] == best["val_data_loss"]
+    assert last["summary"]["cached"] is False
+    assert (
+        last["settings"]
+        == Settings.from_params(
+            {"dataset": "synthetic", "width": "4", "epochs": "3", "l2": "0.001"}
+        ).as_dict()
+    )
+
+
+def test_a_second_run_comes_from_the_store_with_the_same_epochs(temporary_store):
+    """The same command again is served from the store: identical epoch lines, cached true."""
+    first = run_cli("train", *SMALL, REGVIZ_STORE=str(temporary_store))
+    second = run_cli("train", *SMALL, REGVIZ_STORE=str(temporary_store))
+    assert second.stdout.splitlines()[:-1] == first.stdout.splitlines()[:-1]
+    assert json.loads(second.stdout.splitlines()[-1])["summary"]["cached"] is True
+
+
+def test_help_documents_every_setting(capsys):
+    """`train --help` names every setting with its range and default."""
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for f in settings_mod.fields():
+        assert "--" + f.name.replace("_", "-") in text
+        assert " ".join(settings_mod.allowed(f).split()) in text
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["--width", "0"], ["--l2", "abc"], ["--optimizer", "lbfgs"], ["--dropout", "0.95"], ["--bogus", "1"]],
+)
+def test_bad_input_exits_2_with_one_line(args, capsys):
+    """A bad value or unknown option: exit code 2 and a message naming what is wrong, no traceback."""
+    with pytest.raises(SystemExit) as exit_info:
+        code = cli.main(["train", *args])
+        raise SystemExit(code)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert args[0].lstrip("-").replace("-", "_") in err or args[0] in err
+
+
+def test_an_unavailable_dataset_exits_1_with_one_line(monkeypatch, capsys):
+    """When IMDB can't be downloaded the command says so in one line and exits 1."""
+
+    def unavailable(name):
+        raise data.DatasetUnavailable(
+            "IMDB could not be downloaded (URLError: offline); offline datasets: synthetic"
+        )
+
+    monkeypatch.setattr(data, "load", unavailable)
+    assert cli.main(["train", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "offline datasets: synthetic" in err[0]
+
+
+def test_code_prints_the_keras_listing(capsys):
+    """`code` prints the book-style listing of the given settings."""
+    assert cli.main(["code", "--l1", "0.001", "--dropout", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "regularizers.l1(0.001)" in out and "layers.Dropout(0.5)" in out
