@@ -227,8 +227,9 @@ def main() -> None:
         st.query_params.from_dict(settings.to_params())
     header(settings)
     notices()
-    st.toggle("Show the loss as Keras reports it (penalty included)", key="keras_loss", help=KERAS_LOSS_NOTE)
-    if st.session_state.keras_loss:
+    if st.toggle(
+        "Show the loss as Keras reports it (penalty included)", key="keras_loss", help=KERAS_LOSS_NOTE
+    ):
         st.caption(KERAS_LOSS_NOTE)
     manager, token = backend().manager, session_token()
     run = manager.watch(settings, token)

@@ -5,17 +5,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import multiprocessing
 import os
 import random
 import re
 import sqlite3
+import subprocess
+import sys
 import threading
 import warnings
 from datetime import datetime
 from pathlib import Path
 
 import pytest
+from conftest import TESTS, subprocess_env
 
 import regviz.records
 from regviz.records import HIST_EDGES, EpochRecord, LayerStats
@@ -352,13 +354,15 @@ def put_runs(path: str, first: int, n: int) -> None:
 def test_concurrent_puts_from_processes_all_land(path):
     """Several processes putting runs into one file at once lose none of them."""
     RunStore(path)
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=put_runs, args=(str(path), 10 * p, 5)) for p in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(timeout=120)
-    assert [p.exitcode for p in procs] == [0] * len(procs)
+    # fresh interpreters, not multiprocessing: its spawn re-runs whatever __main__ is (after AppTest, app.py)
+    code = "import sys, test_store; test_store.put_runs(sys.argv[1], int(sys.argv[2]), 5)"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, str(path), str(10 * p)], cwd=TESTS, env=subprocess_env()
+        )
+        for p in range(4)
+    ]
+    assert [p.wait(timeout=120) for p in procs] == [0] * len(procs)
     store = RunStore(path)
     assert store.count() == 20
     for seed in (0, 14, 32):
