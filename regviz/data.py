@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
 import os
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -145,7 +147,9 @@ def _download_imdb():
     import keras  # keras is heavy; only this path needs it
 
     try:
-        return keras.datasets.imdb.load_data(num_words=NUM_WORDS)
+        # keras prints its progress to stdout, which belongs to the command line's JSON lines
+        with contextlib.redirect_stdout(sys.stderr):
+            return keras.datasets.imdb.load_data(num_words=NUM_WORDS)
     except Exception as e:  # no network, proxy errors, a broken cache file: all one message
         raise DatasetUnavailable(
             f"IMDB could not be downloaded ({type(e).__name__}: {_first_line(e)}); "
