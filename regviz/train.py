@@ -1,16 +1,23 @@
 """Training a run: the Keras model its settings describe, one record per epoch, as each epoch ends.
 
 Why not `model.fit`: the input is 98.7 % zeros, and fit pays per-step Python overhead and a dense
-10000-wide matmul. Here the whole epoch is one `tf.function`, batches stay sparse (CSR), and only
-the first layer's matmul is done by a sparse kernel; every other layer, the penalty
-(`model.losses`), the loss and the optimizer step are the Keras model's own.
+10000-wide matmul. Here the whole epoch is one `tf.function`, batches stay sparse, and only the first
+layer's matmul is done by a sparse kernel; every other layer, the penalty (`model.losses`), the loss
+and the optimizer step are the Keras model's own.
+
+Why a pool of trainers: tracing those functions costs more than an epoch of the default model. A
+finished run leaves its model, optimizer and traced functions behind, and the next run of the same
+architecture takes them over with every variable (weights, dropout seed state, optimizer slots,
+learning rate) copied from a newly built model, so it starts exactly where a brand-new model would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -23,6 +30,11 @@ from regviz import data as datasets  # noqa: E402
 from regviz.model import build_model, build_optimizer, hidden_layers  # noqa: E402
 from regviz.records import HIST_EDGES, SMALL_WEIGHT, EpochRecord, LayerStats  # noqa: E402
 from regviz.settings import Settings  # noqa: E402
+
+COO_MAX_WIDTH = 16  # up to this width tf's COO matmul is 2x faster than CSR; from 32 on 3x slower
+XLA_MIN_WIDTH = 64  # xla fuses the optimizer's passes (4x on a 10000x512 kernel); compiling costs 0.3 s
+POOL_SIZE = 4  # idle trainers kept for reuse; a 512-wide one holds about 70 MB
+PREPARED_ROWS = 4  # row sets kept as tensors: a dataset's training and validation rows, and a spare pair
 
 _build_lock = threading.Lock()  # keras's seeding is global: build one model at a time
 
@@ -41,38 +53,35 @@ def train(settings: Settings, cancel: threading.Event | None = None, dataset=Non
 def fit(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator[EpochRecord]:
     """Train on the given sparse rows (the benchmark passes its own split), yielding per epoch."""
     start = time.perf_counter()
-    model, optimizer = _fresh_model(settings, x_train.n_cols)
-    epoch_fn = _epoch_function(model, optimizer, x_train, y_train, settings.batch_size)
-    eval_fn = _eval_function(model, x_val)
-    order = np.random.default_rng(settings.seed)
-    for epoch in range(1, settings.epochs + 1):
-        if cancel is not None and cancel.is_set():
-            return
-        sums = epoch_fn(tf.constant(order.permutation(len(y_train)), tf.int32))
-        yield _record(epoch, sums, len(y_train), eval_fn(), y_val, time.perf_counter() - start)
+    with _pool.lease(settings, x_train.n_cols) as trainer:
+        rng = np.random.default_rng(settings.seed)
+        orders = iter(lambda: tf.constant(rng.permutation(len(y_train)), tf.int32), None)
+        with _regviz_graph_options():
+            rows = (*_tensors(x_train).ragged(), tf.constant(y_train, tf.float32))
+            val = (_tensors(x_val).csr(), tf.constant(y_val, tf.float32))
+            batches = trainer.prepare(next(orders), *rows)
+        for epoch in range(1, settings.epochs + 1):
+            if cancel is not None and cancel.is_set():
+                return
+            with _regviz_graph_options():
+                # the next epoch's order is drawn now, so that its batches are built alongside this epoch
+                sums, batches = trainer.run_epoch(*batches, next(orders), *rows)
+                evaluated = trainer.evaluate(*val)
+            yield _record(epoch, sums, len(y_train), evaluated, y_val, time.perf_counter() - start)
 
 
-def _fresh_model(settings: Settings, num_features: int):
-    with _build_lock:
-        keras.utils.set_random_seed(settings.seed)
-        model = build_model(settings, num_features)
-        optimizer = build_optimizer(settings)
-        optimizer.build(model.trainable_variables)
-    return model, optimizer
+def forward(model: keras.Sequential, x, x_t, training: bool):
+    """The model's output for CSR input: first layer by the sparse kernel, the rest by Keras."""
+    return _after_first_matmul(model, _sparse_matmul(x, x_t, model.layers[0].kernel), training)
 
 
-def _csr_constants(rows: datasets.SparseRows):
-    return tf.constant(rows.indptr, tf.int64), tf.constant(rows.indices, tf.int64), rows.n_cols
-
-
-def _to_csr(indptr, indices, ids, n_cols):
-    """The rows `ids` as a CSR matrix and its transpose (the transpose serves the gradient)."""
-    batch = tf.gather(tf.RaggedTensor.from_row_splits(indices, indptr, validate=False), ids)
-    coords = tf.stack([batch.value_rowids(), batch.flat_values], axis=1)
-    ones = tf.ones(tf.shape(coords)[:1], tf.float32)
-    shape = tf.stack([tf.cast(tf.size(ids), tf.int64), tf.constant(n_cols, tf.int64)])
-    x = tf.raw_ops.SparseTensorToCSRSparseMatrix(indices=coords, values=ones, dense_shape=shape)
-    return x, tf.raw_ops.SparseMatrixTranspose(input=x, type=tf.float32)
+def _after_first_matmul(model, a1, training):
+    """The model's output (one probability per row) given a1 = x @ kernel of its first layer."""
+    first = model.layers[0]
+    h = first.activation(a1 + first.bias)
+    for layer in model.layers[1:]:
+        h = layer(h, training=training)
+    return h[:, 0]
 
 
 def _sparse_matmul(x, x_t, kernel):
@@ -88,15 +97,6 @@ def _sparse_matmul(x, x_t, kernel):
     return matmul(tf.convert_to_tensor(kernel))
 
 
-def forward(model: keras.Sequential, x, x_t, training: bool):
-    """The model's output for CSR input: first layer by the sparse kernel, the rest by Keras."""
-    first = model.layers[0]
-    h = first.activation(_sparse_matmul(x, x_t, first.kernel) + first.bias)
-    for layer in model.layers[1:]:
-        h = layer(h, training=training)
-    return h[:, 0]
-
-
 def _penalty(model) -> tf.Tensor:
     losses = model.losses
     return tf.add_n(losses) if losses else tf.constant(0.0)
@@ -106,73 +106,315 @@ def _data_loss(y, p):
     return keras.losses.binary_crossentropy(y[:, None], p[:, None])  # per sample, keras's clipping
 
 
-def _epoch_function(model, optimizer, x_rows, y, batch_size):
-    indptr, indices, n_cols = _csr_constants(x_rows)
-    labels = tf.constant(y, tf.float32)
+# ---- sparse rows as tensors, made once per row set -----------------------------------------------
+
+
+def _csr(coords, n_rows, n_cols):
+    """A CSR matrix of ones at coords ([n, 2] int64, row-major order)."""
+    ones = tf.ones(tf.shape(coords)[:1], tf.float32)
+    shape = tf.stack([tf.cast(n_rows, tf.int64), tf.cast(n_cols, tf.int64)])
+    return tf.raw_ops.SparseTensorToCSRSparseMatrix(indices=coords, values=ones, dense_shape=shape)
+
+
+class _Tensors:
+    """One row set as tensors, each made at first use: ragged (row starts, columns), or one CSR matrix."""
+
+    def __init__(self, rows: datasets.SparseRows):
+        self.rows = rows  # held, so that the memory its cache key points at is not reused
+        self._ragged = self._csr = None
+
+    def ragged(self):
+        """Row starts and column indices (int64), for training batches."""
+        if self._ragged is None:
+            self._ragged = tf.constant(self.rows.indptr, tf.int64), tf.constant(self.rows.indices, tf.int64)
+        return self._ragged
+
+    def csr(self):
+        """All rows as one CSR matrix, for validation every epoch."""
+        if self._csr is None:
+            indptr, indices = self.ragged()
+            row_ids = tf.raw_ops.RaggedTensorToSparse(rt_nested_splits=[indptr], rt_dense_values=indices)
+            coords = tf.stack([row_ids.sparse_indices[:, 0], indices], axis=1)
+            self._csr = _csr(coords, len(self.rows), self.rows.n_cols)
+        return self._csr
+
+
+_tensors_cache: OrderedDict[tuple, _Tensors] = OrderedDict()
+_tensors_lock = threading.Lock()
+
+
+def _tensors(rows: datasets.SparseRows) -> _Tensors:
+    """The row set's tensors, shared by every run on the same arrays (a dataset's splits and prefixes)."""
+    key = (rows.indptr.ctypes.data, rows.indices.ctypes.data, len(rows), rows.nnz, rows.n_cols)
+    with _tensors_lock:
+        if key in _tensors_cache:
+            _tensors_cache.move_to_end(key)
+            return _tensors_cache[key]
+    made = _Tensors(rows)
+    with _tensors_lock:
+        _tensors_cache[key] = made
+        while len(_tensors_cache) > PREPARED_ROWS:
+            _tensors_cache.popitem(last=False)
+    return made
+
+
+# ---- graph options for regviz's own functions ----------------------------------------------------
+
+
+@contextlib.contextmanager
+def _regviz_graph_options():
+    """Grappler off for the functions this thread calls until the block ends.
+
+    Its rewrites do not make these loops faster, and optimising them costs a new model 0.1 s before
+    its first epoch. What changes is the calling thread's function-call options (what a `tf.function`
+    call hands to the runtime); the process-wide settings, and with them any other code such as a
+    plain `model.fit`, are untouched.
+    """
+    try:
+        from tensorflow.python.eager import context
+    except ImportError:  # pragma: no cover - a tensorflow without it keeps grappler on
+        yield
+        return
+    ctx = context.context()
+    old = ctx.function_call_options
+    config = tf.compat.v1.ConfigProto.FromString(old.config_proto_serialized)
+    config.graph_options.rewrite_options.disable_meta_optimizer = True
+    ctx.function_call_options = context.FunctionCallOptions(old.executor_type, config)
+    try:
+        yield
+    finally:
+        ctx.function_call_options = old
+
+
+# ---- trainers: a model, its optimizer and their traced functions, reused across runs -------------
+
+
+class _Trainer:
+    """A Keras model, its optimizer and the traced functions that train and evaluate it."""
+
+    def __init__(self, settings: Settings, n_cols: int):
+        self.n_cols = n_cols
+        self.model, self.optimizer = _fresh_model(settings, n_cols)
+        self.fresh = True
+        # traced at their first call, which fit makes under _regviz_graph_options like every other
+        functions = _epoch_functions(self.model, self.optimizer, n_cols, settings.batch_size)
+        self.prepare, self.run_epoch = functions
+        self._evaluate = _eval_function(self.model)
+
+    def reset(self, settings: Settings) -> None:
+        """Every variable as a newly built model and optimizer for these settings have it."""
+        if self.fresh:  # built for this run
+            self.fresh = False
+            return
+        model, optimizer = _fresh_model(settings, self.n_cols)
+        mine, new = self.model.variables + self.optimizer.variables, model.variables + optimizer.variables
+        for variable, value in zip(mine, new, strict=True):
+            variable.assign(value)
+
+    def evaluate(self, x_csr, y):
+        """Validation predictions and data loss, penalty and weight statistics of the current weights."""
+        a1 = tf.raw_ops.SparseMatrixMatMul(a=x_csr, b=self.model.layers[0].kernel.value)
+        return self._evaluate(a1, y)
+
+
+def _architecture(settings: Settings, n_cols: int) -> tuple:
+    """What the traced functions depend on; not the seed, epochs, data or learning rate (a variable)."""
+    s = settings
+    return (n_cols, s.depth, s.width, s.l1, s.l2, s.dropout, s.optimizer, s.batch_size)
+
+
+class _Pool:
+    """Idle trainers by architecture, the least recently used dropped first; safe for many threads."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._idle: OrderedDict[tuple, list[_Trainer]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def lease(self, settings: Settings, n_cols: int):
+        """A trainer for these settings, reset to fresh weights, for the duration of one run."""
+        key = _architecture(settings, n_cols)
+        with self._lock:
+            trainer = self._idle[key].pop() if self._idle.get(key) else None
+        trainer = trainer or _Trainer(settings, n_cols)
+        trainer.reset(settings)
+        try:
+            yield trainer
+        finally:
+            self._give_back(key, trainer)
+
+    def _give_back(self, key, trainer):
+        with self._lock:
+            self._idle.setdefault(key, []).append(trainer)
+            self._idle.move_to_end(key)
+            while sum(len(t) for t in self._idle.values()) > self.size:
+                oldest = next(iter(self._idle))
+                self._idle[oldest].pop(0)
+                if not self._idle[oldest]:
+                    del self._idle[oldest]
+
+
+_pool = _Pool(POOL_SIZE)
+
+
+def _fresh_model(settings: Settings, num_features: int):
+    with _build_lock:
+        keras.utils.set_random_seed(settings.seed)
+        model = build_model(settings, num_features)
+        optimizer = build_optimizer(settings)
+        optimizer.build(model.trainable_variables)
+    return model, optimizer
+
+
+# ---- the traced functions ------------------------------------------------------------------------
+
+
+def _epoch_functions(model, optimizer, n_cols, batch_size):
+    """prepare(order, rows) -> batches, and run_epoch(batches, next order, rows) -> sums, next batches."""
     params = model.trainable_variables
+    first = model.layers[0]
 
-    # xla fuses the optimizer's elementwise passes: 4x faster on a 10000x512 kernel, but its
-    # compile time (0.25 s) costs more than it saves on small layers
-    @tf.function(jit_compile=model.layers[0].units >= 64)
+    def head(a1, yb):
+        """Data loss, hits, and the gradients of everything after the first matmul (a1 = x @ kernel)."""
+        with tf.GradientTape() as tape:
+            tape.watch(a1)
+            p = _after_first_matmul(model, a1, training=True)
+            data_loss = tf.reduce_mean(_data_loss(yb, p))
+        grads = tape.gradient(data_loss, [a1, *params[1:]])
+        correct = tf.reduce_sum(tf.cast(tf.equal(tf.cast(p > 0.5, tf.float32), yb), tf.float32))
+        return data_loss, correct, grads
+
     def apply(grads):
+        """Add the penalty's gradient and take the optimizer's step; returns the penalty before it."""
+        with tf.GradientTape() as tape:
+            penalty = _penalty(model)
+        if model.losses:
+            extra = tape.gradient(penalty, params)
+            grads = [g if e is None else g + e for g, e in zip(grads, extra, strict=True)]
         optimizer.apply(grads, params)
+        return penalty
 
-    @tf.function
-    def run_epoch(order):
-        n = tf.size(order)
-        sums = tf.zeros([4])  # data loss, penalty, correct, weighted by batch size as keras's trackers
-        for start in tf.range(0, n, batch_size):
-            ids = order[start : tf.minimum(start + batch_size, n)]
-            x, x_t = _to_csr(indptr, indices, ids, n_cols)
-            yb = tf.gather(labels, ids)
-            with tf.GradientTape() as tape:
-                p = forward(model, x, x_t, training=True)
-                data_loss = tf.reduce_mean(_data_loss(yb, p))
-                penalty = _penalty(model)
-                loss = data_loss + penalty
-            apply(tape.gradient(loss, params))
-            nb = tf.cast(tf.size(ids), tf.float32)
-            correct = tf.reduce_sum(tf.cast(tf.equal(tf.cast(p > 0.5, tf.float32), yb), tf.float32))
-            sums += tf.stack([data_loss * nb, penalty * nb, correct, nb])
-        return sums
+    if first.units >= XLA_MIN_WIDTH:
+        apply = tf.function(apply, autograph=False, jit_compile=True)
 
-    return run_epoch
+    def first_matmul(coords, n_rows):
+        """x @ kernel for the batch's ones at coords, and a function giving the kernel's gradient x^T @ dy."""
+        if first.units <= COO_MAX_WIDTH:
+            x = tf.SparseTensor(
+                coords, tf.ones(tf.shape(coords)[:1]), tf.stack([tf.cast(n_rows, tf.int64), n_cols])
+            )
+            kernel_gradient = lambda dy: tf.sparse.sparse_dense_matmul(x, dy, adjoint_a=True)  # noqa: E731
+            return tf.sparse.sparse_dense_matmul(x, first.kernel.value), kernel_gradient
+        x = _csr(coords, n_rows, n_cols)
+        x_t = lambda: tf.raw_ops.SparseMatrixTranspose(input=x, type=tf.float32)  # noqa: E731
+        kernel_gradient = lambda dy: tf.raw_ops.SparseMatrixMatMul(a=x_t(), b=dy)  # noqa: E731
+        return tf.raw_ops.SparseMatrixMatMul(a=x, b=first.kernel.value), kernel_gradient
+
+    def step(coords, y, i, sums):
+        start = i * batch_size
+        end = tf.minimum(start + batch_size, tf.size(y))
+        a1, kernel_gradient = first_matmul(_batch(coords, i), end - start)
+        data_loss, correct, grads = head(a1, y[start:end])
+        penalty = apply([kernel_gradient(grads[0]), *grads[1:]])
+        nb = tf.cast(end - start, tf.float32)
+        # weighted by batch size, as keras's loss trackers average
+        return i + 1, sums + tf.stack([data_loss * nb, penalty * nb, correct, nb])
+
+    order = tf.TensorSpec([None], tf.int32)
+    ids, labels = tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)
+    coords = tf.TensorSpec([], tf.variant)  # a list of per-batch [n, 2] coordinate tensors
+
+    @tf.function(autograph=False, input_signature=[coords, labels, order, ids, ids, labels])
+    def run_epoch(coords, y, next_order, *rows):
+        # the next epoch's batches depend on nothing in this one: the runtime builds them alongside
+        count = tf.raw_ops.TensorListLength(input_handle=coords)
+        loop = tf.while_loop(
+            lambda i, _: i < count, lambda i, sums: step(coords, y, i, sums), [tf.constant(0), tf.zeros([4])]
+        )
+        return loop[1], prepare(next_order, *rows)
+
+    prepare = _batches_function(batch_size)
+    return prepare, run_epoch
 
 
-def _eval_function(model, x_rows):
-    indptr, indices, n_cols = _csr_constants(x_rows)
-    ids = tf.range(len(x_rows), dtype=tf.int32)
+COORDS_SHAPE = [-1, 2]  # a batch's (row within the batch, column) pairs
+_batches_functions: dict[int, tf.types.experimental.PolymorphicFunction] = {}
+
+
+def _batches_function(batch_size: int):
+    """batches(order, indptr, indices, labels): one function per batch size, shared by every trainer."""
+
+    def batches(order, indptr, indices, labels):
+        """The rows in this order, batch by batch: (row within the batch, column) of each one; labels."""
+        rows = tf.gather(tf.RaggedTensor.from_row_splits(indices, indptr, validate=False), order)
+        splits, columns, n = rows.row_splits, rows.values, tf.size(order)
+
+        def one(i, coords):
+            start, end = i * batch_size, tf.minimum((i + 1) * batch_size, n)
+            lo, hi = splits[start], splits[end]
+            ids = tf.raw_ops.RaggedTensorToSparse(
+                rt_nested_splits=[splits[start : end + 1] - lo], rt_dense_values=columns[lo:hi]
+            ).sparse_indices[:, 0]
+            batch = tf.stack([ids, columns[lo:hi]], axis=1)
+            return i + 1, tf.raw_ops.TensorListSetItem(input_handle=coords, index=i, item=batch)
+
+        count = (n + batch_size - 1) // batch_size
+        # a list of per-batch tensors: a step takes its batch without copying it out of the epoch's
+        coords = tf.raw_ops.TensorListReserve(
+            element_shape=COORDS_SHAPE, num_elements=count, element_dtype=tf.int64
+        )
+        return tf.while_loop(lambda i, _: i < count, one, [0, coords])[1], tf.gather(labels, order)
+
+    if batch_size not in _batches_functions:
+        ids, labels = tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)
+        spec = [tf.TensorSpec([None], tf.int32), ids, ids, labels]
+        # two threads may both get here: the first function stored is the one everybody uses
+        _batches_functions.setdefault(batch_size, tf.function(batches, autograph=False, input_signature=spec))
+    return _batches_functions[batch_size]
+
+
+def _batch(coords, i):
+    """Batch i's coordinates from the epoch's list."""
+    return tf.raw_ops.TensorListGetItem(
+        input_handle=coords, index=i, element_shape=COORDS_SHAPE, element_dtype=tf.int64
+    )
+
+
+def _eval_function(model):
+    first = model.layers[0]
     kernels = [layer.kernel for layer in hidden_layers(model)]
     lo, hi, bins = HIST_EDGES[0], HIST_EDGES[-1], len(HIST_EDGES) - 1
 
-    @tf.function
-    def evaluate():
-        x, x_t = _to_csr(indptr, indices, ids, n_cols)
-        p = forward(model, x, x_t, training=False)
+    @tf.function(
+        autograph=False,
+        input_signature=[tf.TensorSpec([None, first.units], tf.float32), tf.TensorSpec([None], tf.float32)],
+    )
+    def evaluate(a1, y):
+        p = _after_first_matmul(model, a1, training=False)
         norms = tf.stack([tf.norm(k) for k in kernels])
         small = tf.stack([tf.reduce_mean(tf.cast(tf.abs(k) < SMALL_WEIGHT, tf.float32)) for k in kernels])
         hist = tf.histogram_fixed_width(tf.reshape(kernels[0], [-1]), [lo, hi], nbins=bins)
-        return p, _penalty(model), norms, small, hist
+        return p, tf.reduce_mean(_data_loss(y, p)), _penalty(model), norms, small, hist
 
     return evaluate
 
 
 def _record(epoch, sums, n_train, evaluated, y_val, seconds) -> EpochRecord:
     data_sum, penalty_sum, correct, _ = (float(v) for v in sums.numpy())
-    p, penalty, norms, small, hist = (t.numpy() for t in evaluated)
-    val_data_loss = float(np.mean(_data_loss(tf.constant(y_val), tf.constant(p)).numpy()))
+    p, val_data_loss, penalty, norms, small, hist = (t.numpy() for t in evaluated)
     return EpochRecord(
         epoch=epoch,
         data_loss=data_sum / n_train,
-        val_data_loss=val_data_loss,
+        val_data_loss=float(val_data_loss),
         penalty=float(penalty),
         loss=(data_sum + penalty_sum) / n_train,
-        val_loss=val_data_loss + float(penalty),
+        val_loss=float(val_data_loss) + float(penalty),
         accuracy=correct / n_train,
         val_accuracy=float(np.mean((p > 0.5) == (y_val > 0.5))),
         val_auc=roc_auc(y_val, p),
         seconds=seconds,
-        layers=tuple(LayerStats(float(a), float(b)) for a, b in zip(norms, small)),
+        layers=tuple(LayerStats(float(a), float(b)) for a, b in zip(norms, small, strict=True)),
         hist=tuple(int(c) for c in hist),
     )
 

@@ -1,0 +1,417 @@
+"""regviz's trainer against the book's plain Keras `model.fit`, on the same IMDB split, in one process.
+
+    python bench/compare.py               # 16-16 and 512-512, 20 epochs, 3 seeds: several minutes
+    python bench/compare.py --quick       # 2 epochs, 1 seed, 16-16 only: proves the script works (CI)
+    python bench/compare.py --json out.json --data /path/to/imdb_acl.npz --seeds 3,4,5 --widths 512
+
+Both sides train on the full training split and validate on the test split, with the same model,
+RMSprop, batch size, epochs and seeds, data already loaded: regviz on sparse rows, the reference on
+the dense float32 arrays the book's `vectorize_sequences` builds. The clock runs from just before the
+model is built to the last epoch's record (regviz) or the last `on_epoch_end` (Keras). Peak memory
+is measured in fresh subprocesses, so the reference's 1.6 GB of dense input does not count there.
+Prints one table and writes every figure as JSON (default bench/results/latest.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from regviz import data, train  # noqa: E402
+from regviz.settings import Settings  # noqa: E402
+from regviz.store import RunStore  # noqa: E402
+
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "imdb_acl.npz"
+DEFAULT_JSON = REPO / "bench" / "results" / "latest.json"
+BATCH_SIZE = 512
+# the issue's targets: time ratios, learning tolerances, memory and latency limits
+MAX_RATIO = {16: 0.10, 512: 0.20}
+MAX_BEST_EPOCH_DIFF, MAX_LOSS_DIFF = 1.0, 0.01
+MAX_PEAK_RSS_MB, MAX_FIRST_RECORD_S, MAX_STORED_S = 1200.0, 0.5, 0.050
+
+
+def data_path(arg: str | None) -> Path:
+    """--data, else $REGVIZ_IMDB_PATH, else ../shared/data/imdb_acl.npz next to the repository."""
+    return Path(arg or os.environ.get(data.IMDB_PATH_ENV) or DEFAULT_DATA).resolve()
+
+
+def load_split(path: Path):
+    """Training split for training, test split for validation (19.7k / 19.5k reviews), as sparse rows."""
+    with np.load(path, allow_pickle=True) as f:
+        x, y, x_val, y_val = f["x_train"], f["y_train"], f["x_test"], f["y_test"]
+    return data.multi_hot(x), y.astype(np.float32), data.multi_hot(x_val), y_val.astype(np.float32)
+
+
+# ---- the two sides -------------------------------------------------------------------------------
+
+
+def reference_run(width, seed, epochs, dense) -> dict:
+    """The book's listing: Dense-Dense-sigmoid, rmsprop, fit on dense arrays with validation_data."""
+    x, y, x_val, y_val = dense
+    stamps = []
+    clock = keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: stamps.append(time.perf_counter())
+    )
+    start = time.perf_counter()
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential(
+        [
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dense(width, activation="relu"),
+            keras.layers.Dense(1, activation="sigmoid"),
+        ]
+    )
+    # val_loss would include a penalty if there were one: track the pure cross-entropy as its own metrics
+    model.compile(
+        optimizer="rmsprop",
+        loss="binary_crossentropy",
+        metrics=[
+            "accuracy",
+            keras.metrics.BinaryCrossentropy(name="bce"),
+            keras.metrics.MeanMetricWrapper(clipped_bce, name="clipped_bce"),
+        ],
+    )
+    history = model.fit(
+        x,
+        y,
+        epochs=epochs,
+        batch_size=BATCH_SIZE,
+        validation_data=(x_val, y_val),
+        callbacks=[clock],
+        verbose=0,
+    )
+    side = _side(stamps, start, history.history["val_clipped_bce"])
+    side["val_data_loss_from_logits"] = [float(v) for v in history.history["val_bce"]]
+    return side
+
+
+def clipped_bce(y_true, y_pred):
+    """Cross-entropy of the probabilities clipped to [1e-7, 1 - 1e-7]: the formula of regviz's records.
+
+    Keras's own bce metric takes the sigmoid's logits when it can find them, which gives more than the
+    clipped 16.1 for a confidently wrong prediction; the identity hides the logits from it.
+    """
+    return keras.losses.binary_crossentropy(y_true, tf.identity(y_pred))
+
+
+def regviz_run(width, seed, epochs, sparse) -> dict:
+    """regviz.train.fit with the same model, optimizer, batch size, epochs and seed."""
+    settings = Settings(
+        width=width, depth=2, epochs=epochs, seed=seed, batch_size=BATCH_SIZE, optimizer="rmsprop"
+    )
+    stamps, losses = [], []
+    start = time.perf_counter()
+    for record in train.fit(settings, *sparse):
+        stamps.append(time.perf_counter())
+        losses.append(record.val_data_loss)
+    return _side(stamps, start, losses)
+
+
+def _side(stamps, start, val_losses) -> dict:
+    best = int(np.argmin(val_losses)) + 1
+    return {
+        "seconds": stamps[-1] - start,
+        "first_epoch_seconds": stamps[0] - start,
+        "best_epoch": best,
+        "min_val_data_loss": float(val_losses[best - 1]),
+        "val_data_loss": [float(v) for v in val_losses],
+    }
+
+
+def warm_up(sparse, dense) -> None:
+    """One tiny run per side first, so neither pays TensorFlow's one-time start-up in the timed runs."""
+    n = 1024
+    x, y, x_val, y_val = sparse
+    small = (x.take(n), y[:n], x_val.take(n), y_val[:n])
+    reference_run(4, 0, 1, tuple(a[:n] for a in dense))
+    regviz_run(4, 0, 1, small)  # width 4: no trace of a timed model is made here
+
+
+def compare(width, seeds, epochs, sparse, dense) -> dict:
+    """Both sides for each seed, alternating which goes first so drifting machine load hits both."""
+    ref, ours = [], []
+    for i, seed in enumerate(seeds):
+        sides = [(ref, reference_run, dense), (ours, regviz_run, sparse)]
+        for runs, run, inputs in sides if i % 2 == 0 else sides[::-1]:
+            runs.append(run(width, seed, epochs, inputs))
+            print(f"  {width}-{width} seed {seed} {run.__name__}: {runs[-1]['seconds']:.2f} s", flush=True)
+    return {"reference": _summary(ref), "regviz": _summary(ours), **_ratios(width, ref, ours)}
+
+
+def _summary(runs) -> dict:
+    summary = {
+        "runs": runs,
+        "mean_seconds": float(np.mean([r["seconds"] for r in runs])),
+        "mean_best_epoch": float(np.mean([r["best_epoch"] for r in runs])),
+        "mean_min_val_data_loss": float(np.mean([r["min_val_data_loss"] for r in runs])),
+    }
+    if "val_data_loss_from_logits" in runs[0]:  # keras's own bce metric, for comparison
+        mins = [min(r["val_data_loss_from_logits"]) for r in runs]
+        summary["mean_min_val_data_loss_from_logits"] = float(np.mean(mins))
+    return summary
+
+
+def _ratios(width, ref, ours) -> dict:
+    ref_mean = np.mean([r["seconds"] for r in ref])
+    ratio_mean = float(np.mean([r["seconds"] for r in ours]) / ref_mean)
+    ratio_cold = float(ours[0]["seconds"] / ref_mean)  # regviz's first run traces its functions
+    best_diff = float(np.mean([r["best_epoch"] for r in ours]) - np.mean([r["best_epoch"] for r in ref]))
+    loss_diff = float(
+        np.mean([r["min_val_data_loss"] for r in ours]) - np.mean([r["min_val_data_loss"] for r in ref])
+    )
+    limit = MAX_RATIO.get(width)
+    return {
+        "ratio": {
+            "time_mean": ratio_mean,
+            "time_cold": ratio_cold,
+            "speedup_mean": 1 / ratio_mean,
+            "best_epoch_diff": best_diff,
+            "min_val_data_loss_diff": loss_diff,
+        },
+        "targets": {
+            "time": None if limit is None else {"limit": limit, "met": max(ratio_mean, ratio_cold) <= limit},
+            "learning": {
+                "limits": [MAX_BEST_EPOCH_DIFF, MAX_LOSS_DIFF],
+                "met": abs(best_diff) <= MAX_BEST_EPOCH_DIFF and abs(loss_diff) <= MAX_LOSS_DIFF,
+            },
+        },
+    }
+
+
+# ---- memory and latency --------------------------------------------------------------------------
+
+# VmHWM, not ru_maxrss: linux carries the parent's peak over into a forked child's ru_maxrss
+MEMORY_PROBE = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import keras, tensorflow
+if sys.argv[2] == "train":
+    from regviz import train
+    from regviz.settings import Settings
+    for record in train.train(Settings(epochs=int(sys.argv[3]))):
+        pass
+print(next(line for line in open("/proc/self/status") if line.startswith("VmHWM")))
+"""
+
+
+def peak_rss_mb(what: str, path: Path, epochs: int) -> float:
+    """Peak resident memory (MB) of a fresh process that imports TF and Keras (and loads IMDB and trains)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, data.IMDB_PATH_ENV: str(path), "REGVIZ_STORE": str(Path(tmp) / "runs.sqlite")}
+        out = subprocess.run(
+            [sys.executable, "-c", MEMORY_PROBE, str(REPO), what, str(epochs)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+        ).stdout
+    kb = int(next(line.split()[1] for line in out.splitlines() if line.startswith("VmHWM")))
+    return kb * 1024 / 1e6
+
+
+def latency(path: Path, epochs: int) -> dict:
+    """In this warm process: seconds from asking for a run to its first record; a stored run's get()."""
+    os.environ[data.IMDB_PATH_ENV] = str(path)
+    dataset = data.load("imdb")
+    default = Settings(epochs=epochs)
+    records = list(
+        train.train(default, dataset=dataset)
+    )  # makes the process warm, as an app is after one run
+    asked = {
+        "default_seed_1": default.replace(seed=1),  # same architecture as a run before: traces reused
+        "new_l2_0.0003": default.replace(l2=3e-4),  # an architecture not seen yet: traced now
+        "new_dropout_0.5": default.replace(dropout=0.5),
+    }
+    out = {name: _first_record_seconds(s, dataset) for name, s in asked.items()}
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RunStore(Path(tmp) / "runs.sqlite")
+        store.put(default, dataset.version, records)
+        gets = []
+        for _ in range(20):
+            start = time.perf_counter()
+            got = store.get(default, dataset.version)
+            gets.append(time.perf_counter() - start)
+        assert got == records, "the store returned other records than it was given"
+    return {
+        "first_record_seconds": out,
+        "stored_get_seconds": {"median": float(np.median(gets)), "max": max(gets)},
+    }
+
+
+def _first_record_seconds(settings, dataset) -> float:
+    start = time.perf_counter()
+    run = train.train(settings, dataset=dataset)
+    next(run)
+    seconds = time.perf_counter() - start
+    run.close()
+    return seconds
+
+
+# ---- report --------------------------------------------------------------------------------------
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "load_avg_start": os.getloadavg(),
+    }
+
+
+def table(result: dict) -> str:
+    """The figures of both sides and their ratios, one row per measure."""
+    rows = [("measure", "plain Keras fit", "regviz", "ratio / target")]
+    for name, m in result["models"].items():
+        ref, ours, ratio, t = m["reference"], m["regviz"], m["ratio"], m["targets"]
+        limit = f" (<= {t['time']['limit']:.2f}: {_yes(t['time']['met'])})" if t["time"] else ""
+        rows += [
+            (
+                f"{name} seconds, mean",
+                f"{ref['mean_seconds']:.2f}",
+                f"{ours['mean_seconds']:.2f}",
+                f"{ratio['time_mean']:.3f} = 1/{ratio['speedup_mean']:.1f}{limit}",
+            ),
+            (
+                f"{name} seconds, regviz's first run",
+                "",
+                f"{ours['runs'][0]['seconds']:.2f}",
+                f"{ratio['time_cold']:.3f}",
+            ),
+            (
+                f"{name} best epoch, mean",
+                f"{ref['mean_best_epoch']:.2f}",
+                f"{ours['mean_best_epoch']:.2f}",
+                f"{ratio['best_epoch_diff']:+.2f} (|d| <= 1: {_yes(t['learning']['met'])})",
+            ),
+            (
+                f"{name} min val data loss, mean",
+                f"{ref['mean_min_val_data_loss']:.4f}",
+                f"{ours['mean_min_val_data_loss']:.4f}",
+                f"{ratio['min_val_data_loss_diff']:+.4f} (|d| <= 0.01)",
+            ),
+        ]
+    mem, lat = result["memory"], result["latency"]
+    rows.append(
+        (
+            "peak RSS MB, IMDB + default run",
+            "",
+            f"{mem['train_default_mb']:.0f}",
+            f"<= {MAX_PEAK_RSS_MB:.0f}: {_yes(mem['met'])} (TF+Keras alone {mem['tf_keras_only_mb']:.0f})",
+        )
+    )
+    for name, seconds in lat["first_record_seconds"].items():
+        rows.append((f"first record s, {name}", "", f"{seconds:.3f}", f"<= {MAX_FIRST_RECORD_S}"))
+    get = lat["stored_get_seconds"]
+    rows.append(
+        (
+            "stored run get s, median / max",
+            "",
+            f"{get['median']:.4f} / {get['max']:.4f}",
+            f"<= {MAX_STORED_S}: {_yes(get['max'] <= MAX_STORED_S)}",
+        )
+    )
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows)
+
+
+def _yes(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",")]
+
+
+def main(argv=None) -> int:
+    """Run both sides, print the table, write the JSON."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--quick", action="store_true", help="2 epochs, 1 seed, 16-16 only (a smoke run, not a timing)"
+    )
+    p.add_argument(
+        "--json", type=Path, default=DEFAULT_JSON, help=f"where to write the figures ({DEFAULT_JSON})"
+    )
+    p.add_argument("--data", help="imdb_acl.npz (default: $REGVIZ_IMDB_PATH or ../shared/data/imdb_acl.npz)")
+    p.add_argument("--seeds", type=_ints, help="comma-separated seeds (default 0,1,2; --quick: 0)")
+    p.add_argument("--widths", type=_ints, help="comma-separated layer widths (default 16,512; --quick: 16)")
+    args = p.parse_args(argv)
+    path = data_path(args.data)
+    epochs, seeds, widths = (2, [0], [16]) if args.quick else (20, [0, 1, 2], [16, 512])
+    seeds, widths = args.seeds or seeds, args.widths or widths
+
+    result = {
+        "machine": machine(),
+        "config": {
+            "quick": args.quick,
+            "epochs": epochs,
+            "seeds": seeds,
+            "batch_size": BATCH_SIZE,
+            "data": str(path),
+        },
+    }
+    sparse = load_split(path)
+    # labels as columns: the bce metric, unlike the loss, does not squeeze them
+    dense = (sparse[0].to_dense(), sparse[1][:, None], sparse[2].to_dense(), sparse[3][:, None])
+    result["config"].update(n_train=len(sparse[1]), n_val=len(sparse[3]))
+    warm_up(sparse, dense)
+    result["models"] = {f"{w}-{w}": compare(w, seeds, epochs, sparse, dense) for w in widths}
+    del dense
+    result["memory"] = {
+        "tf_keras_only_mb": peak_rss_mb("import", path, epochs),
+        "train_default_mb": peak_rss_mb("train", path, epochs),
+        "limit_mb": MAX_PEAK_RSS_MB,
+    }
+    result["memory"]["met"] = result["memory"]["train_default_mb"] <= MAX_PEAK_RSS_MB
+    result["latency"] = latency(path, epochs)
+    lat = result["latency"]
+    lat["met"] = {
+        "first_record": max(lat["first_record_seconds"].values()) <= MAX_FIRST_RECORD_S,
+        "stored": lat["stored_get_seconds"]["max"] <= MAX_STORED_S,
+    }
+    result["machine"]["load_avg_end"] = os.getloadavg()
+    result["machine"]["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
+
+    print(table(result))
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.json.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(args.json)
+    print(f"figures written to {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
