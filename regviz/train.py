@@ -72,16 +72,16 @@ def fit(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator[Epoch
 
 def forward(model: keras.Sequential, x, x_t, training: bool):
     """The model's output for CSR input: first layer by the sparse kernel, the rest by Keras."""
-    return _after_first_matmul(model, _sparse_matmul(x, x_t, model.layers[0].kernel), training)
+    return _after_first_matmul(model, _sparse_matmul(x, x_t, model.layers[0].kernel), training)[:, 0]
 
 
 def _after_first_matmul(model, a1, training):
-    """The model's output (one probability per row) given a1 = x @ kernel of its first layer."""
+    """The model's output ([rows, 1] probabilities) given a1 = x @ kernel of its first layer."""
     first = model.layers[0]
     h = first.activation(a1 + first.bias)
     for layer in model.layers[1:]:
         h = layer(h, training=training)
-    return h[:, 0]
+    return h  # unsliced: it carries the sigmoid's logits, which keras's cross-entropy uses
 
 
 def _sparse_matmul(x, x_t, kernel):
@@ -102,8 +102,10 @@ def _penalty(model) -> tf.Tensor:
     return tf.add_n(losses) if losses else tf.constant(0.0)
 
 
-def _data_loss(y, p):
-    return keras.losses.binary_crossentropy(y[:, None], p[:, None])  # per sample, keras's clipping
+def _data_loss(y, out):
+    # per sample, from the sigmoid's logits as keras's fit and evaluate compute it: clipped
+    # probabilities would lose the gradient (and the true loss) of confidently wrong predictions
+    return keras.losses.binary_crossentropy(y[:, None], out)
 
 
 # ---- sparse rows as tensors, made once per row set -----------------------------------------------
@@ -279,8 +281,9 @@ def _epoch_functions(model, optimizer, n_cols, batch_size):
         """Data loss, hits, and the gradients of everything after the first matmul (a1 = x @ kernel)."""
         with tf.GradientTape() as tape:
             tape.watch(a1)
-            p = _after_first_matmul(model, a1, training=True)
-            data_loss = tf.reduce_mean(_data_loss(yb, p))
+            out = _after_first_matmul(model, a1, training=True)
+            data_loss = tf.reduce_mean(_data_loss(yb, out))
+        p = out[:, 0]
         grads = tape.gradient(data_loss, [a1, *params[1:]])
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.cast(p > 0.5, tf.float32), yb), tf.float32))
         return data_loss, correct, grads
@@ -391,11 +394,12 @@ def _eval_function(model):
         input_signature=[tf.TensorSpec([None, first.units], tf.float32), tf.TensorSpec([None], tf.float32)],
     )
     def evaluate(a1, y):
-        p = _after_first_matmul(model, a1, training=False)
+        out = _after_first_matmul(model, a1, training=False)
+        p = out[:, 0]
         norms = tf.stack([tf.norm(k) for k in kernels])
         small = tf.stack([tf.reduce_mean(tf.cast(tf.abs(k) < SMALL_WEIGHT, tf.float32)) for k in kernels])
         hist = tf.histogram_fixed_width(tf.reshape(kernels[0], [-1]), [lo, hi], nbins=bins)
-        return p, tf.reduce_mean(_data_loss(y, p)), _penalty(model), norms, small, hist
+        return p, tf.reduce_mean(_data_loss(y, out)), _penalty(model), norms, small, hist
 
     return evaluate
 

@@ -396,3 +396,25 @@ def test_learning_matches_plain_keras_fit(settings, small_dataset):
     assert val < 0.55  # plain keras learned something in 3 epochs: the comparison means something
     assert ours.val_data_loss == pytest.approx(val, rel=0.05)
     assert ours.loss == pytest.approx(loss, rel=0.10)
+
+
+def test_data_loss_uses_the_logits_like_keras_fit():
+    """A confidently wrong prediction costs its full cross-entropy (from logits), not the clipped 16.1."""
+    from regviz import train as train_mod
+
+    net = build_model(Settings(width=4), 10)
+    rng = np.random.default_rng(1)
+    for v in net.trainable_variables:
+        v.assign(rng.normal(0.0, 30.0, v.shape).astype("float32"))
+    a1 = tf.constant(rng.normal(0.0, 5.0, (64, 4)).astype("float32"))
+    y = tf.constant(rng.integers(0, 2, 64).astype("float32"))
+    head = tf.function(lambda a, t: train_mod._data_loss(t, train_mod._after_first_matmul(net, a, False)))
+    loss = head(a1, y)
+    # the reference: logits recomputed in numpy from the weights, stable log-loss formula
+    dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]
+    h = np.maximum(a1.numpy() + dense[0].bias.numpy(), 0)
+    h = np.maximum(h @ dense[1].kernel.numpy() + dense[1].bias.numpy(), 0)
+    z = (h @ dense[2].kernel.numpy() + dense[2].bias.numpy())[:, 0]
+    reference = np.maximum(z, 0) - z * y.numpy() + np.log1p(np.exp(-np.abs(z)))
+    assert reference.max() > 100  # the case that clipping would hide
+    np.testing.assert_allclose(loss.numpy(), reference, rtol=1e-4, atol=1e-4)
