@@ -41,7 +41,8 @@ def test_quick_benchmark_writes_both_sides_and_their_ratios(tmp_path):
             assert len(run["val_data_loss"]) == result["config"]["epochs"]
             assert 1 <= run["best_epoch"] <= result["config"]["epochs"]
     ratio = model["ratio"]
-    assert ratio["time_mean"] == pytest.approx(model["regviz"]["mean_seconds"] / model["reference"]["mean_seconds"])
+    sides = model["regviz"]["mean_seconds"], model["reference"]["mean_seconds"]
+    assert ratio["time_mean"] == pytest.approx(sides[0] / sides[1])
     assert {"best_epoch_diff", "min_val_data_loss_diff", "time_cold"} <= ratio.keys()
     assert {"time", "learning"} <= model["targets"].keys()
     assert result["memory"]["train_default_mb"] > result["memory"]["tf_keras_only_mb"] > 0
