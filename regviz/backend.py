@@ -41,14 +41,15 @@ class Backend:
     def stream(self, settings: Settings, cancel: threading.Event | None = None) -> Iterator[EpochRecord]:
         """Records of a run: all at once from the store, else one per epoch as training goes (then stored)."""
         stored = self.lookup(settings)
-        if stored is not None:
-            yield from stored
-            return
+        return iter(stored) if stored is not None else self.fresh(settings, cancel)
+
+    def fresh(self, settings: Settings, cancel=None, save: bool = True) -> Iterator[EpochRecord]:
+        """Train from scratch, one record per epoch; a complete run is stored when `save` is set."""
         records = []
         for record in self._train(settings, cancel):
             records.append(record)
             yield record
-        if len(records) == settings.epochs:  # a cancelled run is never stored as finished
+        if save and len(records) == settings.epochs:  # a cancelled run is never stored as finished
             self.save(settings, records)
 
     def warm_up(self, settings: Settings | None = None) -> threading.Thread:

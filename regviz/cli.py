@@ -72,17 +72,14 @@ def _train(settings: Settings, no_store: bool) -> int:
 
     try:
         backend = Backend()
-        cached = not no_store and backend.lookup(settings) is not None
-        stream = backend._train(settings, None) if no_store else backend.stream(settings)
+        stored = None if no_store else backend.lookup(settings)
+        stream = stored if stored is not None else backend.fresh(settings, save=not no_store)
         records = [_emit(r) for r in stream]
     except (data.DatasetUnavailable, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return FAILED
-    print(
-        json.dumps(
-            {"summary": summary(records, cached), "settings": settings.as_dict(), "key": settings.key()}
-        )
-    )
+    result = {"summary": summary(records, stored is not None), "settings": settings.as_dict()}
+    print(json.dumps({**result, "key": settings.key()}))
     return 0
 
 

@@ -14,22 +14,19 @@ learning rate) copied from a newly built model, so it starts exactly where a bra
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Iterator
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import keras
+import numpy as np
+import tensorflow as tf
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-
-from regviz import data as datasets  # noqa: E402
-from regviz.model import build_model, build_optimizer, hidden_layers  # noqa: E402
-from regviz.records import HIST_EDGES, SMALL_WEIGHT, EpochRecord, LayerStats  # noqa: E402
-from regviz.settings import Settings  # noqa: E402
+from regviz import data as datasets
+from regviz.model import build_model, build_optimizer, hidden_layers
+from regviz.records import HIST_EDGES, SMALL_WEIGHT, EpochRecord, LayerStats
+from regviz.settings import Settings
 
 COO_MAX_WIDTH = 16  # up to this width tf's COO matmul is 2x faster than CSR; from 32 on 3x slower
 XLA_MIN_WIDTH = 64  # xla fuses the optimizer's passes (4x on a 10000x512 kernel); compiling costs 0.3 s
