@@ -2,8 +2,10 @@
 
 Why not `model.fit`: the input is 98.7 % zeros, and fit pays per-step Python overhead and a dense
 10000-wide matmul. Here the whole epoch is one `tf.function`, batches stay sparse, and only the first
-layer's matmul is done by a sparse kernel; every other layer, the penalty (`model.losses`), the loss
-and the optimizer step are the Keras model's own.
+layer's matmul is done by a sparse kernel; every other layer, the penalty (`model.losses`) and the
+loss are the Keras model's own. The optimizer's step is Keras's `apply` (compiled by XLA from 64 units
+on) or, for narrower RMSprop and Adam models, the same update as one TF kernel per weight
+(`optimizer_step.py`).
 
 Why a pool of trainers: tracing those functions costs more than an epoch of the default model. A
 finished run leaves its model, optimizer and traced functions behind, and the next run of the same
@@ -25,11 +27,13 @@ import tensorflow as tf
 
 from regviz import data as datasets
 from regviz.model import build_model, build_optimizer, hidden_layers
+from regviz.optimizer_step import fused_step
 from regviz.records import HIST_EDGES, SMALL_WEIGHT, EpochRecord, LayerStats
 from regviz.settings import Settings
 
 COO_MAX_WIDTH = 16  # up to this width tf's COO matmul is 2x faster than CSR; from 32 on 3x slower
-XLA_MIN_WIDTH = 64  # xla fuses the optimizer's passes (4x on a 10000x512 kernel); compiling costs 0.3 s
+XLA_MIN_WIDTH = 64  # xla fuses keras's optimizer (4x on a 10000x512 kernel, 10 % faster than the fused
+# kernels of optimizer_step); compiling costs 0.3 s, so narrower models take optimizer_step's kernels
 POOL_SIZE = 4  # idle trainers kept for reuse; a 512-wide one holds about 70 MB
 PREPARED_ROWS = 4  # row sets kept as tensors: a dataset's training and validation rows, and a spare pair
 
@@ -194,9 +198,12 @@ class _Trainer:
     def __init__(self, settings: Settings, n_cols: int):
         self.n_cols = n_cols
         self.model, self.optimizer = _fresh_model(settings, n_cols)
+        # narrow models: one fused kernel per weight; wide ones: keras's update compiled by xla (faster)
+        wide = settings.width >= XLA_MIN_WIDTH
+        self.step = None if wide else fused_step(self.optimizer, self.model.trainable_variables)
         self.fresh = True
         # traced at their first call, which fit makes under _regviz_graph_options like every other
-        functions = _epoch_functions(self.model, self.optimizer, n_cols, settings.batch_size)
+        functions = _epoch_functions(self.model, self.optimizer, self.step, n_cols, settings.batch_size)
         self.prepare, self.run_epoch = functions
         self._evaluate = _eval_function(self.model)
 
@@ -209,6 +216,8 @@ class _Trainer:
         mine, new = self.model.variables + self.optimizer.variables, model.variables + optimizer.variables
         for variable, value in zip(mine, new, strict=True):
             variable.assign(value)
+        if self.step is not None:
+            self.step.reset()
 
     def evaluate(self, x_csr, y):
         """Validation predictions and data loss, penalty and weight statistics of the current weights."""
@@ -269,7 +278,7 @@ def _fresh_model(settings: Settings, num_features: int):
 # ---- the traced functions ------------------------------------------------------------------------
 
 
-def _epoch_functions(model, optimizer, n_cols, batch_size):
+def _epoch_functions(model, optimizer, fused, n_cols, batch_size):
     """prepare(order, rows) -> batches, and run_epoch(batches, next order, rows) -> sums, next batches."""
     params = model.trainable_variables
     first = model.layers[0]
@@ -292,7 +301,10 @@ def _epoch_functions(model, optimizer, n_cols, batch_size):
         if model.losses:
             extra = tape.gradient(penalty, params)
             grads = [g if e is None else g + e for g, e in zip(grads, extra, strict=True)]
-        optimizer.apply(grads, params)
+        if fused is not None:
+            fused(grads)
+        else:
+            optimizer.apply(grads, params)
         return penalty
 
     if first.units >= XLA_MIN_WIDTH:
