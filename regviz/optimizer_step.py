@@ -25,7 +25,7 @@ class FusedStep:
 
     def __init__(self, optimizer: keras.optimizers.Optimizer, variables: list):
         self.optimizer = optimizer
-        self.targets = [v.value.handle for v in variables]
+        self.targets = list(variables)
         index = optimizer._get_variable_index
         if isinstance(optimizer, keras.optimizers.RMSprop):
             self._kernel = self._rmsprop
@@ -54,7 +54,7 @@ class FusedStep:
         kernels = zip(self.targets, self.slots, self.variables, grads, strict=True)
         for target, (velocity,), moment, g in kernels:
             tf.raw_ops.ResourceApplyRMSProp(
-                var=target, ms=velocity.value.handle, mom=moment.handle,
+                var=target.value.handle, ms=velocity.value.handle, mom=moment.handle,
                 lr=lr, rho=rho, momentum=_f32(0.0), epsilon=eps, grad=g,
             )  # fmt: skip
 
@@ -66,8 +66,8 @@ class FusedStep:
         lr, eps = _f32(o.learning_rate), _f32(o.epsilon)
         for target, (m, v), g in zip(self.targets, self.slots, grads, strict=True):
             tf.raw_ops.ResourceApplyAdam(
-                var=target, m=m.value.handle, v=v.value.handle, beta1_power=b1_power, beta2_power=b2_power,
-                lr=lr, beta1=b1, beta2=b2, epsilon=eps, grad=g,
+                var=target.value.handle, m=m.value.handle, v=v.value.handle,
+                beta1_power=b1_power, beta2_power=b2_power, lr=lr, beta1=b1, beta2=b2, epsilon=eps, grad=g,
             )  # fmt: skip
 
 

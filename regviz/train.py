@@ -55,8 +55,7 @@ def fit(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator[Epoch
     """Train on the given sparse rows (the benchmark passes its own split), yielding per epoch."""
     start = time.perf_counter()
     with _pool.lease(settings, x_train.n_cols) as trainer:
-        rng = np.random.default_rng(settings.seed)
-        orders = iter(lambda: tf.constant(rng.permutation(len(y_train)), tf.int32), None)
+        orders = (tf.constant(order, tf.int32) for order in batch_orders(settings.seed, len(y_train)))
         with _regviz_graph_options():
             rows = (*_tensors(x_train).ragged(), tf.constant(y_train, tf.float32))
             val = (_tensors(x_val).csr(), tf.constant(y_val, tf.float32))
@@ -69,6 +68,13 @@ def fit(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator[Epoch
                 sums, batches = trainer.run_epoch(*batches, next(orders), *rows)
                 evaluated = trainer.evaluate(*val)
             yield _record(epoch, sums, len(y_train), evaluated, y_val, time.perf_counter() - start)
+
+
+def batch_orders(seed: int, n_rows: int) -> Iterator[np.ndarray]:
+    """Each epoch's order of the training rows, epoch 1 first: a new permutation every epoch."""
+    rng = np.random.default_rng(seed)
+    while True:
+        yield rng.permutation(n_rows)
 
 
 def forward(model: keras.Sequential, x, x_t, training: bool):

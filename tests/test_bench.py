@@ -33,7 +33,7 @@ def test_quick_benchmark_writes_both_sides_and_their_ratios(tmp_path):
     result = json.loads(out.read_text())
     assert result["config"]["quick"] is True
     model = result["models"]["16-16"]
-    for side in ("reference", "regviz"):
+    for side in ("reference", "regviz", "reference_same_order"):
         runs = model[side]["runs"]
         assert len(runs) == len(result["config"]["seeds"])
         for run in runs:
@@ -43,8 +43,13 @@ def test_quick_benchmark_writes_both_sides_and_their_ratios(tmp_path):
     ratio = model["ratio"]
     sides = model["regviz"]["mean_seconds"], model["reference"]["mean_seconds"]
     assert ratio["time_mean"] == pytest.approx(sides[0] / sides[1])
-    assert {"best_epoch_diff", "min_val_data_loss_diff", "time_cold"} <= ratio.keys()
+    assert {"time_mean", "time_cold", "speedup_mean"} <= ratio.keys()
     assert {"time", "learning"} <= model["targets"].keys()
+    assert model["targets"]["learning"]["against"] == "reference_same_order"
+    # fed the same batches from the same weights, keras's fit and regviz agree (2 epochs of 16-16)
+    same = model["learning"]["same_order"]
+    assert same["max_epoch_loss_gap"] < 1e-3 and same["best_epoch_diff"] == 0
+    assert {"best_epoch_diff", "min_val_data_loss_diff"} <= model["learning"]["own_shuffle"].keys()
     assert result["memory"]["train_default_mb"] > result["memory"]["tf_keras_only_mb"] > 0
     assert result["latency"]["first_record_seconds"] and result["latency"]["stored_get_seconds"]["max"] > 0
     assert result["machine"]["nproc"] >= 1 and result["machine"]["tensorflow"]

@@ -3,6 +3,7 @@ ROC AUC, and learning that matches plain Keras."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import queue
@@ -23,7 +24,7 @@ from regviz import data
 from regviz.model import build_model
 from regviz.records import EpochRecord
 from regviz.settings import Settings
-from regviz.train import forward, roc_auc, train
+from regviz.train import batch_orders, forward, roc_auc, train
 
 DEADLINE = 120.0  # seconds; only reached when something is broken
 TESTS = Path(__file__).resolve().parent
@@ -369,33 +370,55 @@ def test_roc_auc_edge_cases():
 # ---- learning, compared with plain Keras ---------------------------------------------------------
 
 
-def plain_keras_run(settings: Settings, ds: data.Dataset, shuffle_seed: int) -> tuple[float, float]:
-    """The book's listing in plain Keras (fit on dense arrays): final val data loss and training loss."""
-    keras.utils.set_random_seed(shuffle_seed)
-    reg = regularizers.l2(settings.l2) if settings.l2 else None
-    hidden = [layers.Dense(settings.width, activation="relu", kernel_regularizer=reg)
-              for _ in range(settings.depth)]
-    output = layers.Dense(1, activation="sigmoid")
-    model = keras.Sequential([keras.Input(shape=(ds.num_features,)), *hidden, output])
-    model.compile(optimizer=keras.optimizers.RMSprop(learning_rate=settings.learning_rate),
-                  loss="binary_crossentropy")
-    history = model.fit(ds.x_train.to_dense(), ds.y_train, epochs=settings.epochs,
-                        batch_size=settings.batch_size, verbose=0)
-    p = np.clip(model.predict(ds.x_val.to_dense(), verbose=0)[:, 0].astype(np.float64), 1e-7, 1 - 1e-7)
-    y = ds.y_val.astype(np.float64)
-    val_data_loss = float(-np.mean(y * np.log(p) + (1 - y) * np.log(1 - p)))
-    return val_data_loss, history.history["loss"][-1]
+def plain_keras_history(settings: Settings, ds: data.Dataset) -> dict:
+    """The book's listing in plain Keras, fit on the dense rows fed in regviz's batch order for the seed."""
+    keras.utils.set_random_seed(settings.seed)  # the same initial weights as regviz draws for the seed
+    reg = regularizers.l1_l2(settings.l1, settings.l2) if settings.l1 or settings.l2 else None
+    hidden = [
+        layers.Dense(settings.width, activation="relu", kernel_regularizer=reg) for _ in range(settings.depth)
+    ]
+    model = keras.Sequential([keras.Input(shape=(ds.num_features,)), *hidden, layers.Dense(1, "sigmoid")])
+    model.compile(
+        optimizer=keras.optimizers.RMSprop(learning_rate=settings.learning_rate),
+        loss="binary_crossentropy",
+        metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
+    )
+    x, y = tf.constant(ds.x_train.to_dense()), tf.constant(ds.y_train[:, None])
+    n = len(ds.y_train)
+    orders = np.stack(list(itertools.islice(batch_orders(settings.seed, n), settings.epochs)))
+    batches = (
+        tf.data.Dataset.from_tensor_slices(orders)
+        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(settings.batch_size))
+        .map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
+    )
+    steps = -(-n // settings.batch_size)
+    val = (ds.x_val.to_dense(), ds.y_val[:, None])
+    fit = model.fit(batches, epochs=settings.epochs, steps_per_epoch=steps, validation_data=val, verbose=0)
+    return fit.history
 
 
-@pytest.mark.parametrize("settings", [QUICK, QUICK.replace(l2=1e-3)], ids=["plain", "l2"])
-def test_learning_matches_plain_keras_fit(settings, small_dataset):
-    """After 3 epochs the validation data loss is within 5 % of plain Keras's (mean over shufflings)."""
-    ours = run(settings, small_dataset)[-1]
-    theirs = [plain_keras_run(settings, small_dataset, seed) for seed in (11, 12, 13)]
-    val, loss = np.mean([t[0] for t in theirs]), np.mean([t[1] for t in theirs])
-    assert val < 0.55  # plain keras learned something in 3 epochs: the comparison means something
-    assert ours.val_data_loss == pytest.approx(val, rel=0.05)
-    assert ours.loss == pytest.approx(loss, rel=0.10)
+@pytest.mark.parametrize(
+    "settings",
+    [QUICK, QUICK.replace(l2=1e-3), QUICK.replace(l1=1e-4, width=32, seed=3)],
+    ids=["plain", "l2", "l1-coo-off"],
+)
+def test_learning_equals_plain_keras_fit_on_the_same_batches(settings, small_dataset):
+    """Fed the same batches from the same initial weights, Keras's fit and regviz give the same epochs.
+
+    Validation data loss and accuracy, training loss (data loss plus penalty, as Keras's loss) and
+    training accuracy agree epoch by epoch, to 1e-3 relative. Not closer: below 64 units regviz's
+    RMSprop kernel rounds differently from Keras's ops (test_optimizer_step.py), and in the L2 case
+    here that moves epoch 1 by 5.5e-4 (other batch sizes agree to 1e-6). Real differences move the
+    validation loss further: no penalty by 7e-3, L2 10 % off by 6e-3, another seed by 4e-2, a 10 %
+    higher learning rate by 0.11.
+    """
+    ours = run(settings, small_dataset)
+    theirs = plain_keras_history(settings, small_dataset)
+    assert theirs["val_bce"][0] < 0.69  # keras learned something: the comparison means something
+    np.testing.assert_allclose([r.val_data_loss for r in ours], theirs["val_bce"], rtol=1e-3)
+    np.testing.assert_allclose([r.val_accuracy for r in ours], theirs["val_accuracy"], atol=2e-3)
+    np.testing.assert_allclose([r.loss for r in ours], theirs["loss"], rtol=1e-3)
+    np.testing.assert_allclose([r.accuracy for r in ours], theirs["accuracy"], atol=2e-3)
 
 
 def test_data_loss_uses_the_logits_like_keras_fit():
