@@ -69,6 +69,7 @@ class Backend:
         # the first training in a process pays seconds of tensorflow start-up; pay it before anyone waits
         for _ in train.fit(tiny, ds.x_train.take(256), ds.y_train[:256], ds.x_val.take(256), ds.y_val[:256]):
             pass
+        train.warm_rows(ds.training_rows(settings.train_fraction)[0], ds.x_val)  # the default run's rows
 
     def _train(self, settings: Settings, cancel: threading.Event | None) -> Iterator[EpochRecord]:
         return train.train(settings, cancel, dataset=data.load(settings.dataset))

@@ -24,7 +24,7 @@ from regviz import data
 from regviz.model import build_model
 from regviz.records import EpochRecord
 from regviz.settings import Settings
-from regviz.train import batch_orders, forward, roc_auc, train
+from regviz.train import batch_orders, forward, roc_auc, seed_keras, train
 
 DEADLINE = 120.0  # seconds; only reached when something is broken
 TESTS = Path(__file__).resolve().parent
@@ -365,6 +365,22 @@ def test_roc_auc_edge_cases():
     assert roc_auc(y, np.full(6, 0.3)) == 0.5
     assert roc_auc(np.ones(4), np.arange(4.0)) is None
     assert roc_auc(np.zeros(4), np.arange(4.0)) is None
+
+
+def test_seed_keras_builds_the_model_keras_set_random_seed_builds():
+    """Same weights, same dropout seed state and the same dropped units as after keras's set_random_seed."""
+    settings = Settings(width=8, depth=3, dropout=0.5, l1=1e-4, seed=11)
+    x = tf.constant(np.random.default_rng(0).random((4, 30)), tf.float32)
+    built = []
+    for seed in (keras.utils.set_random_seed, seed_keras):
+        seed(settings.seed)
+        model = build_model(settings, 30)
+        built.append(([np.asarray(v) for v in model.variables], np.asarray(model(x, training=True))))
+    (weights_a, out_a), (weights_b, out_b) = built
+    assert len(weights_a) == len(weights_b)
+    for a, b in zip(weights_a, weights_b, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(out_a, out_b)
 
 
 # ---- learning, compared with plain Keras ---------------------------------------------------------
