@@ -21,15 +21,19 @@ def regularizer(settings: Settings) -> regularizers.Regularizer | None:
 
 def build_model(settings: Settings, num_features: int) -> keras.Sequential:
     """Dense(width, relu) x depth, each with the penalty and followed by dropout; one sigmoid unit out."""
-    stack = [keras.Input(shape=(num_features,))]
-    for _ in range(settings.depth):
+    # named here, not by keras's per-thread name counter: streamlit calls keras.backend.clear_session()
+    # after every script run, which resets that counter under a model being built in a worker thread
+    # (two layers named "dense" in one model)
+    stack = [keras.Input(shape=(num_features,), name="reviews")]
+    for i in range(1, settings.depth + 1):
+        penalty = regularizer(settings)
         stack.append(
-            layers.Dense(settings.width, activation="relu", kernel_regularizer=regularizer(settings))
+            layers.Dense(settings.width, activation="relu", kernel_regularizer=penalty, name=f"hidden_{i}")
         )
         if settings.dropout:
-            stack.append(layers.Dropout(settings.dropout))
-    stack.append(layers.Dense(1, activation="sigmoid"))
-    return keras.Sequential(stack)
+            stack.append(layers.Dropout(settings.dropout, name=f"dropout_{i}"))
+    stack.append(layers.Dense(1, activation="sigmoid", name="output"))
+    return keras.Sequential(stack, name="regviz")
 
 
 def build_optimizer(settings: Settings) -> keras.optimizers.Optimizer:

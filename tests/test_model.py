@@ -152,3 +152,22 @@ def test_keras_code_keeps_every_digit_of_the_factors():
     model = run_code(keras_code(s, FEATURES))
     assert describe(model) == describe(build_model(s, FEATURES))
     assert float(model.optimizer.learning_rate) == pytest.approx(s.learning_rate, rel=1e-7)
+
+
+def test_model_builds_when_keras_clears_its_session_mid_build(monkeypatch):
+    """Streamlit clears the Keras session after every script run, also while a worker builds a model.
+
+    That resets Keras's layer-name counter; a model built across the reset still has unique layer names.
+    """
+    import regviz.model
+
+    real = regviz.model.regularizer
+
+    def clearing(settings):
+        keras.backend.clear_session(free_memory=False)  # as streamlit's script runner does, between layers
+        return real(settings)
+
+    monkeypatch.setattr(regviz.model, "regularizer", clearing)
+    model = build_model(Settings(depth=3, width=4, l2=1e-3, dropout=0.5), 20)
+    names = [layer.name for layer in model.layers]
+    assert len(set(names)) == len(names) == 7
