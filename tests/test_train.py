@@ -409,7 +409,9 @@ def plain_keras_history(settings: Settings, ds: data.Dataset) -> dict:
     )
     steps = -(-n // settings.batch_size)
     val = (ds.x_val.to_dense(), ds.y_val[:, None])
-    fit = model.fit(batches, epochs=settings.epochs, steps_per_epoch=steps, validation_data=val, verbose=0)
+    fit = model.fit(
+        batches, epochs=settings.epochs, steps_per_epoch=steps, validation_data=val, shuffle=False, verbose=0
+    )
     return fit.history
 
 
