@@ -86,26 +86,24 @@ def reference_model(width, seed, n_features) -> keras.Sequential:
 def reference_run(width, seed, epochs, dense) -> dict:
     """The book's `fit` on the dense arrays with validation_data, shuffling as a reader's fit does."""
     x, y, x_val, y_val = dense
-    stamps = []
-    clock = keras.callbacks.LambdaCallback(
-        on_epoch_end=lambda epoch, logs: stamps.append(time.perf_counter())
-    )
-    start = time.perf_counter()
-    model = reference_model(width, seed, x.shape[1])
-    # a reader of the book does not seed, and their fit reshuffles the data every epoch. Seeded, keras
-    # 3.15's fit would repeat the first epoch's batch order in every epoch (tf.data restarts its seeded
-    # shuffle with each epoch's iterator), so the seed is cleared before fit shuffles.
-    tf.random.set_seed(None)
-    history = model.fit(
-        x,
-        y,
-        epochs=epochs,
-        batch_size=BATCH_SIZE,
-        validation_data=(x_val, y_val),
-        callbacks=[clock],
-        verbose=0,
-    )
-    return _side(stamps, start, history.history["val_bce"])
+
+    def fit(clock):
+        model = reference_model(width, seed, x.shape[1])
+        # a reader of the book does not seed, and their fit reshuffles the data every epoch. Seeded,
+        # keras 3.15's fit would repeat the first epoch's batch order in every epoch (tf.data restarts
+        # its seeded shuffle with each epoch's iterator), so the seed is cleared before fit shuffles.
+        tf.random.set_seed(None)
+        return model.fit(
+            x,
+            y,
+            epochs=epochs,
+            batch_size=BATCH_SIZE,
+            validation_data=(x_val, y_val),
+            callbacks=[clock],
+            verbose=0,
+        )
+
+    return _clocked(fit)
 
 
 def reference_same_order(width, seed, epochs, rows, dense) -> dict:
@@ -124,21 +122,29 @@ def reference_same_order(width, seed, epochs, rows, dense) -> dict:
         .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(BATCH_SIZE))
         .map(lambda i: (tf.gather(x_rows, i), tf.gather(y_rows, i)))
     )
+
+    def fit(clock):
+        return reference_model(width, seed, x_rows.shape[1]).fit(
+            batches,
+            epochs=epochs,
+            steps_per_epoch=-(-n // BATCH_SIZE),
+            validation_data=(x_val, y_val),
+            callbacks=[clock],
+            shuffle=False,
+            verbose=0,
+        )
+
+    return _clocked(fit)
+
+
+def _clocked(fit) -> dict:
+    """fit(clock) timed from just before it builds the model to its last epoch's end, with its curve."""
     stamps = []
     clock = keras.callbacks.LambdaCallback(
         on_epoch_end=lambda epoch, logs: stamps.append(time.perf_counter())
     )
     start = time.perf_counter()
-    model = reference_model(width, seed, x_rows.shape[1])
-    history = model.fit(
-        batches,
-        epochs=epochs,
-        steps_per_epoch=-(-n // BATCH_SIZE),
-        validation_data=(x_val, y_val),
-        callbacks=[clock],
-        shuffle=False,
-        verbose=0,
-    )
+    history = fit(clock)
     return _side(stamps, start, history.history["val_bce"])
 
 

@@ -224,13 +224,10 @@ class _Trainer:
     def __init__(self, settings: Settings, n_cols: int):
         self.n_cols = n_cols
         self.model, self.optimizer = _fresh_model(settings, n_cols)
-        # narrow models: one fused kernel per weight; wide ones: keras's update compiled by xla (faster)
-        wide = settings.width >= XLA_MIN_WIDTH
-        self.step = None if wide else fused_step(self.optimizer, self.model.trainable_variables)
         self.fresh = True
         # traced at their first call, which fit makes under _regviz_graph_options like every other
-        functions = _epoch_functions(self.model, self.optimizer, self.step, n_cols, settings.batch_size)
-        self.prepare, self.run_epoch = functions
+        functions = _epoch_functions(self.model, self.optimizer, n_cols, settings.batch_size)
+        self.step, self.run_epoch = functions
         self._evaluate = _eval_function(self.model)
 
     def reset(self, settings: Settings) -> None:
@@ -325,10 +322,14 @@ def seed_keras(seed: int) -> None:
 # ---- the traced functions ------------------------------------------------------------------------
 
 
-def _epoch_functions(model, optimizer, fused, n_cols, batch_size):
-    """prepare(order, rows) -> batches, and run_epoch(batches, next order, rows) -> sums, next batches."""
+def _epoch_functions(model, optimizer, n_cols, batch_size):
+    """The fused optimizer step (None: keras's apply), and run_epoch(batches, next order, rows) -> sums,
+    next batches."""
     params = model.trainable_variables
     first = model.layers[0]
+    # narrow models: one fused kernel per weight; wide ones: keras's update compiled by xla (faster)
+    wide = first.units >= XLA_MIN_WIDTH
+    fused = None if wide else fused_step(optimizer, params)
 
     def head(a1, yb):
         """Data loss, hits, and the gradients of everything after the first matmul (a1 = x @ kernel)."""
@@ -354,7 +355,7 @@ def _epoch_functions(model, optimizer, fused, n_cols, batch_size):
             optimizer.apply(grads, params)
         return penalty
 
-    if first.units >= XLA_MIN_WIDTH:
+    if wide:
         apply = tf.function(apply, autograph=False, jit_compile=True)
 
     def first_matmul(coords, n_rows):
@@ -394,7 +395,7 @@ def _epoch_functions(model, optimizer, fused, n_cols, batch_size):
         return loop[1], prepare(next_order, *rows)
 
     prepare = _batches_function(batch_size)
-    return prepare, run_epoch
+    return fused, run_epoch
 
 
 COORDS_SHAPE = [-1, 2]  # a batch's (row within the batch, column) pairs
