@@ -8,8 +8,8 @@ import streamlit as st
 
 from regviz import data, figures, reading
 from regviz import settings as settings_mod
-from regviz.backend import Backend, log_to_console
-from regviz.model import keras_code
+from regviz.listing import keras_code
+from regviz.service import RunService, log_to_console
 from regviz.settings import PRESETS, Settings
 
 POLL_SECONDS = 0.5  # how often a page redraws a run in progress
@@ -22,10 +22,10 @@ st.set_page_config(page_title="regviz: see regularization work", page_icon="📉
 
 
 @st.cache_resource(show_spinner="Starting the trainer…")
-def backend() -> Backend:
+def backend() -> RunService:
     """One backend per server process: its store and its trainings are shared by every session."""
     log_to_console()
-    service = Backend()
+    service = RunService()
     service.warm_up()
     return service
 

@@ -34,9 +34,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from regviz import data, train  # noqa: E402
+from regviz import data  # noqa: E402
 from regviz.settings import Settings  # noqa: E402
 from regviz.store import RunStore  # noqa: E402
+from regviz.training import loop as train  # noqa: E402
 
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "imdb_acl.npz"
 DEFAULT_JSON = REPO / "bench" / "results" / "latest.json"
@@ -149,7 +150,7 @@ def _clocked(fit) -> dict:
 
 
 def regviz_run(width, seed, epochs, sparse) -> dict:
-    """regviz.train.fit with the same model, optimizer, batch size, epochs and seed."""
+    """regviz.training.loop.fit with the same model, optimizer, batch size, epochs and seed."""
     settings = Settings(
         width=width, depth=2, epochs=epochs, seed=seed, batch_size=BATCH_SIZE, optimizer="rmsprop"
     )
@@ -260,7 +261,7 @@ import sys
 sys.path.insert(0, sys.argv[1])
 import keras, tensorflow
 if sys.argv[2] == "train":
-    from regviz import train
+    from regviz.training import loop as train
     from regviz.settings import Settings
     for record in train.train(Settings(epochs=int(sys.argv[3]))):
         pass

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return BAD_INPUT
     if args.command == "code":
-        from regviz.model import keras_code
+        from regviz.listing import keras_code
 
         print(keras_code(settings), end="")
         return 0
@@ -67,11 +67,11 @@ def _names() -> set[str]:
 def _train(settings: Settings, no_store: bool) -> int:
     # heavy imports only once the arguments are known to be good: --help stays instant
     from regviz import data
-    from regviz.backend import Backend
+    from regviz.service import RunService
     from regviz.store import StoreError
 
     try:
-        backend = Backend()
+        backend = RunService()
         stored = None if no_store else backend.lookup(settings)
         stream = stored if stored is not None else backend.fresh(settings, save=not no_store)
         records = [_emit(r) for r in stream]

@@ -69,6 +69,3 @@ def summary(records: list[EpochRecord], cached: bool) -> dict[str, Any]:
         "cached": cached,
     }
 
-
-# bump when the training math or the record fields change: stored runs of older versions are never served
-TRAINING_VERSION = "3"  # 3: fused optimizer kernels below 64 units (float rounding differs)

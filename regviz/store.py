@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TypeVar
 
-import regviz.records
+import regviz.training.version
 from regviz.records import EpochRecord
 from regviz.settings import Settings
 
@@ -61,7 +61,7 @@ def default_path() -> Path:
 def run_key(settings: Settings, data_version: str) -> str:
     """Row key; changes with the settings, the training code (TRAINING_VERSION) or the data, never stale."""
     # read at call time so a bumped TRAINING_VERSION takes effect without re-importing this module
-    blob = json.dumps([settings.key(), regviz.records.TRAINING_VERSION, data_version])
+    blob = json.dumps([settings.key(), regviz.training.version.TRAINING_VERSION, data_version])
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
 
 
@@ -93,7 +93,7 @@ class RunStore:
             run_key(settings, data_version),
             json.dumps(settings.as_dict(), sort_keys=True),
             data_version,
-            regviz.records.TRAINING_VERSION,
+            regviz.training.version.TRAINING_VERSION,
             _encode(records),
             datetime.now(UTC).isoformat(timespec="seconds"),
         )

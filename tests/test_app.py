@@ -26,11 +26,12 @@ from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
-import regviz.backend
-from regviz import data, train
+import regviz.service
+from regviz import data
 from regviz.model import build_model, build_optimizer
 from regviz.settings import Settings
 from regviz.store import RunStore
+from regviz.training import loop
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 SCRIPT_TIMEOUT = 120  # seconds for one script run; the first one imports tensorflow
@@ -59,7 +60,7 @@ class Recorder:
     """What the app's backends did: each Backend made, each run watched, each training started."""
 
     def __init__(self):
-        self.backends: list[regviz.backend.Backend] = []
+        self.backends: list[regviz.service.RunService] = []
         self.gate = threading.Semaphore(0)  # one permit lets a training compute one epoch
 
     def open(self, epochs: int = 1_000_000) -> None:
@@ -78,7 +79,7 @@ class Recorder:
 
 
 def _recording_backend(recorder: Recorder) -> type:
-    class RecordingBackend(regviz.backend.Backend):
+    class RecordingBackend(regviz.service.RunService):
         """The real Backend, recording what it is asked and passing each epoch through the gate."""
 
         def __init__(self, *args, **kwargs):
@@ -123,7 +124,7 @@ def app(store_path, monkeypatch):
     """A Recorder of the backends the app creates; each test starts with no backend and ends with none."""
     monkeypatch.delenv("REGVIZ_MAX_TRAININGS", raising=False)  # one trainer: run, then baseline
     recorder = Recorder()
-    monkeypatch.setattr(regviz.backend, "Backend", _recording_backend(recorder))
+    monkeypatch.setattr(regviz.service, "RunService", _recording_backend(recorder))
     st.cache_resource.clear()
     yield recorder
     st.cache_resource.clear()  # its on_release may make one more backend: shut that down too
@@ -136,8 +137,8 @@ def app(store_path, monkeypatch):
 
 @pytest.fixture(scope="module")
 def small_records() -> dict[Settings, list]:
-    """SMALL and its baseline trained once, straight through regviz.train: no app, no store, no backend."""
-    return {s: list(train.train(s)) for s in (SMALL, SMALL.baseline())}
+    """SMALL and its baseline trained once, straight through regviz.training: no app, no store, no backend."""
+    return {s: list(loop.train(s)) for s in (SMALL, SMALL.baseline())}
 
 
 @pytest.fixture

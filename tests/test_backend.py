@@ -6,18 +6,19 @@ import threading
 
 import pytest
 
-from regviz import data, train
-from regviz.backend import Backend
+from regviz import data
+from regviz.service import RunService
 from regviz.settings import Settings
 from regviz.store import RunStore
+from regviz.training import loop
 
 SMALL = Settings(dataset="synthetic", width=4, epochs=2, l2=0.001)
 
 
 @pytest.fixture
-def backend(temporary_store) -> Backend:
+def backend(temporary_store) -> RunService:
     """A backend on this test's empty store."""
-    service = Backend(RunStore(temporary_store), max_concurrent=1)
+    service = RunService(RunStore(temporary_store), max_concurrent=1)
     yield service
     service.manager.shutdown(timeout=30)
 
@@ -25,7 +26,7 @@ def backend(temporary_store) -> Backend:
 def test_a_stored_run_comes_back_whole_without_training(backend, monkeypatch):
     """The first stream trains and stores; the second returns identical records and never calls train."""
     first = list(backend.stream(SMALL))
-    monkeypatch.setattr(train, "train", lambda *a, **k: pytest.fail("trained a stored run"))
+    monkeypatch.setattr(loop, "train", lambda *a, **k: pytest.fail("trained a stored run"))
     assert [r.to_dict() for r in backend.stream(SMALL)] == [r.to_dict() for r in first]
     assert len(first) == SMALL.epochs
 

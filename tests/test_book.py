@@ -7,7 +7,7 @@ import pytest
 
 from regviz import data
 from regviz.settings import Settings
-from regviz.train import train
+from regviz.training.loop import train
 
 pytestmark = pytest.mark.slow
 

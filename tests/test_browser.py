@@ -297,7 +297,7 @@ def test_hostile_link_shows_a_notice_not_an_exception(server, open_page):
 # ---- runs follow the tabs: shared while watched, cancelled when abandoned ---------------------------------
 
 LONG = {**DATASET, "width": "512", "epochs": "100"}  # minutes of training: it only ends by being cancelled
-LOG_LINE = re.compile(r"^(\S+ \S+) INFO regviz\.runs: run (\w+) (.*)$", re.M)
+LOG_LINE = re.compile(r"^(\S+ \S+) INFO regviz\.runs\.manager: run (\w+) (.*)$", re.M)
 
 
 def run_key(params: dict[str, str]) -> str:

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from keras import layers, regularizers
 
-from regviz.model import build_model, build_optimizer, keras_code
+from regviz.listing import keras_code
+from regviz.model import build_model, build_optimizer
 from regviz.settings import Settings
 
 FEATURES = 300  # small input keeps these models quick to build

@@ -10,8 +10,8 @@ import tensorflow as tf
 from keras import layers, regularizers
 
 from regviz.model import build_model, build_optimizer
-from regviz.optimizer_step import fused_step
 from regviz.settings import Settings
+from regviz.training.optimizer_step import fused_step
 
 STEPS = 6
 

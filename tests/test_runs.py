@@ -9,7 +9,7 @@ import time
 import pytest
 
 from regviz.records import HIST_EDGES, EpochRecord, LayerStats
-from regviz.runs import RunManager, max_trainings_from_env
+from regviz.runs.manager import RunManager, max_trainings_from_env
 from regviz.settings import Settings
 
 DEADLINE = 10.0  # seconds; only reached when something is broken
@@ -348,7 +348,7 @@ def test_save_failure_still_done_and_served_from_memory(make, trainer, store, ca
     store.fail_save = True
     manager = make()
     run = manager.watch(S, "a")
-    with caplog.at_level(logging.WARNING, logger="regviz.runs"):
+    with caplog.at_level(logging.WARNING, logger="regviz.runs.manager"):
         trainer.open(S, 3)
         assert run.wait(DEADLINE) and run.state == "done"
     assert "could not save" in caplog.text

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import TESTS, subprocess_env
 
-import regviz.records
+import regviz.training.version
 from regviz.records import HIST_EDGES, EpochRecord, LayerStats
 from regviz.settings import Settings
 from regviz.store import APPLICATION_ID, SCHEMA_VERSION, RunStore, StoreError, default_path, run_key
@@ -131,7 +131,9 @@ def test_training_version_bump_misses(store, monkeypatch):
     """After TRAINING_VERSION changes, runs of the old training code are not served."""
     store.put(Settings(), DATA, run())
     old_key = run_key(Settings(), DATA)
-    monkeypatch.setattr(regviz.records, "TRAINING_VERSION", regviz.records.TRAINING_VERSION + "-next")
+    monkeypatch.setattr(
+        regviz.training.version, "TRAINING_VERSION", regviz.training.version.TRAINING_VERSION + "-next"
+    )
     assert run_key(Settings(), DATA) != old_key
     assert store.get(Settings(), DATA) is None
 
@@ -158,7 +160,7 @@ def test_row_records_settings_versions_and_time(store, path):
     store.put(settings, DATA, run())
     (row,) = sql(path, "SELECT settings, data_version, training_version, created FROM runs")
     assert json.loads(row[0]) == settings.as_dict()
-    assert row[1:3] == (DATA, regviz.records.TRAINING_VERSION)
+    assert row[1:3] == (DATA, regviz.training.version.TRAINING_VERSION)
     assert datetime.fromisoformat(row[3]).utcoffset().total_seconds() == 0
 
 

@@ -24,7 +24,10 @@ from regviz import data
 from regviz.model import build_model
 from regviz.records import EpochRecord
 from regviz.settings import Settings
-from regviz.train import batch_orders, forward, roc_auc, seed_keras, train
+from regviz.training.loop import batch_orders, train
+from regviz.training.metrics import roc_auc
+from regviz.training.steps import forward
+from regviz.training.tf_private import seed_keras
 
 DEADLINE = 120.0  # seconds; only reached when something is broken
 TESTS = Path(__file__).resolve().parent
@@ -133,7 +136,7 @@ import json, sys
 sys.path.insert(0, sys.argv[1])
 from conftest import make_small_dataset
 from regviz.settings import Settings
-from regviz.train import train
+from regviz.training.loop import train
 ds = make_small_dataset()
 out = [[r.to_dict() for r in train(Settings.from_params(p), dataset=ds)] for p in json.loads(sys.argv[2])]
 print("RESULT " + json.dumps(out))
@@ -441,7 +444,7 @@ def test_learning_equals_plain_keras_fit_on_the_same_batches(settings, small_dat
 
 def test_data_loss_uses_the_logits_like_keras_fit():
     """A confidently wrong prediction costs its full cross-entropy (from logits), not the clipped 16.1."""
-    from regviz import train as train_mod
+    from regviz.training import steps
 
     net = build_model(Settings(width=4), 10)
     rng = np.random.default_rng(1)
@@ -449,7 +452,7 @@ def test_data_loss_uses_the_logits_like_keras_fit():
         v.assign(rng.normal(0.0, 30.0, v.shape).astype("float32"))
     a1 = tf.constant(rng.normal(0.0, 5.0, (64, 4)).astype("float32"))
     y = tf.constant(rng.integers(0, 2, 64).astype("float32"))
-    head = tf.function(lambda a, t: train_mod._data_loss(t, train_mod._after_first_matmul(net, a, False)))
+    head = tf.function(lambda a, t: steps._data_loss(t, steps.after_first_matmul(net, a, False)))
     loss = head(a1, y)
     # the reference: logits recomputed in numpy from the weights, stable log-loss formula
     dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]

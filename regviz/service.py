@@ -6,11 +6,12 @@ import logging
 import threading
 from collections.abc import Iterator
 
-from regviz import data, train
+from regviz import data
 from regviz.records import EpochRecord
-from regviz.runs import RunManager
+from regviz.runs.manager import RunManager
 from regviz.settings import Settings
 from regviz.store import RunStore
+from regviz.training import loop
 
 
 def log_to_console(level: int = logging.INFO) -> None:
@@ -23,7 +24,7 @@ def log_to_console(level: int = logging.INFO) -> None:
         log.setLevel(level)
 
 
-class Backend:
+class RunService:
     """Trains runs, serves finished ones from the store, and shares trainings between sessions."""
 
     def __init__(self, store: RunStore | None = None, max_concurrent: int | None = None):
@@ -67,9 +68,9 @@ class Backend:
             return  # the page says so when someone asks for it
         tiny = settings.replace(epochs=1, width=4)
         # the first training in a process pays seconds of tensorflow start-up; pay it before anyone waits
-        for _ in train.fit(tiny, ds.x_train.take(256), ds.y_train[:256], ds.x_val.take(256), ds.y_val[:256]):
+        for _ in loop.fit(tiny, ds.x_train.take(256), ds.y_train[:256], ds.x_val.take(256), ds.y_val[:256]):
             pass
-        train.warm_rows(ds.training_rows(settings.train_fraction)[0], ds.x_val)  # the default run's rows
+        loop.warm_rows(ds.training_rows(settings.train_fraction)[0], ds.x_val)  # the default run's rows
 
     def _train(self, settings: Settings, cancel: threading.Event | None) -> Iterator[EpochRecord]:
-        return train.train(settings, cancel, dataset=data.load(settings.dataset))
+        return loop.train(settings, cancel, dataset=data.load(settings.dataset))

@@ -1,0 +1,1 @@
+"""Runs: the page server's shared runs and their queue (manager), and where they train (the seam)."""
