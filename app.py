@@ -6,11 +6,12 @@ import uuid
 
 import streamlit as st
 
-from regviz import data, figures, reading
+from regviz import data, reading
 from regviz import settings as settings_mod
 from regviz.listing import keras_code
 from regviz.service import RunService, log_to_console
 from regviz.settings import PRESETS, Settings
+from regviz.views import ViewCache
 
 POLL_SECONDS = 0.5  # how often a page redraws a run in progress
 KERAS_LOSS_NOTE = (
@@ -21,18 +22,22 @@ KERAS_LOSS_NOTE = (
 st.set_page_config(page_title="regviz: see regularization work", page_icon="📉", layout="wide")
 
 
-@st.cache_resource(show_spinner="Starting the trainer…")
-def backend() -> RunService:
-    """One backend per server process: its store and its trainings are shared by every session."""
+@st.cache_resource(show_spinner=False)
+def service() -> RunService:
+    """One service per server process: its store, its worker processes and its runs serve every session."""
     log_to_console()
-    service = RunService()
-    service.warm_up()
-    return service
+    return RunService()
+
+
+@st.cache_resource(show_spinner=False)
+def views() -> ViewCache:
+    """Charts built once per change of a run, shared by every tab that watches it."""
+    return ViewCache()
 
 
 def _forget_session(token: str) -> None:
     # the tab is gone: cancel what only this tab was waiting for
-    backend().manager.unwatch(token)
+    service().manager.unwatch(token)
 
 
 @st.cache_resource(scope="session", on_release=_forget_session, show_spinner=False)
@@ -59,13 +64,15 @@ def seed_from_link() -> None:
     st.session_state.seeded = True
 
 
-def ensure_dataset() -> None:
-    """If the chosen dataset can't be loaded, say so in one line and switch to an offline one."""
+def ensure_dataset() -> data.DatasetInfo | None:
+    """The chosen dataset's description (None while a worker loads it); if it can't be loaded, say so
+    in one line and switch to an offline one."""
     try:
-        data.load(st.session_state.dataset)
+        return service().dataset_info(st.session_state.dataset, wait=False)
     except data.DatasetUnavailable as e:
         st.session_state.data_notice = f"{e}. Using the offline dataset “{data.OFFLINE_DATASETS[0]}” instead."
         st.session_state.dataset = data.OFFLINE_DATASETS[0]
+        return service().dataset_info(st.session_state.dataset, wait=False)
 
 
 def apply_preset() -> None:
@@ -159,16 +166,48 @@ def notices() -> None:
         st.info(st.session_state.data_notice)
 
 
-def header(settings: Settings) -> None:
+def header(settings: Settings, info: data.DatasetInfo | None) -> None:
     """Title and the network in one line."""
     st.title("regviz · see regularization work")
     layers = " → ".join([f"Dense({settings.width}, relu)"] * settings.depth + ["Dense(1, sigmoid)"])
-    rows = len(data.load(settings.dataset).training_rows(settings.train_fraction)[1])
+    rows = "loading the data"
+    if info is not None:
+        rows = f"{info.training_rows(settings.train_fraction):,} training examples"
     st.caption(
-        f"{layers} on {settings.dataset.upper()} ({rows:,} training examples), "
+        f"{layers} on {settings.dataset.upper()} ({rows}), "
         f"{reading.regularizers(settings) or 'no regularization'}. "
         "Solid lines: this run. Dashed: the same network without regularization (the baseline)."
     )
+
+
+def problem_line() -> None:
+    """One line when no training worker can start (reported once in the log, shown on every page)."""
+    problem = service().manager.problem()
+    if problem:
+        st.error(f"Training is not available on this server: {problem}")
+
+
+def waiting(settings: Settings) -> None:
+    """Empty chart frames while a worker starts and loads the data; a full rerun once it has."""
+    try:
+        ready = service().dataset_info(settings.dataset, wait=False) is not None
+    except data.DatasetUnavailable:
+        ready = True  # the full run says so and switches to an offline dataset
+    if ready:
+        st.rerun()
+    st.progress(0.0, text="Starting the trainer: loading TensorFlow and the data (after a restart only)…")
+    empty = views().view(_Empty(settings), _Empty(settings), settings, False)
+    draw(empty)
+
+
+class _Empty:
+    """A run with no records yet, to draw empty chart frames."""
+
+    def __init__(self, settings: Settings):
+        self.key = "empty-" + settings.key()
+
+    def snapshot(self):
+        return 0, []
 
 
 def live(run, base, settings: Settings, poll: bool) -> None:
@@ -176,12 +215,16 @@ def live(run, base, settings: Settings, poll: bool) -> None:
     for who, r in (("this run", run), ("baseline", base)) if base is not run else (("this run", run),):
         share, text = reading.status(r, who)
         st.progress(share, text=text)
-    records, baseline = run.records(), base.records()
-    charts(records, baseline, settings)
-    st.markdown("\n".join(f"- {line}" for line in reading.reading(records, baseline, settings)))
+        label = "Retry this run" if who == "this run" else "Retry the baseline"
+        if r.state == "failed" and st.button(label, key=f"retry-{who}"):
+            service().manager.retry(r.settings, session_token())
+            st.rerun()
+    view = views().view(run, base, settings, st.session_state.get("keras_loss", False))
+    draw(view)
+    st.markdown("\n".join(f"- {line}" for line in view.reading))
     st.download_button(
         "Download curves (CSV)",
-        figures.curves_csv(records, None if base is run else baseline),
+        view.csv,
         file_name=f"regviz-{settings.key()}.csv",
         mime="text/csv",
         key="csv",
@@ -191,53 +234,53 @@ def live(run, base, settings: Settings, poll: bool) -> None:
         st.rerun()  # one full rerun turns polling off
 
 
-def charts(records, baseline, settings: Settings) -> None:
+def draw(view) -> None:
     """Loss and accuracy side by side, then the weights."""
-    keras_loss = st.session_state.get("keras_loss", False)
     left, right = st.columns(2)
-    left.plotly_chart(
-        figures.loss_figure(records, baseline, settings, keras_loss=keras_loss), key="loss_chart"
-    )
-    right.plotly_chart(figures.metrics_figure(records, baseline, settings), key="metrics_chart")
+    left.plotly_chart(view.loss, key="loss_chart")
+    right.plotly_chart(view.metrics, key="metrics_chart")
     left, right = st.columns(2)
-    last = records[-1] if records else None
-    base_last = baseline[-1] if baseline else None
-    left.plotly_chart(figures.weights_histogram(last, base_last), key="hist_chart")
-    right.plotly_chart(figures.weight_norms_figure(records, baseline, settings.epochs), key="norms_chart")
+    left.plotly_chart(view.hist, key="hist_chart")
+    right.plotly_chart(view.norms, key="norms_chart")
 
 
-def share_and_code(settings: Settings) -> None:
+def share_and_code(settings: Settings, info: data.DatasetInfo | None) -> None:
     """The link to this experiment, and the Keras code that builds its model."""
     query = "&".join(f"{k}={v}" for k, v in settings.to_params().items())
     base_url = (st.context.url or "").rstrip("/") + "/"
     st.caption("Link to this experiment (copy with the icon on the right):")
     st.code(f"{base_url}?{query}" if query else base_url, language=None, wrap_lines=True)
     with st.expander("Show Keras code"):
-        st.code(keras_code(settings, data.load(settings.dataset).num_features), language="python")
+        features = info.num_features if info else data.NUM_WORDS
+        st.code(keras_code(settings, features), language="python")
 
 
 def main() -> None:
     """Top to bottom: settings, work, output."""
     seed_from_link()
-    ensure_dataset()
+    info = ensure_dataset()
     sidebar()
     settings = current_settings()
     in_url = {name: st.query_params.get_all(name) for name in st.query_params}
     if in_url != {name: [value] for name, value in settings.to_params().items()}:
         st.query_params.from_dict(settings.to_params())
-    header(settings)
+    header(settings, info)
     notices()
+    problem_line()
     if st.toggle(
         "Show the loss as Keras reports it (penalty included)", key="keras_loss", help=KERAS_LOSS_NOTE
     ):
         st.caption(KERAS_LOSS_NOTE)
-    manager, token = backend().manager, session_token()
-    run = manager.watch(settings, token)
-    base = run if settings.is_baseline else manager.watch(settings.baseline(), token)
+    manager, token = service().manager, session_token()
     manager.unwatch(token, keep=[settings, settings.baseline()])
-    poll = not (run.finished and base.finished)
-    st.fragment(live, run_every=POLL_SECONDS if poll else None)(run, base, settings, poll)
-    share_and_code(settings)
+    if info is None:
+        st.fragment(waiting, run_every=POLL_SECONDS)(settings)
+    else:
+        run = manager.watch(settings, token)
+        base = run if settings.is_baseline else manager.watch(settings.baseline(), token)
+        poll = not (run.finished and base.finished)
+        st.fragment(live, run_every=POLL_SECONDS if poll else None)(run, base, settings, poll)
+    share_and_code(settings, info)
 
 
 main()

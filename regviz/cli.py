@@ -67,13 +67,15 @@ def _names() -> set[str]:
 def _train(settings: Settings, no_store: bool) -> int:
     # heavy imports only once the arguments are known to be good: --help stays instant
     from regviz import data
-    from regviz.service import RunService
+    from regviz.runs.threads import ThreadExecutor
+    from regviz.service import RunService, train_here
     from regviz.store import StoreError
 
     try:
-        backend = RunService()
-        stored = None if no_store else backend.lookup(settings)
-        stream = stored if stored is not None else backend.fresh(settings, save=not no_store)
+        # training in this process, through the same code as the app's workers
+        service = RunService(executor=ThreadExecutor(train_here))
+        stored = None if no_store else service.lookup(settings)
+        stream = stored if stored is not None else service.fresh(settings, save=not no_store)
         records = [_emit(r) for r in stream]
     except (data.DatasetUnavailable, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)

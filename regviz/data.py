@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import math
@@ -81,6 +82,37 @@ class Dataset:
         """The first ceil(fraction * n) training rows: less data, the book's first remedy reversed."""
         n = max(1, math.ceil(fraction * len(self.y_train)))
         return self.x_train.take(n), self.y_train[:n]
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What the page server knows of a dataset without loading it: sizes, version, description."""
+
+    name: str
+    version: str
+    n_train: int  # training rows before train_fraction
+    n_val: int
+    num_features: int
+    nnz_per_row: float  # mean ones per row, for estimating a run's cost
+    description: str
+
+    def training_rows(self, fraction: float) -> int:
+        """How many rows a run with this train_fraction trains on (as Dataset.training_rows takes them)."""
+        return max(1, math.ceil(fraction * self.n_train))
+
+    def to_dict(self) -> dict:
+        """Plain JSON-ready dict."""
+        return dataclasses.asdict(self)
+
+
+def describe(dataset: Dataset) -> DatasetInfo:
+    """The dataset's sizes and version, as the page server keeps them."""
+    rows = len(dataset.y_train) + len(dataset.y_val)
+    nnz = dataset.x_train.nnz + dataset.x_val.nnz
+    return DatasetInfo(
+        dataset.name, dataset.version, len(dataset.y_train), len(dataset.y_val), dataset.num_features,
+        nnz / max(1, rows), dataset.description,
+    )  # fmt: skip
 
 
 def multi_hot(sequences, num_words: int = NUM_WORDS) -> SparseRows:

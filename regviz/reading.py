@@ -164,18 +164,28 @@ def _cap(text: str) -> str:
 
 
 def status(run, who: str) -> tuple[float, str]:
-    """Progress share and one line for a Run: from the store, queued (with place), epoch k of N, time left."""
+    """Progress share and one line for a Run: from the store, queued (place, estimates), epoch k of N,
+    time left, failed or refused (with the reason)."""
     done, total = len(run.records()), run.total_epochs
     if run.from_store:
         return 1.0, f"{_cap(who)}: from the store, all {total} epochs (trained before)."
     state = run.state
     if state == "queued":
         place = run.queue_position() or 1
-        return 0.0, f"{_cap(who)}: waiting for a free trainer, place {place} in the queue."
+        starts = run.starts_in()
+        when = f", starts in about {_seconds(starts)}" if starts is not None else ""
+        cost = f", trains in about {_seconds(run.estimate)}" if run.estimate is not None else ""
+        return 0.0, f"{_cap(who)}: waiting for a free trainer, place {place} in the queue{when}{cost}."
+    if state == "refused":
+        return 0.0, f"{_cap(who)}: not trained. {run.error}"
     if state == "failed":
         return done / total, f"{_cap(who)}: training failed: {run.error}"
     if state in ("done", "cancelled"):
         return done / total, f"{_cap(who)}: {state}, {done} of {total} epochs."
     eta = run.eta_seconds()
-    left = f", about {math.ceil(eta)} s left" if eta is not None else ", starting"
+    left = f", about {_seconds(eta)} left" if eta is not None else ", starting"
     return done / total, f"{_cap(who)}: training, epoch {done} of {total}{left}."
+
+
+def _seconds(seconds: float) -> str:
+    return f"{math.ceil(seconds)} s" if seconds < 120 else f"{math.ceil(seconds / 60)} min"

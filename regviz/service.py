@@ -1,21 +1,31 @@
-"""Where settings meet data, training and the store: what the app and the command line call."""
+"""Where settings meet data descriptions, training, costs and the store: what the app and the CLI call.
+
+The app's service trains in worker processes (`runs/local.py`) and never imports TensorFlow; the
+command line trains in its own process through the same training code (`training/loop.py`).
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 
 from regviz import data
+from regviz.data import DatasetInfo, DatasetUnavailable
 from regviz.records import EpochRecord
+from regviz.runs.costs import CostModel
 from regviz.runs.manager import RunManager
+from regviz.runs.seam import Executor, one_line
 from regviz.settings import Settings
 from regviz.store import RunStore
-from regviz.training import loop
+
+log = logging.getLogger(__name__)
+RETRY_DESCRIBE_S = 5.0  # after workers could not answer, ask again no sooner than this
 
 
 def log_to_console(level: int = logging.INFO) -> None:
-    """Show regviz's own log lines (runs started, cancelled, stored; files moved aside) on stderr."""
+    """Show regviz's own log lines (runs started, cancelled, stored; workers; files moved aside) on stderr."""
     log = logging.getLogger("regviz")
     if not log.handlers:
         handler = logging.StreamHandler()
@@ -24,20 +34,92 @@ def log_to_console(level: int = logging.INFO) -> None:
         log.setLevel(level)
 
 
-class RunService:
-    """Trains runs, serves finished ones from the store, and shares trainings between sessions."""
+def train_here(settings: Settings, cancel: threading.Event | None = None) -> Iterator[EpochRecord]:
+    """Train in this process (the command line, tests): the same code the workers run."""
+    from regviz.training.loop import train  # tensorflow: only where training happens in this process
 
-    def __init__(self, store: RunStore | None = None, max_concurrent: int | None = None):
+    return train(settings, cancel, dataset=data.load(settings.dataset))
+
+
+class RunService:
+    """Serves finished runs from the store, trains the others behind an executor, shares them by settings."""
+
+    def __init__(self, store: RunStore | None = None, executor: Executor | None = None, max_run_seconds=None):
         self.store = store or RunStore()
-        self.manager = RunManager(self._train, self.lookup, self.save, max_concurrent=max_concurrent)
+        if executor is None:
+            from regviz.runs.local import LocalWorkers  # worker processes: the app's executor
+
+            executor = LocalWorkers()
+        self.executor = executor
+        self._infos: dict[str, DatasetInfo] = {}
+        self._unavailable: dict[str, str] = {}
+        self._asking: dict[str, float] = {}  # dataset -> when a background describe was started
+        self._lock = threading.Lock()
+        self.costs = CostModel(self.known_info, max_run_seconds)
+        self.manager = RunManager(self.executor, self.lookup, self.save, self.costs)
+
+    # datasets, described by whoever trains on them
+
+    def dataset_info(self, name: str, wait: bool = True) -> DatasetInfo | None:
+        """The dataset's description; raises DatasetUnavailable. With wait=False: None while being asked."""
+        known = self._known(name)
+        if known is not None or not wait:
+            if known is None:
+                self._ask_in_background(name)
+            return known
+        return self._describe(name)
+
+    def known_info(self, name: str) -> DatasetInfo | None:
+        """The description if already known, else None (never waits, never raises)."""
+        with self._lock:
+            return self._infos.get(name)
+
+    def _known(self, name: str) -> DatasetInfo | None:
+        with self._lock:
+            if name in self._unavailable:
+                raise DatasetUnavailable(self._unavailable[name])
+            return self._infos.get(name)
+
+    def _describe(self, name: str) -> DatasetInfo:
+        try:
+            info = self.executor.describe(name)
+        except DatasetUnavailable as e:
+            with self._lock:
+                self._unavailable[name] = str(e)
+            raise
+        with self._lock:
+            self._infos[name] = info
+        return info
+
+    def _ask_in_background(self, name: str) -> None:
+        with self._lock:
+            if time.monotonic() - self._asking.get(name, -RETRY_DESCRIBE_S) < RETRY_DESCRIBE_S:
+                return
+            self._asking[name] = time.monotonic()
+        threading.Thread(target=self._ask, args=(name,), daemon=True, name="regviz-describe").start()
+
+    def _ask(self, name: str) -> None:
+        try:
+            self._describe(name)
+        except DatasetUnavailable:
+            pass  # kept: the page shows it and switches to an offline dataset
+        except Exception as e:  # workers not up: the page shows the executor's problem line
+            log.warning("could not describe dataset %s: %s", name, one_line(e))
+        with self._lock:
+            if name in self._infos or name in self._unavailable:
+                self._asking.pop(name, None)
+
+    # the store, keyed by the data's version
 
     def lookup(self, settings: Settings) -> list[EpochRecord] | None:
         """All records of a finished run with these settings on this data, or None."""
-        return self.store.get(settings, data.load(settings.dataset).version)
+        return self.store.get(settings, self.dataset_info(settings.dataset).version)
 
     def save(self, settings: Settings, records: list[EpochRecord]) -> None:
         """Keep a finished run for every later session."""
-        self.store.put(settings, data.load(settings.dataset).version, records)
+        self.store.put(settings, self.dataset_info(settings.dataset).version, records)
+
+    # the command line's path: train here, store when complete
 
     def stream(self, settings: Settings, cancel: threading.Event | None = None) -> Iterator[EpochRecord]:
         """Records of a run: all at once from the store, else one per epoch as training goes (then stored)."""
@@ -45,32 +127,14 @@ class RunService:
         return iter(stored) if stored is not None else self.fresh(settings, cancel)
 
     def fresh(self, settings: Settings, cancel=None, save: bool = True) -> Iterator[EpochRecord]:
-        """Train from scratch, one record per epoch; a complete run is stored when `save` is set."""
+        """Train from scratch in this process, one record per epoch; a complete run is stored if `save`."""
         records = []
-        for record in self._train(settings, cancel):
+        for record in train_here(settings, cancel):
             records.append(record)
             yield record
         if save and len(records) == settings.epochs:  # a cancelled run is never stored as finished
             self.save(settings, records)
 
-    def warm_up(self, settings: Settings | None = None) -> threading.Thread:
-        """In the background: load the dataset and run TensorFlow's one-time set-up on a tiny model."""
-        thread = threading.Thread(
-            target=self._warm, args=(settings or Settings(),), daemon=True, name="warm-up"
-        )
-        thread.start()
-        return thread
-
-    def _warm(self, settings: Settings) -> None:
-        try:
-            ds = data.load(settings.dataset)
-        except data.DatasetUnavailable:
-            return  # the page says so when someone asks for it
-        tiny = settings.replace(epochs=1, width=4)
-        # the first training in a process pays seconds of tensorflow start-up; pay it before anyone waits
-        for _ in loop.fit(tiny, ds.x_train.take(256), ds.y_train[:256], ds.x_val.take(256), ds.y_val[:256]):
-            pass
-        loop.warm_rows(ds.training_rows(settings.train_fraction)[0], ds.x_val)  # the default run's rows
-
-    def _train(self, settings: Settings, cancel: threading.Event | None) -> Iterator[EpochRecord]:
-        return loop.train(settings, cancel, dataset=data.load(settings.dataset))
+    def close(self, timeout: float | None = None) -> bool:
+        """Cancel every run and stop the executor."""
+        return self.manager.shutdown(timeout)

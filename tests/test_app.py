@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import sys
 import threading
 import time
 from pathlib import Path
@@ -29,6 +30,8 @@ from streamlit.testing.v1 import app_test as app_test_module
 import regviz.service
 from regviz import data
 from regviz.model import build_model, build_optimizer
+from regviz.runs.threads import ThreadExecutor
+from regviz.service import train_here
 from regviz.settings import Settings
 from regviz.store import RunStore
 from regviz.training import loop
@@ -80,11 +83,13 @@ class Recorder:
 
 def _recording_backend(recorder: Recorder) -> type:
     class RecordingBackend(regviz.service.RunService):
-        """The real Backend, recording what it is asked and passing each epoch through the gate."""
+        """The real service, recording what it is asked and passing each epoch through the gate."""
 
         def __init__(self, *args, **kwargs):
-            super().__init__(*args, **kwargs)
+            # trainings in threads of the test process, each epoch held at the gate; the served app's
+            # worker processes are tested in test_local.py and test_browser.py
             self.trained, self.watched = [], []
+            super().__init__(*args, executor=ThreadExecutor(self._train), **kwargs)
             watch = self.manager.watch
 
             def recording_watch(settings, watcher):
@@ -95,9 +100,14 @@ def _recording_backend(recorder: Recorder) -> type:
             self.manager.watch = recording_watch
             recorder.backends.append(self)
 
+        def dataset_info(self, name, wait=True):
+            # described at once in this process (test_the_page_draws_frames_while_workers_start
+            # covers the page before a worker has answered)
+            return super().dataset_info(name, wait=True)
+
         def _train(self, settings, cancel):
             self.trained.append(settings)
-            return self._gated(super()._train(settings, cancel))
+            return self._gated(train_here(settings, cancel))
 
         def _gated(self, records):
             # the gate is passed before an epoch is computed, so a held training costs nothing
@@ -619,3 +629,114 @@ def test_a_second_session_in_the_same_process_shares_the_finished_run(app):
     second = open_app(SMALL_LINK)
     assert all("done" in line or "from the store" in line for line in progress(second))
     assert app.trained == trained_before
+
+
+# ---- the page while workers start, fail, or refuse a run -------------------------------------------------
+
+
+class SlowToStart(ThreadExecutor):
+    """Trains in threads, but describes no dataset until `up` is set, as workers loading TensorFlow."""
+
+    def __init__(self, train):
+        super().__init__(train)
+        self.up = threading.Event()
+
+    def describe(self, dataset, timeout=None):
+        assert self.up.wait(DEADLINE), "the test never let the workers come up"
+        return super().describe(dataset, timeout)
+
+
+class NeverStarts(ThreadExecutor):
+    """An executor whose workers cannot start: every training ends with its one-line problem."""
+
+    PROBLEM = (
+        "the training workers cannot start: ModuleNotFoundError: No module named 'tensorflow' (exit code 1)"
+    )
+
+    def start(self, job):
+        job.end(self.PROBLEM)
+
+    def problem(self):
+        return self.PROBLEM
+
+
+@pytest.fixture
+def serve_with(store_path, monkeypatch):
+    """Serve the app with a real RunService on an executor the test chooses; shut down after."""
+    made = []
+
+    def serve(executor_class, **service_kwargs):
+        class Service(regviz.service.RunService):
+            def __init__(self):
+                super().__init__(executor=executor_class(train_here), **service_kwargs)
+                made.append(self)
+
+        monkeypatch.setattr(regviz.service, "RunService", Service)
+        st.cache_resource.clear()
+        return made
+
+    yield serve
+    st.cache_resource.clear()
+    for service in made:
+        if isinstance(service.executor, SlowToStart):
+            service.executor.up.set()
+        assert service.close(timeout=DEADLINE)
+
+
+def test_the_page_draws_frames_while_workers_start(serve_with):
+    """Before a worker has described the data, the page shows its controls, empty charts and one line."""
+    services = serve_with(SlowToStart)
+    at = open_app(SMALL_LINK)
+    assert progress(at) == ["Starting the trainer: loading TensorFlow and the data (after a restart only)…"]
+    assert set(charts(at)) == {"Loss", "Accuracy", "First", "Weight"}
+    assert "loading the data" in at.caption[0].value and controls(at)["width"].value == 4
+    services[0].executor.up.set()
+    end = time.monotonic() + DEADLINE
+    while services[0].known_info("synthetic") is None:
+        assert time.monotonic() < end, "the dataset was never described"
+        time.sleep(0.05)  # poll interval, bounded by the deadline
+    at.run()
+    assert not at.exception and len(progress(at)) == 2 and "Starting" not in progress(at)[0]
+    assert "training examples" in at.caption[0].value
+
+
+def test_workers_that_cannot_start_are_one_line_on_the_page(serve_with):
+    """A server whose workers cannot start says so once at the top, and each run shows it as its failure."""
+    serve_with(NeverStarts)
+    at = open_app(SMALL_LINK)
+    assert [e.value for e in at.error] == [f"Training is not available on this server: {NeverStarts.PROBLEM}"]
+    assert all("training failed: the training workers cannot start" in line for line in progress(at))
+    assert not at.exception and len(at.get("button")) >= 1
+
+
+def test_a_failed_run_can_be_retried_from_the_page(app, monkeypatch):
+    """A training that fails shows one line and a retry button; the retry trains it again to the end."""
+    calls = []
+    real = regviz.service.train_here
+
+    def fails_once(settings, cancel=None):
+        calls.append(settings)
+        if settings == SMALL and calls.count(SMALL) == 1:
+            raise RuntimeError("the training process stopped (killed by SIGKILL)")
+        return real(settings, cancel)
+
+    monkeypatch.setattr(regviz.service, "train_here", fails_once)
+    monkeypatch.setattr(sys.modules[__name__], "train_here", fails_once)
+    at = finish(open_app(SMALL_LINK), app)
+    assert (
+        progress(at)[0]
+        == "This run: training failed: RuntimeError: the training process stopped (killed by SIGKILL)"
+    )
+    at.button(key="retry-this run").click().run()
+    at = finish(at, app)
+    assert progress(at)[0] == "This run: done, 2 of 2 epochs." and calls.count(SMALL) == 2
+
+
+def test_a_run_over_the_cost_limit_is_refused_with_what_to_lower(serve_with, monkeypatch):
+    """A link to a run estimated above REGVIZ_MAX_RUN_SECONDS is not trained; the page says why."""
+    serve_with(ThreadExecutor, max_run_seconds=5.0)
+    at = open_app({"dataset": "synthetic", "width": "512", "depth": "4", "epochs": "100", "batch_size": "32"})
+    line = progress(at)[0]
+    assert line.startswith("This run: not trained. This run would take about")
+    assert "REGVIZ_MAX_RUN_SECONDS" in line and "Lower the epochs" in line
+    assert not at.exception

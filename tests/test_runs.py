@@ -1,4 +1,4 @@
-"""RunManager: shared runs, FIFO queue, cancellation and failures, driven by a gated fake train."""
+"""RunManager: shared runs, a fair queue, cancels and failures, driven by a gated fake train in threads."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from regviz.records import HIST_EDGES, EpochRecord, LayerStats
 from regviz.runs.manager import RunManager, max_trainings_from_env
+from regviz.runs.threads import ThreadExecutor
 from regviz.settings import Settings
 
 DEADLINE = 10.0  # seconds; only reached when something is broken
@@ -144,7 +145,8 @@ def make(trainer, store):
     made = []
 
     def make(max_concurrent=1, train=None, **kwargs):
-        manager = RunManager(train or trainer, store.lookup, store.save, max_concurrent, **kwargs)
+        executor = ThreadExecutor(train or trainer, max_concurrent)
+        manager = RunManager(executor, store.lookup, store.save, **kwargs)
         made.append(manager)
         return manager
 
@@ -256,7 +258,8 @@ def test_train_ignoring_cancel_is_dropped_after_its_next_record(make, trainer, s
     manager.unwatch("a")
     trainer.open(S)
     assert run.wait(DEADLINE) and run.state == "cancelled"
-    assert len(run.records()) == 2 and trainer.closed == [S] and store.saves == []
+    # the record computed after the cancel is dropped: nobody watches this run any more
+    assert len(run.records()) == 1 and trainer.closed == [S] and store.saves == []
 
 
 def test_unwatching_a_queued_run_removes_it_from_the_queue(make, trainer):
@@ -425,11 +428,120 @@ def test_max_trainings_from_env_rejects_bad_values(raw):
         max_trainings_from_env({"REGVIZ_MAX_TRAININGS": raw})
 
 
-def test_manager_defaults_to_the_environment(monkeypatch, trainer, store):
-    """Without max_concurrent the manager takes REGVIZ_MAX_TRAININGS, and rejects a bad explicit value."""
-    monkeypatch.setenv("REGVIZ_MAX_TRAININGS", "3")
-    assert RunManager(trainer, store.lookup, store.save).max_concurrent == 3
-    monkeypatch.delenv("REGVIZ_MAX_TRAININGS")
-    assert RunManager(trainer, store.lookup, store.save).max_concurrent == 1
-    with pytest.raises(ValueError, match="max_concurrent"):
-        RunManager(trainer, store.lookup, store.save, max_concurrent=0)
+def test_thread_executor_rejects_a_bad_slot_count(trainer):
+    """A thread executor needs at least one slot; the manager's concurrency is the executor's slots."""
+    assert ThreadExecutor(trainer, 3).slots == 3
+    with pytest.raises(ValueError, match="slots"):
+        ThreadExecutor(trainer, 0)
+
+
+# ---- fair turns, priorities, cost estimates and the cost limit -------------------------------------------
+
+
+class FixedCosts:
+    """Every run is estimated at `seconds`; runs over `limit` are refused; finished runs are noted."""
+
+    def __init__(self, seconds: float = 10.0, limit: float = 100.0):
+        self.seconds, self.limit, self.learned = seconds, limit, []
+
+    def estimate(self, settings):
+        return self.seconds * settings.epochs / 3
+
+    def refusal(self, settings, seconds):
+        return f"too long: {seconds:g} s" if seconds > self.limit else None
+
+    def learn(self, settings, seconds):
+        self.learned.append((settings, seconds))
+
+
+def started_order(manager, trainer, runs) -> list:
+    """Finish runs one at a time, in the order the manager starts them; returns that order."""
+    order = []
+    while len(order) < len(runs):
+        running = [r for r in runs if r.state == "running" and r not in order]
+        assert len(running) == 1, runs
+        order.append(running[0])
+        trainer.open(running[0].settings, 3)
+        assert running[0].wait(DEADLINE)
+    return order
+
+
+def test_sessions_take_turns_in_the_queue(make, trainer):
+    """A session that has had a start waits behind one that has not, whatever the arrival order."""
+    manager = make(max_concurrent=1)
+    first = manager.watch(S, "a")
+    a2, a3 = manager.watch(S2, "a"), manager.watch(S3, "a")
+    b1 = manager.watch(S.replace(seed=4), "b")
+    assert (b1.queue_position(), a2.queue_position(), a3.queue_position()) == (1, 2, 3)
+    assert started_order(manager, trainer, [first, a2, a3, b1]) == [first, b1, a2, a3]
+
+
+def test_two_sessions_storming_alternate(make, trainer):
+    """Two sessions queueing many runs each get one start in turn."""
+    manager = make(max_concurrent=1)
+    blocker = manager.watch(S, "c")
+    a = [manager.watch(S.replace(seed=10 + i), "a") for i in range(3)]
+    b = [manager.watch(S.replace(seed=20 + i), "b") for i in range(3)]
+    order = started_order(manager, trainer, [blocker, *a, *b])
+    assert order == [blocker, a[0], b[0], a[1], b[1], a[2], b[2]]
+
+
+def test_a_lower_priority_run_waits_behind_interactive_ones(make, trainer):
+    """A background run (priority 1) starts only when no interactive run is queued."""
+    manager = make(max_concurrent=1)
+    blocker = manager.watch(S, "a")
+    background = manager.watch(S2, "sweep", priority=1)
+    interactive = manager.watch(S3, "b")
+    assert (interactive.queue_position(), background.queue_position()) == (1, 2)
+    assert started_order(manager, trainer, [blocker, background, interactive]) == [
+        blocker, interactive, background,
+    ]  # fmt: skip
+
+
+def test_a_run_over_the_cost_limit_is_refused_not_trained(make, trainer, store):
+    """A run whose estimate exceeds the limit is finished at once as refused, with the reason."""
+    costs = FixedCosts(seconds=10.0, limit=15.0)
+    manager = make(costs=costs)
+    refused = manager.watch(S.replace(epochs=6), "a")  # 20 s estimated
+    assert refused.state == "refused" and refused.finished and refused.error == "too long: 20 s"
+    assert manager.watch(S.replace(epochs=6), "a") is refused and trainer.calls == []
+    ok = manager.watch(S, "a")  # 10 s
+    trainer.open(S, 3)
+    assert ok.wait(DEADLINE) and ok.state == "done" and costs.learned == [(S, 6.0)]
+
+
+def test_a_stored_run_over_the_cost_limit_is_still_served(make, trainer, store):
+    """The limit is about training: a run already in the store costs nothing and is shown."""
+    store.runs[S.key()] = [record(e) for e in (1, 2, 3)]
+    run = make(costs=FixedCosts(seconds=10.0, limit=1.0)).watch(S, "a")
+    assert run.state == "done" and run.from_store
+
+
+def test_queued_runs_know_when_they_should_start(make, trainer):
+    """Places and start estimates follow the running run's estimate, then its measured epochs."""
+    manager = make(max_concurrent=1, costs=FixedCosts(seconds=10.0))
+    running = manager.watch(S, "a")
+    second, third = manager.watch(S2, "b"), manager.watch(S3, "c")
+    assert running.eta_seconds() == pytest.approx(10.0, abs=0.5)  # the estimate, before any epoch
+    assert second.starts_in() == pytest.approx(10.0, abs=0.5)
+    assert third.starts_in() == pytest.approx(20.0, abs=0.5)
+    trainer.open(S)
+    wait_records(running, 1)  # epoch 1 took 2 s on the fake's clock: 4 s to go
+    assert running.eta_seconds() == pytest.approx(4.0)
+    assert second.starts_in() == pytest.approx(4.0, abs=0.5)
+    assert third.starts_in() == pytest.approx(14.0, abs=0.5)
+    assert running.starts_in() is None and running.queue_position() is None
+
+
+def test_retry_trains_a_failed_run_again(make, trainer):
+    """Retry replaces a failed run (still watched) with a new training of the same settings."""
+    trainer.raise_at[S.key()] = (1, ValueError("worker died"))
+    manager = make()
+    failed = manager.watch(S, "a")
+    trainer.open(S)
+    assert failed.wait(DEADLINE) and failed.state == "failed"
+    del trainer.raise_at[S.key()]
+    again = manager.retry(S, "a")
+    assert again is not failed and manager.watch(S, "a") is again
+    trainer.open(S, 3)
+    assert again.wait(DEADLINE) and again.state == "done" and trainer.calls == [S, S]

@@ -1,4 +1,10 @@
-"""The process-wide manager of training runs: one shared Run per settings, a FIFO queue, bounded workers."""
+"""The page server's runs: one shared Run per settings, a queue served fairly, an executor behind the seam.
+
+The manager owns the bookkeeping every tab reads (state, records, place in the queue, estimates) and
+never trains: it hands each run to an executor (`seam.py`) when a slot is free, and stores what comes
+back complete. Sessions are served in turn: the next run to start belongs to the session that has
+waited longest since its last start, so one visitor's slider storm or long link cannot hold every slot.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +12,41 @@ import logging
 import os
 import threading
 import time
-from collections import OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from typing import Protocol
 
 from regviz.records import EpochRecord
+from regviz.runs.seam import Executor, Job
 from regviz.settings import Settings
 
 log = logging.getLogger(__name__)
 
-QUEUED, RUNNING, DONE, CANCELLED, FAILED = "queued", "running", "done", "cancelled", "failed"
-FINISHED = frozenset({DONE, CANCELLED, FAILED})
+QUEUED, RUNNING, DONE, CANCELLED, FAILED, REFUSED = (
+    "queued",
+    "running",
+    "done",
+    "cancelled",
+    "failed",
+    "refused",
+)
+FINISHED = frozenset({DONE, CANCELLED, FAILED, REFUSED})
 ENV_MAX_TRAININGS = "REGVIZ_MAX_TRAININGS"
 KEEP_DONE = 32  # finished runs held in memory for instant re-watch, even when the store failed to save them
+INTERACTIVE = 0  # priority of a run a visitor is looking at; larger numbers wait behind it
 
-Train = Callable[[Settings, threading.Event], Iterator[EpochRecord]]
 Lookup = Callable[[Settings], list[EpochRecord] | None]
 Save = Callable[[Settings, list[EpochRecord]], None]
+
+
+class Costs(Protocol):
+    """What a run will cost: an estimate in seconds (None when unknown), a limit, and learning from runs."""
+
+    def estimate(self, settings: Settings) -> float | None: ...
+
+    def refusal(self, settings: Settings, seconds: float) -> str | None: ...
+
+    def learn(self, settings: Settings, seconds: float) -> None: ...
 
 
 def max_trainings_from_env(environ: Mapping[str, str] | None = None) -> int:
@@ -44,42 +69,42 @@ class Run:
     Runs are made by a RunManager; they share its lock, so a poller reads a consistent state.
     """
 
-    def __init__(
-        self,
-        settings: Settings,
-        changed: threading.Condition,
-        queue: deque[Run],
-        stored: list[EpochRecord] | None = None,
-    ):
+    def __init__(self, settings: Settings, changed: threading.Condition, stored=None, estimate=None):
         self.settings = settings
         self.key = settings.key()
         self.total_epochs = settings.epochs
         self.from_store = stored is not None
+        self.estimate = estimate  # seconds the whole training should take; None when unknown
         self._changed = changed  # the manager's one lock, shared by all its runs
-        self._queue = queue
         self._records: list[EpochRecord] = list(stored or ())
         self._state = DONE if self.from_store else QUEUED
         self._error: str | None = None
         self._started_at: float | None = None
         self._version = 1
         self._watchers: set[str] = set()
-        self._cancel = threading.Event()
+        self._owner: str | None = None  # the session whose turn this run takes in the queue
+        self._priority = INTERACTIVE
+        self._arrival = 0  # order of enqueueing, for first-come first-served within a session
+        self._place: int | None = None
+        self._starts_in: float | None = None
+        self._planned_at = 0.0
+        self._job: Job | None = None
 
     @property
     def state(self) -> str:
-        """One of queued, running, done, cancelled, failed."""
+        """One of queued, running, done, cancelled, failed, refused."""
         with self._changed:
             return self._state
 
     @property
     def finished(self) -> bool:
-        """True once the run is done, cancelled or failed; it never changes again."""
+        """True once the run is done, cancelled, failed or refused; it never changes again."""
         with self._changed:
             return self._state in FINISHED
 
     @property
     def error(self) -> str | None:
-        """One-line reason when the run failed."""
+        """One-line reason when the run failed or was refused."""
         with self._changed:
             return self._error
 
@@ -100,21 +125,31 @@ class Run:
         with self._changed:
             return list(self._records)
 
-    def queue_position(self) -> int | None:
-        """1-based place among the queued runs, None when not queued."""
+    def snapshot(self) -> tuple[int, list[EpochRecord]]:
+        """The version and a copy of the records, read together."""
         with self._changed:
-            return self._queue.index(self) + 1 if self._state == QUEUED else None
+            return self._version, list(self._records)
+
+    def queue_position(self) -> int | None:
+        """1-based place in the order the queued runs will start, None when not queued."""
+        with self._changed:
+            return self._place if self._state == QUEUED else None
+
+    def starts_in(self) -> float | None:
+        """Estimated seconds until a queued run starts; None when not queued or unknown."""
+        with self._changed:
+            if self._state != QUEUED or self._starts_in is None:
+                return None
+            return max(0.0, self._starts_in - (time.monotonic() - self._planned_at))
 
     def eta_seconds(self) -> float | None:
-        """Estimated seconds left: mean epoch time so far times epochs to go; None before the first epoch."""
+        """Estimated seconds left: mean epoch time so far times epochs to go (the estimate before)."""
         with self._changed:
             if self._state == DONE:
                 return 0.0
-            if self._state != RUNNING or not self._records:
+            if self._state != RUNNING:
                 return None
-            done = len(self._records)
-            mean = self._records[-1].seconds / done
-            return max(0.0, mean * (self.total_epochs - done))
+            return _left(self._records, self.total_epochs, self.estimate, self._started_at)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the run is finished or timeout passes; True if it finished."""
@@ -147,51 +182,70 @@ class Run:
         self._bump()
 
 
+def _left(records, total, estimate, started_at) -> float | None:
+    if records:
+        mean = records[-1].seconds / len(records)
+        return max(0.0, mean * (total - len(records)))
+    if estimate is None:
+        return None
+    return max(0.0, estimate - (time.time() - started_at)) if started_at else estimate
+
+
 class RunManager:
-    """Shares runs between sessions: stored ones at once, one training per settings, a FIFO beyond the cap."""
+    """Shares runs between sessions: stored ones at once, one training per settings, a fair queue."""
 
     def __init__(
         self,
-        train: Train,
+        executor: Executor,
         lookup: Lookup,
         save: Save,
-        max_concurrent: int | None = None,
+        costs: Costs | None = None,
         keep_done: int = KEEP_DONE,
     ):
-        if max_concurrent is None:
-            max_concurrent = max_trainings_from_env()
-        if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1:
-            raise ValueError(f"max_concurrent={max_concurrent!r} is not allowed: an integer >= 1")
-        self.max_concurrent = max_concurrent
-        self._train, self._lookup, self._save = train, lookup, save
+        self.executor = executor
+        self._lookup, self._save, self._costs = lookup, save, costs
         self._keep_done = keep_done
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # an executor may end a job from inside start or cancel
         self._changed = threading.Condition(self._lock)  # runs' waiters
-        self._work = threading.Condition(self._lock)  # idle workers
-        self._active: dict[str, Run] = {}  # queued, running and failed runs that someone watches
+        self._active: dict[str, Run] = {}  # queued, running, failed and refused runs that someone watches
         self._done: OrderedDict[str, Run] = OrderedDict()  # LRU of finished runs
-        self._queue: deque[Run] = deque()
-        self._running: set[Run] = set()  # includes runs cancelled but not yet stopped: they still use a core
-        self._ready: deque[Run] = deque()  # started runs not yet picked up by a worker
-        self._workers: list[threading.Thread] = []
+        self._queue: list[Run] = []  # in arrival order; _order() gives the order they start in
+        self._running: set[Run] = set()  # includes runs cancelled but not yet stopped: they hold a slot
+        self._turns: dict[str, int] = {}  # session -> tick of its last start
+        self._tick = 0
+        self._arrivals = 0
         self._closed = False
 
-    def watch(self, settings: Settings, watcher: str) -> Run:
+    @property
+    def max_concurrent(self) -> int:
+        """Trainings at once: the executor's slots."""
+        return self.executor.slots
+
+    def watch(self, settings: Settings, watcher: str, priority: int = INTERACTIVE) -> Run:
         """The Run for these settings: stored and done, or shared with other watchers, or newly queued."""
         with self._lock:
             run = self._known(settings, watcher)
         if run is not None:
             return run
         stored = self._lookup_quietly(settings)  # outside the lock: the store may read a disk
+        estimate = None if stored is not None else self._estimate(settings)
         with self._lock:
             run = self._known(settings, watcher)  # another session may have started it meanwhile
             if run is not None:
                 return run
             if stored is not None:
-                run = Run(settings, self._changed, self._queue, stored=stored)
+                run = Run(settings, self._changed, stored=stored)
                 self._remember(run)
                 return run
-            return self._enqueue(settings, watcher)
+            return self._enqueue(settings, watcher, priority, estimate)
+
+    def retry(self, settings: Settings, watcher: str) -> Run:
+        """Train a failed run again (the same Run object is kept by nobody: a new one is queued)."""
+        with self._lock:
+            run = self._active.get(settings.key())
+            if run is not None and run._state == FAILED:
+                del self._active[run.key]
+        return self.watch(settings, watcher)
 
     def unwatch(self, watcher: str, keep: Iterable[Settings] = ()) -> None:
         """Stop watching every run except those in keep; a run nobody watches any more is cancelled."""
@@ -205,18 +259,21 @@ class RunManager:
                     self._abandon(run)
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Cancel every queued and running run and stop the workers; True if they all stopped in time."""
+        """Cancel every queued and running run and stop the executor; True if it all stopped in time."""
         with self._lock:
             self._closed = True
             for run in list(self._active.values()):
                 self._abandon(run)
             self._done.clear()
-            self._work.notify_all()
-            workers = list(self._workers)
         deadline = None if timeout is None else time.monotonic() + timeout
-        for worker in workers:
-            worker.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        return not any(w.is_alive() for w in workers)
+        stopped = self.executor.close(timeout)
+        with self._lock:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            return self._changed.wait_for(lambda: not self._running, left) and stopped
+
+    def problem(self) -> str | None:
+        """One line when trainings cannot start (the executor's workers failed to start), else None."""
+        return self.executor.problem()
 
     # bookkeeping, all with the lock held
 
@@ -232,38 +289,71 @@ class RunManager:
             run._watchers.add(watcher)
         return run
 
-    def _enqueue(self, settings: Settings, watcher: str) -> Run:
-        run = Run(settings, self._changed, self._queue)
+    def _enqueue(self, settings: Settings, watcher: str, priority: int, estimate) -> Run:
+        run = Run(settings, self._changed, estimate=estimate)
         run._watchers.add(watcher)
+        run._owner, run._priority = watcher, priority
         self._active[settings.key()] = run
+        refusal = self._costs.refusal(settings, estimate) if self._costs and estimate is not None else None
+        if refusal:
+            log.info("run %s refused: %s", run.key, refusal)
+            run._set_state(REFUSED, refusal)
+            return run
+        self._arrivals += 1
+        run._arrival = self._arrivals
         self._queue.append(run)
-        self._start_workers()
         self._dispatch()
         return run
 
-    def _start_workers(self) -> None:
-        while len(self._workers) < self.max_concurrent:
-            name = f"regviz-train-{len(self._workers)}"
-            worker = threading.Thread(target=self._serve, name=name, daemon=True)
-            self._workers.append(worker)
-            worker.start()
+    def _order(self) -> list[Run]:
+        """Queued runs in the order they will start: by priority, then sessions in turn, each FIFO."""
+        turns, tick, order = dict(self._turns), self._tick, []
+        waiting = sorted(self._queue, key=lambda r: r._arrival)
+        while waiting:
+            best = min(waiting, key=lambda r: (r._priority, turns.get(r._owner, -1), r._arrival))
+            waiting.remove(best)
+            order.append(best)
+            tick += 1
+            turns[best._owner] = tick
+        return order
 
     def _dispatch(self) -> None:
-        """Move queued runs to running while there is room."""
-        moved = False
-        while not self._closed and self._queue and len(self._running) < self.max_concurrent:
-            run = self._queue.popleft()
-            run._set_state(RUNNING)
-            self._running.add(run)
-            self._ready.append(run)
-            moved = True
-        if moved:
-            self._queue_moved()
-            self._work.notify_all()
+        """Start queued runs while there is a free slot, then tell every queued run its new place."""
+        while not self._closed and self._queue and len(self._running) < self.executor.slots:
+            self._begin(self._order()[0])
+        self._plan()
 
-    def _queue_moved(self) -> None:
-        for run in self._queue:  # every place changed: let their pollers redraw
-            run._bump()
+    def _begin(self, run: Run) -> None:
+        self._queue.remove(run)
+        self._tick += 1
+        self._turns[run._owner] = self._tick
+        run._set_state(RUNNING)
+        self._running.add(run)
+        log.info("run %s started: %s", run.key, run.settings.to_params() or "the defaults")
+        run._job = Job(
+            run.settings, lambda r: self._record(run, r), lambda error: self._ended(run, error),
+            owner=run._owner or "", priority=run._priority,
+        )  # fmt: skip
+        self.executor.start(run._job)
+
+    def _plan(self) -> None:
+        """Each queued run's place and estimated start: slots free up as running runs' estimates run out."""
+        now = time.monotonic()
+        free = [0.0] * max(0, self.executor.slots - len(self._running))
+        for run in self._running:
+            left = _left(run._records, run.total_epochs, run.estimate, run._started_at)
+            free.append(left if left is not None else 0.0)
+        free.sort()
+        for place, run in enumerate(self._order(), 1):
+            starts = free.pop(0) if free else None
+            if starts is not None and run.estimate is not None:
+                free = sorted([*free, starts + run.estimate])
+            elif starts is not None:
+                free = sorted([*free, starts])
+            moved = (run._place, run._starts_in) != (place, starts)
+            run._place, run._starts_in, run._planned_at = place, starts, now
+            if moved:
+                run._bump()
 
     def _abandon(self, run: Run) -> None:
         """Forget a run nobody watches; a queued one leaves the queue, a running one is asked to stop."""
@@ -271,10 +361,11 @@ class RunManager:
         if run._state == QUEUED:
             self._queue.remove(run)
             run._set_state(CANCELLED)
-            self._queue_moved()
+            self._plan()
         elif run._state == RUNNING:
             log.info("run %s abandoned: nobody watches it any more, cancelling", run.key)
-            run._cancel.set()  # the worker marks it cancelled when train returns
+            run._job.cancelled.set()
+            self.executor.cancel(run._job)
 
     def _remember(self, run: Run) -> None:
         key = run.key
@@ -293,28 +384,19 @@ class RunManager:
         if state == DONE:
             self._remember(run)
         self._dispatch()
+        self._changed.notify_all()
 
-    # the worker side
+    # the executor's side: records and the end of each job, from its threads
 
-    def _serve(self) -> None:
-        while True:
-            with self._lock:
-                self._work.wait_for(lambda: self._ready or self._closed)
-                if not self._ready:
-                    return
-                run = self._ready.popleft()
-            self._run(run)
-
-    def _run(self, run: Run) -> None:
-        try:
-            if not run._cancel.is_set():
-                self._consume(run)
-        except Exception as exc:
-            log.warning("training %s raised", run.key, exc_info=True)
-            self._end_with_error(run, exc)
-            return
+    def _record(self, run: Run, record: EpochRecord) -> None:
         with self._lock:
-            outcome = self._outcome(run)
+            if run._state == RUNNING and not run._job.cancelled.is_set():
+                run._add(record)
+                self._plan()
+
+    def _ended(self, run: Run, error: str | None) -> None:
+        with self._lock:
+            outcome = self._outcome(run, error)
             if outcome is not None:
                 self._finish(run, *outcome)
                 return
@@ -323,39 +405,30 @@ class RunManager:
             self._save(run.settings, records)
         except Exception:
             log.warning("could not save run %s; it stays in memory only", run.key, exc_info=True)
+        if self._costs is not None:
+            self._costs.learn(run.settings, records[-1].seconds)
         with self._lock:
             self._finish(run, DONE)
 
-    def _consume(self, run: Run) -> None:
-        """Append each record as train yields it; stop at the first record after a cancel."""
-        log.info("run %s started: %s", run.key, run.settings.to_params() or "the defaults")
-        records = iter(self._train(run.settings, run._cancel))
-        try:
-            for record in records:
-                with self._lock:
-                    run._add(record)
-                if run._cancel.is_set():
-                    break
-        finally:
-            close = getattr(records, "close", None)
-            if close is not None:
-                close()  # runs a generator's cleanup now, not at garbage collection
-
-    def _outcome(self, run: Run) -> tuple[str, str | None] | None:
-        """How a training whose iterator ended is finished; None means complete, to be saved."""
-        if run._cancel.is_set():
-            return CANCELLED, None
+    def _outcome(self, run: Run, error: str | None) -> tuple[str, str | None] | None:
+        """How a training that ended is finished; None means complete, to be saved."""
+        if run._job.cancelled.is_set():
+            return CANCELLED, None  # nobody is watching it any more: an error while stopping is no news
+        if error is not None:
+            return FAILED, error
         got = len(run._records)
         if got != run.total_epochs:
             return FAILED, f"training ended after {got} of {run.total_epochs} epochs"
         return None
 
-    def _end_with_error(self, run: Run, exc: Exception) -> None:
-        with self._lock:
-            if run._cancel.is_set():  # nobody is watching it any more: an error while stopping is no news
-                self._finish(run, CANCELLED)
-            else:
-                self._finish(run, FAILED, _one_line(exc))
+    def _estimate(self, settings: Settings) -> float | None:
+        if self._costs is None:
+            return None
+        try:
+            return self._costs.estimate(settings)
+        except Exception:
+            log.warning("could not estimate the cost of %s", settings.key(), exc_info=True)
+            return None
 
     def _lookup_quietly(self, settings: Settings) -> list[EpochRecord] | None:
         try:
@@ -363,9 +436,3 @@ class RunManager:
         except Exception:
             log.warning("store lookup failed for %s; training instead", settings.key(), exc_info=True)
             return None
-
-
-def _one_line(exc: BaseException, limit: int = 200) -> str:
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    text = " ".join(text.split())  # tracebacks in messages become one line
-    return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -1,0 +1,102 @@
+"""What a run will cost in seconds before it trains, and the limit above which a server refuses it.
+
+The estimate is a linear model of one epoch, fitted to runs of regviz's training on IMDB on a 2-core
+machine (per epoch: a fixed part, a part per optimizer step, the optimizer's pass over every weight
+at every step, the first layer's sparse products, the dense layers' products), plus a first-epoch
+trace. Every finished run corrects it: the ratio of measured to estimated seconds is averaged, so on
+a slower or faster host the estimates follow what that host does.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+from collections.abc import Callable, Mapping
+
+from regviz.data import DatasetInfo
+from regviz.settings import Settings
+
+ENV_MAX_RUN_SECONDS = "REGVIZ_MAX_RUN_SECONDS"
+# a small shared host: the book's 512-512 run (about 10 s here) fits many times over, a 4 x 512-unit,
+# 100-epoch run on batches of 32 (about 25 minutes) does not
+DEFAULT_MAX_RUN_SECONDS = 120.0
+TRACE_SECONDS = 0.5  # tracing a new architecture's functions, paid in its first epoch
+# seconds per epoch: fixed, per step, per step and million weights, per million (row x first-layer
+# unit), per billion (row x weight of the later layers); least squares on measured epochs
+EPOCH, STEP, STEP_WEIGHTS, SPARSE, DENSE = 0.0214, 1.31e-4, 3.02e-4, 0.0100, 0.0224
+LEARN_RATE = 0.3  # weight of the newest run in the running ratio of measured to estimated seconds
+
+
+def max_run_seconds_from_env(environ: Mapping[str, str] | None = None) -> float:
+    """REGVIZ_MAX_RUN_SECONDS (a positive number of seconds) if set, else the default."""
+    raw = (os.environ if environ is None else environ).get(ENV_MAX_RUN_SECONDS, "").strip()
+    if not raw:
+        return DEFAULT_MAX_RUN_SECONDS
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (value > 0 and math.isfinite(value)):
+        raise ValueError(f"{ENV_MAX_RUN_SECONDS}={raw!r} is not allowed: a number of seconds > 0")
+    return value
+
+
+def epoch_seconds(settings: Settings, info: DatasetInfo) -> float:
+    """Estimated seconds of one epoch (training steps and the validation pass) on an idle 2-core host."""
+    s = settings
+    rows = info.training_rows(s.train_fraction)
+    steps = math.ceil(rows / s.batch_size)
+    later = (s.depth - 1) * s.width * s.width + s.width  # weights after the first layer
+    weights = info.num_features * s.width + later
+    seen = rows + info.n_val / 3  # the validation pass is forward only: about a third of a step's work
+    nnz = info.nnz_per_row / 130.0  # the model was fitted on IMDB's ~130 words per review
+    return (
+        EPOCH + STEP * steps + STEP_WEIGHTS * steps * weights / 1e6
+        + SPARSE * seen * s.width * nnz / 1e6 + DENSE * seen * later / 1e9
+    )  # fmt: skip
+
+
+class CostModel:
+    """Estimates of whole runs, corrected by the runs this server finished, and the refusal limit."""
+
+    def __init__(self, info: Callable[[str], DatasetInfo | None], max_seconds: float | None = None):
+        self._info = info  # dataset name -> its description, None while unknown
+        self.max_seconds = max_run_seconds_from_env() if max_seconds is None else max_seconds
+        self._ratio = 1.0
+        self._lock = threading.Lock()
+
+    def estimate(self, settings: Settings) -> float | None:
+        """Seconds the whole run should take here; None while its dataset is not described yet."""
+        info = self._info(settings.dataset)
+        if info is None:
+            return None
+        with self._lock:
+            ratio = self._ratio
+        return ratio * (TRACE_SECONDS + settings.epochs * epoch_seconds(settings, info))
+
+    def refusal(self, settings: Settings, seconds: float) -> str | None:
+        """Why a run of this estimated cost is not trained here, and what to lower; None when it may run."""
+        if seconds <= self.max_seconds:
+            return None
+        return (
+            f"This run would take about {_duration(seconds)} to train here, more than the "
+            f"{_duration(self.max_seconds)} this server allows for one run ({ENV_MAX_RUN_SECONDS}). "
+            "Lower the epochs, units per layer, hidden layers or training data, or raise the batch size."
+        )
+
+    def learn(self, settings: Settings, seconds: float) -> None:
+        """Fold a finished run's measured seconds into the ratio that corrects every estimate."""
+        info = self._info(settings.dataset)
+        if info is None or seconds <= 0:
+            return
+        predicted = TRACE_SECONDS + settings.epochs * epoch_seconds(settings, info)
+        with self._lock:
+            seen = min(5.0, max(0.2, seconds / predicted))
+            self._ratio = (1 - LEARN_RATE) * self._ratio + LEARN_RATE * seen
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{math.ceil(seconds)} s"
+    return f"{math.ceil(seconds / 60)} minutes"
