@@ -1,0 +1,187 @@
+"""Worker processes: records cross the process boundary, cancel frees the slot, dead workers are replaced."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from regviz import data
+from regviz.runs.local import LocalWorkers, WorkersUnavailable
+from regviz.runs.seam import Job
+from regviz.settings import Settings
+from regviz.training.loop import train
+
+DEADLINE = 180.0  # seconds; a worker starts in about 5 s (tensorflow, data, warm-up), more on a busy host
+SMALL = Settings(dataset="synthetic", width=4, epochs=3)
+LONG = Settings(dataset="synthetic", width=256, depth=2, epochs=60)  # tens of seconds: ends by a cancel
+
+
+class Collected:
+    """A job's records and end, as an executor hands them over, with a signal for waiting."""
+
+    def __init__(self, settings: Settings, owner: str = "tab"):
+        self.records, self.ended, self.error, self.ended_at = [], threading.Event(), None, None
+        self.changed = threading.Condition()
+        self.job = Job(settings, self._record, self._end, owner=owner)
+
+    def _record(self, record):
+        with self.changed:
+            self.records.append(record)
+            self.changed.notify_all()
+
+    def _end(self, error):
+        self.error, self.ended_at = error, time.monotonic()
+        self.ended.set()
+        with self.changed:
+            self.changed.notify_all()
+
+    def wait_records(self, n: int) -> None:
+        """Wait until n records arrived (or the job ended); fail at the deadline."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.records) >= n or self.ended.is_set(), DEADLINE)
+        assert len(self.records) >= n, f"ended after {len(self.records)} records: {self.error}"
+
+    def wait_end(self) -> None:
+        """Wait for the job's end; fail at the deadline."""
+        assert self.ended.wait(DEADLINE), "the job never ended"
+
+
+@pytest.fixture
+def workers():
+    """One worker process, warming up on the offline dataset; stopped after the test."""
+    made = LocalWorkers(workers=1, per_worker=4, warm_dataset="synthetic")
+    yield made
+    assert made.close(timeout=30)
+    assert not made.pids()
+
+
+def test_a_worker_trains_the_same_records_as_this_process(workers):
+    """Records come over the pipe one per epoch, equal to training the same settings here."""
+    got = Collected(SMALL)
+    workers.start(got.job)
+    got.wait_end()
+    assert got.error is None
+    here = list(train(SMALL, dataset=data.load("synthetic")))
+    assert [r.epoch for r in got.records] == [1, 2, 3]
+    for ours, theirs in zip(got.records, here, strict=True):
+        assert ours.val_data_loss == pytest.approx(theirs.val_data_loss, abs=1e-6)
+        assert ours.hist == theirs.hist
+
+
+def test_a_worker_describes_datasets(workers):
+    """describe loads the dataset in the worker and returns its sizes and version."""
+    info = workers.describe("synthetic")
+    ds = data.load("synthetic")
+    assert (info.version, info.n_train, info.n_val) == (ds.version, len(ds.y_train), len(ds.y_val))
+    with pytest.raises(data.DatasetUnavailable, match="unknown dataset"):
+        workers.describe("no-such-data")
+
+
+def test_cancel_across_the_process_boundary_frees_the_slot_within_a_second(workers):
+    """A run cancelled mid-training ends (its slot free) within 1 s, and the worker trains the next."""
+    long = Collected(LONG)
+    workers.start(long.job)
+    long.wait_records(2)
+    asked = time.monotonic()
+    workers.cancel(long.job)
+    long.wait_end()
+    took = long.ended_at - asked
+    assert took < 1.0, f"cancel took {took:.2f} s"
+    assert long.error is None and len(long.records) < LONG.epochs
+    after = Collected(SMALL)
+    workers.start(after.job)
+    after.wait_end()
+    assert after.error is None and len(after.records) == SMALL.epochs
+
+
+def test_a_waiting_job_is_cancelled_at_once(workers):
+    """A job queued behind another in the same worker ends immediately when cancelled, untrained."""
+    long, waiting = Collected(LONG), Collected(SMALL.replace(seed=5))  # same owner: runs after long
+    workers.start(long.job)
+    long.wait_records(1)
+    workers.start(waiting.job)
+    asked = time.monotonic()
+    workers.cancel(waiting.job)
+    waiting.wait_end()
+    assert waiting.ended_at - asked < 0.5 and waiting.records == []
+    workers.cancel(long.job)
+    long.wait_end()
+
+
+def test_two_sessions_share_one_worker_in_turn(workers):
+    """A short run of another session finishes while a long run goes on, instead of waiting for its end."""
+    long, short = Collected(LONG, owner="a"), Collected(SMALL.replace(seed=9), owner="b")
+    workers.start(long.job)
+    long.wait_records(1)
+    workers.start(short.job)
+    short.wait_end()
+    assert short.error is None and len(short.records) == SMALL.epochs
+    assert not long.ended.is_set() and len(long.records) < LONG.epochs
+    workers.cancel(long.job)
+    long.wait_end()
+
+
+def test_a_killed_worker_fails_its_run_in_one_line_and_is_replaced(workers):
+    """SIGKILL mid-run: the job ends with one clear line; a fresh worker trains the retry to the end."""
+    doomed = Collected(LONG)
+    workers.start(doomed.job)
+    doomed.wait_records(1)
+    (pid,) = workers.pids()
+    os.kill(pid, signal.SIGKILL)
+    doomed.wait_end()
+    assert doomed.error == (
+        "the training process stopped unexpectedly (killed by SIGKILL); retry to train this run again"
+    )
+    retry = Collected(SMALL)
+    workers.start(retry.job)
+    retry.wait_end()
+    assert retry.error is None and len(retry.records) == SMALL.epochs
+    assert workers.pids() and workers.pids() != [pid]
+
+
+def test_workers_that_cannot_import_tensorflow_are_reported_once(tmp_path, caplog):
+    """A worker whose tensorflow import fails: one line from problem(), one log error, jobs end with it."""
+    broken = tmp_path / "tensorflow"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('this tensorflow is broken on purpose')\n")
+    with caplog.at_level(logging.ERROR, logger="regviz.runs.local"):
+        made = LocalWorkers(workers=1, warm_dataset="", env={"PYTHONPATH": str(tmp_path)})
+        try:
+            deadline = time.monotonic() + DEADLINE
+            while made.problem() is None:
+                assert time.monotonic() < deadline, "the failed start was never reported"
+                time.sleep(0.05)  # poll interval, bounded by the deadline
+            problem = made.problem()
+            assert "ImportError: this tensorflow is broken on purpose" in problem and "\n" not in problem
+            failed = Collected(SMALL)
+            made.start(failed.job)
+            failed.wait_end()
+            assert failed.error == problem
+            while made._failures < 2:  # the first restart, a second later, fails the same way
+                assert time.monotonic() < deadline, "the worker was not restarted"
+                time.sleep(0.05)  # poll interval, bounded by the deadline
+        finally:
+            made.close(timeout=30)
+    errors = [r for r in caplog.records if "cannot start" in r.getMessage()]
+    assert len(errors) == 1, [r.getMessage() for r in errors]
+
+
+def test_describe_without_any_worker_says_why():
+    """With no worker running (here: all stopped), describe raises WorkersUnavailable."""
+    made = LocalWorkers(workers=1, warm_dataset="")
+    assert made.close(timeout=30)
+    with pytest.raises(WorkersUnavailable):
+        made.describe("synthetic")
+
+
+def test_bad_worker_counts_are_rejected():
+    """Worker and per-worker counts must be integers >= 1."""
+    with pytest.raises(ValueError, match="workers"):
+        LocalWorkers(workers=0)
+    with pytest.raises(ValueError, match="per_worker"):
+        LocalWorkers(workers=1, per_worker=0)
