@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -116,6 +118,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 class Server(NamedTuple):
     url: str  # http://127.0.0.1:<port>
     log: Path  # the server's stderr, where streamlit logs uncaught app exceptions
+    pid: int  # the streamlit server process
 
 
 def _start(env: dict[str, str], stdout, stderr) -> tuple[subprocess.Popen, str]:
@@ -148,20 +151,53 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
+@contextlib.contextmanager
+def serve(tmp_path_factory, name: str, **env_extra: str):
     """The app served by `streamlit run` with a fresh store; its stdout and stderr go to test-artifacts/."""
     ARTIFACTS.mkdir(exist_ok=True)
     store = tmp_path_factory.mktemp("browser") / "runs.sqlite"
     # the conftest's REGVIZ_STORE monkeypatch does not reach a subprocess: pass the env explicitly
     env = {**os.environ, "REGVIZ_STORE": str(store), "REGVIZ_IMDB_PATH": str(IMDB) if IMDB.is_file() else ""}
-    out, err = ARTIFACTS / "browser-server.stdout.log", ARTIFACTS / "browser-server.stderr.log"
+    out, err = ARTIFACTS / f"{name}.stdout.log", ARTIFACTS / f"{name}.stderr.log"
     with open(out, "w") as stdout, open(err, "w") as stderr:
-        proc, url = _start(env, stdout, stderr)
+        proc, url = _start({**env, **env_extra}, stdout, stderr)
         try:
-            yield Server(url, err)
+            yield Server(url, err, proc.pid)
         finally:
+            workers = children(proc.pid)
             _stop(proc)
+    deadline = time.monotonic() + 15
+    while (left := [p for p in workers if alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.1)  # poll interval, bounded by the deadline
+    assert not left, f"training workers outlived the server: {left}"
+
+
+def alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def children(pid: int) -> list[int]:
+    """Process ids whose parent is pid (the server's training workers), from /proc."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the process ended while we looked
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """The app as `streamlit run app.py` serves it, with its default single worker process."""
+    with serve(tmp_path_factory, "browser-server") as running:
+        yield running
 
 
 @pytest.fixture(scope="module")
@@ -377,3 +413,80 @@ def test_moving_a_slider_mid_run_cancels_the_abandoned_run_and_starts_the_new_on
     (ARTIFACTS / "browser-slider-move.json").write_text(
         json.dumps({"cancel_to_stopped_s": stopped - asked, "cancel_to_new_started_s": started - asked})
     )
+
+
+# ---- training in worker processes: the server stays free of tensorflow, faults are one line -----------
+
+
+def mapped_tensorflow(pid: int) -> bool:
+    """True when the process has tensorflow's shared library loaded (from /proc/<pid>/maps)."""
+    return "libtensorflow" in Path(f"/proc/{pid}/maps").read_text()
+
+
+def test_the_server_process_never_loads_tensorflow(server, open_page):
+    """After a page session that trained, tensorflow is mapped in the worker processes, not the server."""
+    page = open_page(server.url + query({**START, "l2": "0.003", "seed": "21"}))
+    wait_finished(page, bars=2)
+    workers = children(server.pid)
+    assert workers and all(mapped_tensorflow(p) for p in workers), workers
+    assert not mapped_tensorflow(server.pid)
+
+
+def test_a_killed_worker_shows_one_line_and_a_retry_trains_the_run(server, open_page):
+    """SIGKILL of the worker mid-run: the page shows one failure line, no traceback; Retry trains it."""
+    params = {**DATASET, "width": "64", "epochs": "40", "seed": "31"}
+    page = open_page(server.url + query(params))
+    wait_training(page)
+    for pid in children(server.pid):
+        os.kill(pid, signal.SIGKILL)
+    failed = page.get_by_test_id("stProgress").filter(has_text="training failed")
+    failed.wait_for()
+    line = failed.inner_text()
+    assert "the training process stopped unexpectedly (killed by SIGKILL)" in line
+    assert "\n" not in line.strip() and "Traceback" not in line
+    shoot(page, "06-worker-killed")
+    assert page.get_by_test_id("stException").count() == 0
+    page.get_by_role("button", name="Retry this run").click()
+    wait_finished(page, bars=1)
+    assert run_events(server, run_key(params))[-1][1].startswith("done after 40 of 40")
+    assert UNCAUGHT not in server.log.read_text()
+
+
+@pytest.fixture(scope="module")
+def one_slot_server(tmp_path_factory):
+    """The app with one worker that trains one run at a time, so that runs queue."""
+    with serve(tmp_path_factory, "browser-queue-server", REGVIZ_RUNS_PER_WORKER="1") as running:
+        yield running
+
+
+# true once n progress lines show a place in the queue
+QUEUED = r"""
+n => [...document.querySelectorAll("[data-testid='stProgress']")]
+  .filter(e => /place \d+ in the queue/.test(e.innerText)).length === n
+"""
+
+
+def progress_lines(page) -> list[str]:
+    """The page's progress lines, in order."""
+    return page.get_by_test_id("stProgress").all_inner_texts()
+
+
+def test_two_sessions_runs_alternate_in_the_queue(one_slot_server, open_page):
+    """Behind a long run, two sessions' runs and baselines start in turn: A, B, A's baseline, B's."""
+    server = one_slot_server
+    blocker = {**LONG, "seed": "41"}
+    a = {**DATASET, "width": "4", "epochs": "2", "l2": "0.001", "seed": "42"}
+    b = {**a, "seed": "43"}
+    hold = open_page(server.url + query(blocker))
+    wait_training(hold)
+    tab_a, tab_b = open_page(server.url + query(a)), open_page(server.url + query(b))
+    for tab, places in ((tab_a, (1, 3)), (tab_b, (2, 4))):
+        tab.wait_for_function(QUEUED, arg=2, polling=100)
+        shown = [int(re.search(r"place (\d+) in the queue", t)[1]) for t in progress_lines(tab)]
+        assert tuple(shown) == places, progress_lines(tab)
+    assert all("starts in about" in t for t in progress_lines(tab_a))
+    hold.context.close()  # the long run is cancelled; the queue moves
+    wait_finished(tab_a, bars=2), wait_finished(tab_b, bars=2)
+    keys = [run_key(a), run_key(b), run_key({**a, "l2": "0"}), run_key({**b, "l2": "0"})]
+    started = [wait_for_event(server, key, "started", timeout_s=30)[0] for key in keys]
+    assert started == sorted(started), dict(zip(["a", "b", "a base", "b base"], started, strict=True))
