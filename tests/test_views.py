@@ -1,0 +1,78 @@
+"""The shared view cache: a run's figures are built once per change, whoever asks and however often."""
+
+from __future__ import annotations
+
+import threading
+
+from regviz import figures
+from regviz.settings import Settings
+from regviz.views import ViewCache, build
+from tests.test_runs import record
+
+S = Settings(dataset="synthetic", epochs=3, l2=0.001)
+
+
+class StubRun:
+    """A run's key, version and records, as the manager's Run gives them."""
+
+    def __init__(self, settings: Settings, records=()):
+        self.key, self.version, self._records = settings.key(), 1, list(records)
+        self.settings = settings
+
+    def add(self, rec) -> None:
+        self._records.append(rec)
+        self.version += 1
+
+    def snapshot(self):
+        return self.version, list(self._records)
+
+
+def test_many_tabs_polling_one_run_build_its_figures_once():
+    """Ten tabs asking twenty times for an unchanged run and baseline share one built view."""
+    run, base = StubRun(S, [record(1)]), StubRun(S.baseline(), [record(1), record(2)])
+    cache = ViewCache()
+    views = [cache.view(run, base, S, False) for _tab in range(10) for _poll in range(20)]
+    assert cache.built == 1 and all(v is views[0] for v in views)
+
+
+def test_a_new_epoch_or_the_loss_toggle_builds_a_new_view():
+    """A new record of the run or of its baseline, or the other loss kind, is a new view."""
+    run, base = StubRun(S, [record(1)]), StubRun(S.baseline(), [record(1)])
+    cache = ViewCache()
+    first = cache.view(run, base, S, False)
+    run.add(record(2))
+    second = cache.view(run, base, S, False)
+    base.add(record(2))
+    third = cache.view(run, base, S, False)
+    keras = cache.view(run, base, S, True)
+    assert cache.built == 4 and (first.epochs, second.epochs, third.epochs) == (1, 2, 2)
+    assert keras.loss.layout.yaxis.title.text != third.loss.layout.yaxis.title.text
+
+
+def test_a_view_holds_what_the_figure_builders_make():
+    """The view's figures, CSV and reading equal the pure builders' output for the same records."""
+    records, baseline = [record(1), record(2)], [record(1), record(2), record(3)]
+    view = build(records, baseline, S, False)
+    assert view.loss.to_dict() == figures.loss_figure(records, baseline, S).to_dict()
+    assert view.norms.to_dict() == figures.weight_norms_figure(records, baseline, S.epochs).to_dict()
+    assert view.csv == figures.curves_csv(records, baseline)
+
+
+def test_the_cache_is_bounded_and_safe_for_many_threads():
+    """Concurrent tabs on many runs: no error, and no more views kept than the bound."""
+    cache, errors = ViewCache(keep=8), []
+
+    def tab(i):
+        try:
+            for j in range(20):
+                run = StubRun(S.replace(seed=(i * 20 + j) % 12), [record(1)])
+                cache.view(run, run, run.settings, False)
+        except Exception as e:  # collected: an assert in a thread would be lost
+            errors.append(e)
+
+    threads = [threading.Thread(target=tab, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(cache._views) <= 8
