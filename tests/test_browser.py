@@ -490,3 +490,34 @@ def test_two_sessions_runs_alternate_in_the_queue(one_slot_server, open_page):
     keys = [run_key(a), run_key(b), run_key({**a, "l2": "0"}), run_key({**b, "l2": "0"})]
     started = [wait_for_event(server, key, "started", timeout_s=30)[0] for key in keys]
     assert started == sorted(started), dict(zip(["a", "b", "a base", "b base"], started, strict=True))
+
+
+def test_a_slider_storm_leaves_only_the_last_setting_training(server, open_page):
+    """50 keyboard moves on the width slider in 5 s: every abandoned run frees its slot within 1 s, and
+    afterwards only the last setting trains."""
+    start = {**DATASET, "width": "16", "epochs": "100", "seed": "51"}
+    page = open_page(server.url + query(start))
+    wait_training(page)
+    thumb = page.get_by_test_id("stSlider").filter(has_text="Units per layer").get_by_role("slider")
+    thumb.focus()
+    began = time.time()
+    for i in range(50):  # 16 -> 32 -> 64 -> 32 -> 16 -> ..., ending on 64
+        page.keyboard.press("ArrowRight" if i % 4 in (0, 1) else "ArrowLeft")
+        time.sleep(0.1)  # the pace of a hand on the keyboard, not a synchronisation
+    page.wait_for_url(re.compile(r"[?&]width=64(&|$)"))
+    last = run_key({**start, "width": "64"})
+    wait_for_event(server, last, "started", timeout_s=30)
+    wait_training(page)
+    keys = {key for _, key, _ in LOG_LINE.findall(server.log.read_text(errors="replace"))}
+    storm = {key: [e for e in run_events(server, key) if e[0] >= began - 1] for key in keys}
+    storm = {key: events for key, events in storm.items() if events}
+    freed = {}
+    for key, events in storm.items():
+        asked = next((t for t, what in events if what.startswith("abandoned")), None)
+        ended = next((t for t, what in events if what.startswith("cancelled after")), None)
+        if asked is not None:
+            freed[key] = None if ended is None else ended - asked
+    (ARTIFACTS / "browser-storm.json").write_text(json.dumps({"abandoned_to_free_s": freed}, indent=1))
+    assert freed and all(v is not None and v < 1.0 for v in freed.values()), freed
+    still = [key for key, events in storm.items() if events[-1][1].startswith("started")]
+    assert still == [last], {key: storm[key] for key in still}
