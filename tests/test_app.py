@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import re
 import sys
 import threading
 import time
@@ -491,7 +492,11 @@ def test_progress_and_charts_stream_epoch_by_epoch(app):
     """While training, each rerun shows the epochs so far: a progress line and that many points per curve."""
     at = open_app(SMALL_LINK | {"epochs": "3"})
     settings = SMALL.replace(epochs=3)
-    assert progress(at)[1] == "Baseline: waiting for a free trainer, place 1 in the queue."
+    assert re.fullmatch(
+        r"Baseline: waiting for a free trainer, place 1 in the queue, "
+        r"starts in about \d+ s, trains in about \d+ s\.",
+        progress(at)[1],
+    ), progress(at)
     run = next(r for r in app.watched if r.settings == settings)
     app.open(1)  # one epoch of the run
     end = time.monotonic() + DEADLINE
