@@ -308,16 +308,22 @@ def test_train_error_fails_the_run_and_the_worker_serves_the_next(make, trainer,
     assert after.wait(DEADLINE) and after.state == "done"
 
 
-def test_failed_run_is_kept_while_watched_then_retried(make, trainer):
-    """Watching a failed run again shows the failure; once nobody watches it, a new watch retrains."""
+def failed_once(make, trainer):
+    """A manager whose run of S (watched by "a") failed in its first epoch; the next training succeeds."""
     trainer.raise_at[S.key()] = (1, ValueError("bad data"))
     manager = make()
     failed = manager.watch(S, "a")
     trainer.open(S)
     assert failed.wait(DEADLINE) and failed.state == "failed"
+    del trainer.raise_at[S.key()]
+    return manager, failed
+
+
+def test_failed_run_is_kept_while_watched_then_retried(make, trainer):
+    """Watching a failed run again shows the failure; once nobody watches it, a new watch retrains."""
+    manager, failed = failed_once(make, trainer)
     assert manager.watch(S, "a") is failed and trainer.calls == [S]
     manager.unwatch("a")
-    del trainer.raise_at[S.key()]
     retry = manager.watch(S, "a")
     assert retry is not failed
     trainer.open(S, 3)
@@ -535,12 +541,7 @@ def test_queued_runs_know_when_they_should_start(make, trainer):
 
 def test_retry_trains_a_failed_run_again(make, trainer):
     """Retry replaces a failed run (still watched) with a new training of the same settings."""
-    trainer.raise_at[S.key()] = (1, ValueError("worker died"))
-    manager = make()
-    failed = manager.watch(S, "a")
-    trainer.open(S)
-    assert failed.wait(DEADLINE) and failed.state == "failed"
-    del trainer.raise_at[S.key()]
+    manager, failed = failed_once(make, trainer)
     again = manager.retry(S, "a")
     assert again is not failed and manager.watch(S, "a") is again
     trainer.open(S, 3)
