@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import streamlit as st
@@ -14,6 +15,9 @@ from regviz.settings import PRESETS, Settings
 from regviz.views import ViewCache
 
 POLL_SECONDS = 0.5  # how often a page redraws a run in progress
+# after a slider move, the page waits this long for the new run's first epoch before drawing, so that
+# the first epoch shows at once rather than at the next poll (a known architecture's epoch takes ~0.1 s)
+FIRST_EPOCH_WAIT_S = 0.4
 KERAS_LOSS_NOTE = (
     "Keras's loss adds the penalty (the sum of `model.losses`) to the cross-entropy; the data loss leaves "
     "it out, so a regularized run and its baseline are compared on the same scale."
@@ -210,6 +214,13 @@ class _Empty:
         return 0, []
 
 
+def first_epoch(run) -> None:
+    """Wait briefly for a just-started run's first epoch (not for a queued one)."""
+    deadline, version = time.monotonic() + FIRST_EPOCH_WAIT_S, run.version
+    while run.state == "running" and not run.records() and (left := deadline - time.monotonic()) > 0:
+        version = run.wait_for_change(version, left)
+
+
 def live(run, base, settings: Settings, poll: bool) -> None:
     """Progress, charts and reading of a run and its baseline; redrawn every POLL_SECONDS while training."""
     for who, r in (("this run", run), ("baseline", base)) if base is not run else (("this run", run),):
@@ -222,6 +233,10 @@ def live(run, base, settings: Settings, poll: bool) -> None:
     view = views().view(run, base, settings, st.session_state.get("keras_loss", False))
     draw(view)
     st.markdown("\n".join(f"- {line}" for line in view.reading))
+    if poll:  # the CSV once the runs are finished: no download data rebuilt at every poll of every tab
+        if run.finished and base.finished:
+            st.rerun()  # one full rerun turns polling off
+        return
     st.download_button(
         "Download curves (CSV)",
         view.csv,
@@ -230,8 +245,6 @@ def live(run, base, settings: Settings, poll: bool) -> None:
         key="csv",
         on_click="ignore",
     )
-    if poll and run.finished and base.finished:
-        st.rerun()  # one full rerun turns polling off
 
 
 def draw(view) -> None:
@@ -278,6 +291,7 @@ def main() -> None:
     else:
         run = manager.watch(settings, token)
         base = run if settings.is_baseline else manager.watch(settings.baseline(), token)
+        first_epoch(run)
         poll = not (run.finished and base.finished)
         st.fragment(live, run_every=POLL_SECONDS if poll else None)(run, base, settings, poll)
     share_and_code(settings, info)
