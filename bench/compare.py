@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -43,9 +44,14 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "imdb_acl.npz"
 DEFAULT_JSON = REPO / "bench" / "results" / "latest.json"
 BATCH_SIZE = 512
 # the issue's targets: time ratios, learning tolerances, memory and latency limits
-MAX_RATIO = {16: 0.10, 512: 0.20}
+MAX_RATIO = {16: 0.10, 512: 0.15}
 MAX_BEST_EPOCH_DIFF, MAX_LOSS_DIFF = 1.0, 0.01
 MAX_PEAK_RSS_MB, MAX_FIRST_RECORD_S, MAX_STORED_S = 1200.0, 0.5, 0.050
+MAX_CANCEL_S = 0.25  # from a cancel set mid-epoch to the run's end, outside a new architecture's trace
+# a model whose epoch takes seconds, and the checks of its event after which each trial cancels: past
+# a new trainer's first two calls (the trace, the timing), inside epoch 1 of about 300 steps
+CANCELLED = Settings(epochs=3, width=512, depth=4, batch_size=32)
+CANCEL_AFTER_CHECKS = (4, 9, 17)
 
 
 def data_path(arg: str | None) -> Path:
@@ -298,6 +304,7 @@ def latency(path: Path, epochs: int) -> dict:
         "new_dropout_0.5": default.replace(dropout=0.5),
     }
     out = {name: _first_record_seconds(s, dataset) for name, s in asked.items()}
+    cancels = [_cancel_seconds(CANCELLED, dataset, n) for n in CANCEL_AFTER_CHECKS]
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(Path(tmp) / "runs.sqlite")
         store.put(default, dataset.version, records)
@@ -310,6 +317,11 @@ def latency(path: Path, epochs: int) -> dict:
     return {
         "first_record_seconds": out,
         "stored_get_seconds": {"median": float(np.median(gets)), "max": max(gets)},
+        "cancel_mid_epoch_seconds": {
+            "settings": CANCELLED.to_params(),
+            "trials": cancels,
+            "max": max(cancels),
+        },
     }
 
 
@@ -320,6 +332,42 @@ def _first_record_seconds(settings, dataset) -> float:
     seconds = time.perf_counter() - start
     run.close()
     return seconds
+
+
+class _CountedEvent(threading.Event):
+    """A cancel event that lets the bench wait until training has checked it n times."""
+
+    def __init__(self):
+        super().__init__()
+        self.checks, self._checked = 0, threading.Condition()
+
+    def is_set(self) -> bool:
+        with self._checked:
+            self.checks += 1
+            self._checked.notify_all()
+        return super().is_set()
+
+    def wait_for_checks(self, n: int) -> None:
+        with self._checked:
+            assert self._checked.wait_for(lambda: self.checks >= n, timeout=600), "training never got there"
+
+
+def _cancel_seconds(settings, dataset, checks: int) -> float:
+    """Seconds from a cancel set from another thread, after `checks` checks of the event, to the run's end."""
+    cancel, ended = _CountedEvent(), {}
+
+    def consume():
+        ended["records"] = len(list(train.train(settings, cancel, dataset=dataset)))
+        ended["at"] = time.perf_counter()
+
+    worker = threading.Thread(target=consume)
+    worker.start()
+    cancel.wait_for_checks(checks)
+    cancel.set()
+    cancelled_at = time.perf_counter()
+    worker.join()
+    assert ended["records"] == 0, "the cancel came after epoch 1: no mid-epoch figure"
+    return ended["at"] - cancelled_at
 
 
 # ---- report --------------------------------------------------------------------------------------
@@ -401,6 +449,15 @@ def table(result: dict) -> str:
     )
     for name, seconds in lat["first_record_seconds"].items():
         rows.append((f"first record s, {name}", "", f"{seconds:.3f}", f"<= {MAX_FIRST_RECORD_S}"))
+    cut = lat["cancel_mid_epoch_seconds"]
+    rows.append(
+        (
+            "cancel mid-epoch s, 512x4 batch 32, max of trials",
+            "",
+            " / ".join(f"{t:.3f}" for t in cut["trials"]),
+            f"<= {MAX_CANCEL_S}: {_yes(cut['max'] <= MAX_CANCEL_S)}",
+        )
+    )
     get = lat["stored_get_seconds"]
     rows.append(
         (
@@ -472,6 +529,7 @@ def main(argv=None) -> int:
     lat["met"] = {
         "first_record": max(lat["first_record_seconds"].values()) <= MAX_FIRST_RECORD_S,
         "stored": lat["stored_get_seconds"]["max"] <= MAX_STORED_S,
+        "cancel_mid_epoch": lat["cancel_mid_epoch_seconds"]["max"] <= MAX_CANCEL_S,
     }
     result["machine"]["load_avg_end"] = os.getloadavg()
     result["machine"]["bench_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6

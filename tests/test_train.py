@@ -17,13 +17,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, subprocess_env
+from conftest import REPO, make_small_dataset, subprocess_env
 from keras import layers, regularizers
 
 from regviz import data
 from regviz.model import build_model
 from regviz.records import EpochRecord
 from regviz.settings import Settings
+from regviz.training import loop, sparse, trainers
 from regviz.training.loop import batch_orders, train
 from regviz.training.metrics import roc_auc
 from regviz.training.steps import forward
@@ -51,6 +52,7 @@ def consume_in_thread(gen, cancel: threading.Event | None = None):
         except BaseException as e:  # reported to the test, which fails on it
             outcome["error"] = e
         finally:
+            outcome["ended"] = time.perf_counter()  # the generator has returned (or raised)
             arrivals.put(None)
 
     thread = threading.Thread(target=worker, daemon=True)
@@ -122,6 +124,105 @@ def test_cancel_before_the_first_epoch(small_dataset):
     assert len(run(QUICK.replace(epochs=5), small_dataset, cancel)) <= 1
 
 
+class CountedEvent(threading.Event):
+    """A cancel event that lets the test wait until training has checked it a number of times."""
+
+    def __init__(self):
+        super().__init__()
+        self.checks = 0
+        self._checked = threading.Condition()
+
+    def is_set(self) -> bool:
+        with self._checked:
+            self.checks += 1
+            self._checked.notify_all()
+        return super().is_set()
+
+    def wait_for_checks(self, n: int) -> bool:
+        with self._checked:
+            return self._checked.wait_for(lambda: self.checks >= n, timeout=DEADLINE)
+
+
+# an epoch of several seconds: 12,000 rows in 375 steps of a 512-wide, 4-deep model
+LONG_EPOCH_DATA = {"seed": 11, "n_train": 12000, "n_val": 500, "n_test": 10}
+LONG_EPOCH = Settings(dataset="synthetic", epochs=3, width=512, depth=4, batch_size=32, seed=4)
+MAX_CANCEL_SECONDS = 1.0  # generous: the trainer aims at calls of trainers.CALL_SECONDS (0.1 s)
+
+
+@pytest.fixture(scope="module")
+def long_epoch_dataset() -> data.Dataset:
+    """Made-up reviews enough for a training epoch of several seconds on a wide, deep model."""
+    return make_small_dataset(**LONG_EPOCH_DATA)
+
+
+def test_cancel_mid_epoch_stops_within_a_fraction_of_a_second(long_epoch_dataset):
+    """A cancel set mid-epoch (after the trace) ends the run within MAX_CANCEL_SECONDS and yields no
+    partial epoch; the trainer it hands back to the pool then trains the records a fresh process does."""
+    cancel = CountedEvent()
+    gen = train(LONG_EPOCH, cancel, dataset=long_epoch_dataset)
+    thread, arrivals, outcome = consume_in_thread(gen, cancel)
+    # checks: before epoch 1, then after its calls of 1 step (the trace), 2 steps (timed), then a full one
+    assert cancel.wait_for_checks(4)
+    cancel.set()
+    cancelled_at = time.perf_counter()
+    items = drain(arrivals)
+    thread.join(DEADLINE)
+    assert not thread.is_alive() and "error" not in outcome
+    latency = outcome["ended"] - cancelled_at
+    assert latency < MAX_CANCEL_SECONDS, f"cancel took {latency:.3f} s"
+    assert items == [], "a record of the cancelled epoch was yielded"
+    # the cancelled trainer, back in the pool, has taken some of the epoch's steps, not all
+    steps = -(-len(long_epoch_dataset.y_train) // LONG_EPOCH.batch_size)
+    key = trainers._architecture(LONG_EPOCH, long_epoch_dataset.num_features)
+    taken = int(trainers.pool._idle[key][-1].optimizer.iterations.numpy())
+    assert 0 < taken < steps / 2
+    # the same architecture again takes that trainer over: its records are those of a fresh process
+    fresh = fresh_process([LONG_EPOCH.replace(epochs=1).to_params()], LONG_EPOCH_DATA)
+    after = json.loads(
+        json.dumps([r.to_dict() for r in run(LONG_EPOCH.replace(epochs=1), long_epoch_dataset)])
+    )
+    assert after[0]["seconds"] > 2 * MAX_CANCEL_SECONDS  # the epoch that was cut is a long one
+    assert_same_records(after, records_of(fresh)[0])
+
+
+def test_chunked_epochs_give_the_records_of_one_call_per_epoch(small_dataset, monkeypatch):
+    """Epochs cut into calls of one step give exactly the records of one call per epoch."""
+    calls = []
+    timed = loop._timed
+    monkeypatch.setattr(
+        loop, "_timed", lambda trainer, steps, *a: calls.append(steps) or timed(trainer, steps, *a)
+    )
+    results = {}
+    for name, seconds in (("one call", 1e9), ("one step per call", 1e-9)):
+        monkeypatch.setattr(trainers, "CALL_SECONDS", seconds)
+        for s in (QUICK.replace(batch_size=32, l2=1e-3, dropout=0.3), QUICK.replace(width=64, batch_size=64)):
+            calls.clear()
+            results[name, s.width] = without_seconds(run(s, small_dataset))
+            steps = -(-len(small_dataset.y_train) // s.batch_size)
+            if seconds > 1:  # every epoch but a new trainer's first (it times its steps) is one call
+                assert calls.count(steps) >= s.epochs - 1
+            else:  # a call of one step, or two while a new trainer times its steps
+                assert max(calls) <= trainers.PROBE_STEPS and len(calls) >= s.epochs * steps - 1
+    for width in (16, 64):
+        assert results["one call", width] == results["one step per call", width]
+
+
+def without_seconds(records: list[EpochRecord]) -> list[dict]:
+    return [{k: v for k, v in r.to_dict().items() if k != "seconds"} for r in records]
+
+
+def test_pace_sizes_calls_from_the_measured_step_time():
+    """A new trainer's calls take 1 step, then 2, then CALL_SECONDS' worth split evenly; an epoch
+    expected to fit in CALL_SECONDS is one call."""
+    pace = trainers.Pace()
+    assert not pace.fits(1) and pace.chunk(100) == 1
+    pace.measured(1, 5.0)  # the trace: not a step time
+    assert pace.step_seconds is None and pace.chunk(100) == 2
+    pace.measured(2, trainers.CALL_SECONDS / 10.5)  # 21 steps a call
+    assert pace.chunk(100) == 20 and pace.chunk(42) == 21 and pace.chunk(43) == 15 and pace.chunk(7) == 7
+    assert pace.fits(21) and not pace.fits(22)
+
+
 def test_train_loads_the_named_dataset_when_none_is_given():
     """Without a dataset argument, train() trains on data.load(settings.dataset)."""
     s = Settings(dataset="synthetic", epochs=1)
@@ -137,14 +238,22 @@ sys.path.insert(0, sys.argv[1])
 from conftest import make_small_dataset
 from regviz.settings import Settings
 from regviz.training.loop import train
-ds = make_small_dataset()
+ds = make_small_dataset(**json.loads(sys.argv[3]))
 out = [[r.to_dict() for r in train(Settings.from_params(p), dataset=ds)] for p in json.loads(sys.argv[2])]
 print("RESULT " + json.dumps(out))
 """
 DETERMINISM_CASES = [
     {"dataset": "synthetic", "epochs": "3", "batch_size": "128", "dropout": "0.5", "l1": "0.0001"},
-    {"dataset": "synthetic", "epochs": "2", "width": "64", "l2": "0.001", "dropout": "0.2",
-     "optimizer": "adam", "seed": "3", "batch_size": "256"},
+    {
+        "dataset": "synthetic",
+        "epochs": "2",
+        "width": "64",
+        "l2": "0.001",
+        "dropout": "0.2",
+        "optimizer": "adam",
+        "seed": "3",
+        "batch_size": "256",
+    },
 ]
 
 
@@ -164,20 +273,28 @@ def assert_same_records(a: list[dict], b: list[dict], tol: float = 1e-6):
                 assert ra[key] == rb[key], key
 
 
+def fresh_process(cases: list[dict], dataset_args: dict | None = None) -> subprocess.Popen:
+    """A new interpreter training each case on make_small_dataset(**dataset_args), printing the records."""
+    args = [json.dumps(cases), json.dumps(dataset_args or {})]
+    return subprocess.Popen(
+        [sys.executable, "-c", DETERMINISM_SCRIPT, str(TESTS), *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=subprocess_env(PYTHONHASHSEED="random"), cwd=REPO,
+    )  # fmt: skip
+
+
+def records_of(proc: subprocess.Popen) -> list[list[dict]]:
+    """The records a fresh_process printed, one list per case."""
+    out, err = proc.communicate(timeout=DEADLINE * 2)
+    lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
+    assert proc.returncode == 0 and lines, err[-3000:]
+    return json.loads(lines[-1][len("RESULT ") :])
+
+
 def test_same_settings_give_the_same_records_in_two_fresh_processes():
     """Two new interpreters train the same settings (dropout, L1 included) to the same records within 1e-6."""
-    cmd = [sys.executable, "-c", DETERMINISM_SCRIPT, str(TESTS), json.dumps(DETERMINISM_CASES)]
-    env = subprocess_env(PYTHONHASHSEED="random")
-    procs = [
-        subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO)
-        for _ in range(2)
-    ]
-    results = []
-    for proc in procs:
-        out, err = proc.communicate(timeout=DEADLINE * 2)
-        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-        assert proc.returncode == 0 and lines, err[-3000:]
-        results.append(json.loads(lines[-1][len("RESULT "):]))
+    procs = [fresh_process(DETERMINISM_CASES) for _ in range(2)]
+    results = [records_of(proc) for proc in procs]
     for case, a, b in zip(DETERMINISM_CASES, *results, strict=True):
         assert len(a) == int(case["epochs"])
         assert_same_records(a, b)
@@ -265,23 +382,23 @@ def test_keras_losses_are_data_loss_plus_penalty(settings, small_dataset):
             assert r.penalty == 0 and r.loss == pytest.approx(r.data_loss, rel=1e-6)
 
 
-# ---- the sparse forward pass ---------------------------------------------------------------------
+# ---- the sparse first layer ---------------------------------------------------------------------
+# sparse.first_matmul is the product training, validation and these tests share: checked here against
+# the Keras model's own dense forward pass and gradients, in both of its input forms
 
 
-def csr_pair(rows: data.SparseRows):
-    """The rows as a TF CSR matrix and its transpose, built here from the row/column coordinates."""
-    n = len(rows)
-    r = np.repeat(np.arange(n, dtype=np.int64), np.diff(rows.indptr))
-    c = rows.indices.astype(np.int64)
+def coordinates(rows: data.SparseRows) -> np.ndarray:
+    """(row, column) of every one, row-major, computed here from the rows' arrays."""
+    r = np.repeat(np.arange(len(rows), dtype=np.int64), np.diff(rows.indptr))
+    return np.stack([r, rows.indices.astype(np.int64)], axis=1)
 
-    def csr(a, b, shape):
-        order = np.lexsort((b, a))
-        coords = np.stack([a[order], b[order]], axis=1)
-        return tf.raw_ops.SparseTensorToCSRSparseMatrix(
-            indices=coords, values=tf.ones([len(coords)], tf.float32), dense_shape=np.array(shape, np.int64)
-        )
 
-    return csr(r, c, (n, rows.n_cols)), csr(c, r, (rows.n_cols, n))
+def rows_matrix(rows: data.SparseRows, form: str, width: int):
+    """The rows as training builds a batch ("batch": COO or CSR by width) or as validation holds them."""
+    coords, n = tf.constant(coordinates(rows)), len(rows)
+    if form == "batch":
+        return sparse.batch_matrix(coords, n, rows.n_cols, width)
+    return sparse.csr(coords, n, rows.n_cols)
 
 
 def random_rows(n_rows=64, n_cols=300, seed=0) -> data.SparseRows:
@@ -302,35 +419,59 @@ FORWARD_CASES = [
     Settings(),
     Settings(depth=1, width=4),
     Settings(depth=3, width=8, dropout=0.5, l2=1e-3),
+    Settings(depth=2, width=32),
     Settings(depth=4, width=64, l1=1e-4),
 ]
 
 
+def test_batch_form_is_coo_up_to_16_units_and_csr_above():
+    """Training batches take the COO product up to COO_MAX_WIDTH units and the CSR one above it."""
+    coords = tf.constant(coordinates(random_rows()))
+    narrow = sparse.batch_matrix(coords, 64, 300, sparse.COO_MAX_WIDTH)
+    wide = sparse.batch_matrix(coords, 64, 300, sparse.COO_MAX_WIDTH + 1)
+    assert isinstance(narrow, tf.SparseTensor)
+    assert not isinstance(wide, tf.SparseTensor) and wide.dtype == tf.variant
+
+
+@pytest.mark.parametrize("form", ["batch", "validation"])
 @pytest.mark.parametrize("settings", FORWARD_CASES, ids=lambda s: f"{s.depth}x{s.width}-drop{s.dropout}")
-def test_sparse_forward_equals_the_keras_dense_forward(settings):
-    """forward() on CSR input gives the Keras model's own output on the dense multi-hot matrix (to 1e-5)."""
+def test_sparse_forward_equals_the_keras_dense_forward(settings, form):
+    """forward() through first_matmul gives the Keras model's own output on the dense matrix (to 1e-5)."""
     rows = random_rows()
     model = randomised_model(settings, rows.n_cols)
-    x, x_t = csr_pair(rows)
-    sparse = forward(model, x, x_t, training=False).numpy()
-    dense = model(rows.to_dense(), training=False).numpy()[:, 0]
-    assert sparse.shape == (len(rows),)
-    np.testing.assert_allclose(sparse, dense, rtol=1e-5, atol=1e-5)
+    x = rows_matrix(rows, form, settings.width)
+    ours = forward(model, x, training=False).numpy()
+    dense = model(rows.to_dense(), training=False).numpy()
+    assert ours.shape == (len(rows), 1)
+    np.testing.assert_allclose(ours, dense, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("settings", [Settings(), Settings(depth=3, width=8)], ids=["16-16", "8-8-8"])
+@pytest.mark.parametrize(
+    "settings",
+    [Settings(), Settings(depth=3, width=8), Settings(depth=2, width=32)],
+    ids=["16-16", "8-8-8", "32-32"],
+)
 def test_sparse_forward_gradients_equal_the_dense_ones(settings):
-    """Gradients through the sparse first layer equal those of the dense Keras model, for every weight."""
+    """In a traced function, as training runs it, every weight's gradient through first_matmul (COO up to
+    16 units, CSR above) equals the dense Keras model's."""
     rows = random_rows(seed=2)
     model = randomised_model(settings, rows.n_cols)
-    x, x_t = csr_pair(rows)
-    w = tf.constant(np.random.default_rng(3).normal(size=len(rows)), tf.float32)
-    with tf.GradientTape(persistent=True) as tape:
-        sparse = tf.reduce_sum(forward(model, x, x_t, training=True) * w)
-        dense = tf.reduce_sum(model(rows.to_dense(), training=True)[:, 0] * w)
-    for g_sparse, g_dense in zip(tape.gradient(sparse, model.trainable_variables),
-                                 tape.gradient(dense, model.trainable_variables), strict=True):
-        np.testing.assert_allclose(np.asarray(g_sparse), np.asarray(g_dense), rtol=1e-4, atol=1e-5)
+    w = tf.constant(np.random.default_rng(3).normal(size=(len(rows), 1)), tf.float32)
+    coords, dense_x = tf.constant(coordinates(rows)), tf.constant(rows.to_dense())
+
+    @tf.function(autograph=False)
+    def gradients():
+        x = sparse.batch_matrix(coords, len(rows), rows.n_cols, settings.width)
+        with tf.GradientTape(persistent=True) as tape:
+            ours = tf.reduce_sum(forward(model, x, training=True) * w)
+            dense = tf.reduce_sum(model(dense_x, training=True) * w)
+        params = model.trainable_variables
+        return tape.gradient(ours, params), tape.gradient(dense, params)
+
+    ours, dense = gradients()
+    assert len(ours) == 2 * settings.depth + 2
+    for g_ours, g_dense in zip(ours, dense, strict=True):
+        np.testing.assert_allclose(g_ours.numpy(), g_dense.numpy(), rtol=1e-4, atol=1e-5)
 
 
 # ---- ROC AUC -------------------------------------------------------------------------------------

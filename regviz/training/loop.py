@@ -1,11 +1,13 @@
 """The epoch loop: the Keras model a run's settings describe, trained, one record per epoch as it ends.
 
 Why not `model.fit`: the input is 98.7 % zeros, and fit pays per-step Python overhead and a dense
-10000-wide matmul. Here the whole epoch is one `tf.function`, batches stay sparse, and only the first
-layer's matmul is done by a sparse kernel; every other layer, the penalty (`model.losses`) and the
-loss are the Keras model's own. The optimizer's step is Keras's `apply` (compiled by XLA from 64 units
-on) or, for narrower RMSprop and Adam models, the same update as one TF kernel per weight
-(`optimizer_step.py`). Trainers are pooled across runs (`trainers.py`).
+10000-wide matmul. Here an epoch is one call of a `tf.function` (or, when it would take longer than
+`trainers.CALL_SECONDS`, a few calls, with the cancel event checked between them), batches stay
+sparse, and only the first layer's matmul is done by a sparse kernel (`sparse.first_matmul`); every
+other layer, the penalty (`model.losses`) and the loss are the Keras model's own. The optimizer's step
+is Keras's `apply` (compiled by XLA from 64 units on) or, for narrower RMSprop and Adam models, the
+same update as one TF kernel per weight (`optimizer_step.py`). Trainers are pooled across runs
+(`trainers.py`).
 """
 
 from __future__ import annotations
@@ -52,16 +54,55 @@ def fit(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator[Epoch
     with pool.lease(settings, x_train.n_cols) as trainer:
         batches = first_batches.result()
         for epoch in range(1, settings.epochs + 1):
-            if cancel is not None and cancel.is_set():
+            if _is_set(cancel):
                 return
             with regviz_graph_options():
                 # the next epoch's order is drawn now, so that its batches are built alongside this epoch
-                sums, batches = trainer.run_epoch(*batches, next(orders), *rows)
+                sums, batches = _epoch(trainer, batches, (batches_of, next(orders), *rows), cancel)
+                if sums is None or _is_set(cancel):  # no partial epoch, and no validation nobody will see
+                    return
                 evaluated = trainer.evaluate(*val)
             yield _record(epoch, sums, len(y_train), evaluated, y_val, time.perf_counter() - start)
 
 
 _background = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="regviz-batches")
+_NO_ORDER = tf.zeros([0], tf.int32)  # run_steps builds no batches for it
+
+
+def _epoch(trainer, batches, next_batches, cancel):
+    """The epoch's summed losses and the next epoch's batches, (None, None) if cancel came mid-epoch.
+
+    One call when the trainer expects the epoch to fit in one (the next batches are built in it);
+    else calls of about CALL_SECONDS each with the event checked between them (the next batches are
+    built on the other core meanwhile), so that a cancel waits for one call at most.
+    """
+    coords, y = batches
+    steps = -(-int(y.shape[0]) // trainer.batch_size)
+    build, order, *rows = next_batches
+    if trainer.pace.fits(steps):
+        return _timed(trainer, steps, coords, y, 0, steps, tf.zeros([4]), order, *rows)
+    pending = _background.submit(_call_graph, build, order, *rows)
+    done, sums = 0, tf.zeros([4])
+    while done < steps:
+        if done and _is_set(cancel):
+            pending.cancel()
+            return None, None
+        n = trainer.pace.chunk(steps - done)
+        sums, _ = _timed(trainer, n, coords, y, done, done + n, sums, _NO_ORDER, *rows)
+        done += n
+    return sums, pending.result()
+
+
+def _timed(trainer, steps, *args):
+    """trainer.run_steps(*args), its time per step remembered by the trainer's pace."""
+    started = time.perf_counter()
+    out = trainer.run_steps(*args)
+    trainer.pace.measured(steps, time.perf_counter() - started)
+    return out
+
+
+def _is_set(cancel: threading.Event | None) -> bool:
+    return cancel is not None and cancel.is_set()
 
 
 def _call_graph(function, *args):

@@ -12,14 +12,16 @@ import contextlib
 import threading
 from collections import OrderedDict
 
-import tensorflow as tf
-
 from regviz.model import build_model, build_optimizer
 from regviz.settings import Settings
+from regviz.training.sparse import first_matmul
 from regviz.training.steps import epoch_functions, eval_function
 from regviz.training.tf_private import seed_keras
 
 POOL_SIZE = 4  # idle trainers kept for reuse; a 512-wide one holds about 70 MB
+CALL_SECONDS = 0.1  # longest a call of training steps should take: a cancel waits for the call running
+FIRST_STEPS, PROBE_STEPS = 1, 2  # a new trainer's first call (it traces: its length is unknown), then one
+# that measures the step time
 
 _build_lock = threading.Lock()  # keras's seeding is global: build one model at a time
 
@@ -28,13 +30,14 @@ class _Trainer:
     """A Keras model, its optimizer and the traced functions that train and evaluate it."""
 
     def __init__(self, settings: Settings, n_cols: int):
-        self.n_cols = n_cols
+        self.n_cols, self.batch_size = n_cols, settings.batch_size
         self.model, self.optimizer = _fresh_model(settings, n_cols)
         self.fresh = True
         # traced at their first call, which fit makes under _regviz_graph_options like every other
         functions = epoch_functions(self.model, self.optimizer, n_cols, settings.batch_size)
-        self.step, self.run_epoch = functions
+        self.fused_step, self.run_steps = functions
         self._evaluate = eval_function(self.model)
+        self.pace = Pace()  # not reset: the step time is the architecture's, whichever run measured it
 
     def reset(self, settings: Settings) -> None:
         """Every variable as a newly built model and optimizer for these settings have it."""
@@ -45,13 +48,39 @@ class _Trainer:
         mine, new = self.model.variables + self.optimizer.variables, model.variables + optimizer.variables
         for variable, value in zip(mine, new, strict=True):
             variable.assign(value)
-        if self.step is not None:
-            self.step.reset()
+        if self.fused_step is not None:
+            self.fused_step.reset()
 
-    def evaluate(self, x_csr, y):
+    def evaluate(self, x, y):
         """Validation predictions and data loss, penalty and weight statistics of the current weights."""
-        a1 = tf.raw_ops.SparseMatrixMatMul(a=x_csr, b=self.model.layers[0].kernel.value)
-        return self._evaluate(a1, y)
+        # the product outside the traced function: a CSR matrix passed in loses its shape information
+        return self._evaluate(first_matmul(x, self.model.layers[0].kernel), y)
+
+
+class Pace:
+    """A trainer's measured seconds per training step, and how many steps its next call should take."""
+
+    def __init__(self):
+        self.step_seconds: float | None = None
+        self.calls = 0
+
+    def fits(self, steps: int) -> bool:
+        """Whether these steps are expected to take no longer than one call should (CALL_SECONDS)."""
+        return self.step_seconds is not None and steps * self.step_seconds <= CALL_SECONDS
+
+    def chunk(self, remaining: int) -> int:
+        """Steps for the next call: one for the call that traces, two to measure, then CALL_SECONDS' worth."""
+        if self.step_seconds is None:
+            return min(remaining, FIRST_STEPS if self.calls == 0 else PROBE_STEPS)
+        per_call = max(1, int(CALL_SECONDS / self.step_seconds))
+        calls = -(-remaining // per_call)
+        return -(-remaining // calls)  # the remaining steps in equal calls, not a full one and a stub
+
+    def measured(self, steps: int, seconds: float) -> None:
+        """Remember one call's time per step; the first call traces, and says nothing of the steps."""
+        if self.calls > 0:
+            self.step_seconds = seconds / steps
+        self.calls += 1
 
 
 def _architecture(settings: Settings, n_cols: int) -> tuple:
