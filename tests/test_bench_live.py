@@ -1,0 +1,61 @@
+"""The live benchmark: its quick run drives the real app in Chromium and writes a figure for every target.
+
+A smoke run, not a timing gate: no figure is compared with its limit here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, imdb_file, subprocess_env
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCRIPT = REPO / "bench" / "live.py"
+DEADLINE = 900.0  # seconds; the quick run takes about a minute and a half on two cores
+
+pytestmark = pytest.mark.browser
+
+
+def _number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser at {CHROMIUM} (apt-get install -y chromium)")
+def test_quick_live_benchmark_writes_every_target(tmp_path):
+    """`live.py --quick` exits 0, prints the table, and writes a number, a limit and a verdict per target."""
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    out = tmp_path / "live.json"
+    env = subprocess_env(REGVIZ_IMDB_PATH=str(imdb_file()) if imdb_file().is_file() else "")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=DEADLINE, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "target" in proc.stdout and "met" in proc.stdout
+
+    result = json.loads(out.read_text())
+    assert result["config"]["quick"] is True
+    assert result["floor"]["median_s"] > 0 and len(result["floor"]["seconds"]) == 3
+    t = result["targets"]
+    parts = [
+        t["t5_fresh_server_page"], t["t1_keypress_to_first_epoch"], t["t4_stored_run_while_busy"],
+        *t["t2_keypress_to_last_epoch"]["runs"].values(),
+        t["t3_ten_tabs"]["training"], t["t3_ten_tabs"]["tab_lag"], t["t3_ten_tabs"]["server_cpu"],
+        t["t6_memory"]["server"], t["t6_memory"]["server_and_workers"],
+    ]  # fmt: skip
+    for part in parts:
+        assert _number(part["measured"]) and _number(part["limit"]) and isinstance(part["met"], bool), part
+    assert {"16-16", "512-512"} == {name.split()[0] for name in t["t2_keypress_to_last_epoch"]["runs"]}
+    for run in t["t2_keypress_to_last_epoch"]["runs"].values():
+        assert run["cli_seconds"] > 0 and run["cli_wall_seconds"] > run["cli_seconds"]
+    assert t["t3_ten_tabs"]["tabs_joined"] == t["t3_ten_tabs"]["tabs"] == 2
+    assert len(t["t3_ten_tabs"]["tab_lag"]["each"]) == 2
+    assert t["t6_memory"]["server_and_workers"]["measured"] > t["t6_memory"]["server"]["measured"] > 0
+    machine = result["machine"]
+    assert machine["cores"] >= 1 and machine["cpu"] and machine["versions"]["streamlit"]
+    assert len(machine["load_avg_start"]) == len(machine["load_avg_end"]) == 3
