@@ -49,13 +49,22 @@ def test_quick_live_benchmark_writes_every_target(tmp_path):
         t["t6_memory"]["server"], t["t6_memory"]["server_and_workers"],
     ]  # fmt: skip
     for part in parts:
-        assert _number(part["measured"]) and _number(part["limit"]) and isinstance(part["met"], bool), part
+        # a page that never drew its last epoch (a stalled server) is reported as no number, not met
+        never = part["measured"] is None and part.get("not_drawn") and part["met"] is False
+        assert never or _number(part["measured"]), part
+        assert _number(part["limit"]) and isinstance(part["met"], bool), part
     assert {"16-16", "512-512"} == {name.split()[0] for name in t["t2_keypress_to_last_epoch"]["runs"]}
     for run in t["t2_keypress_to_last_epoch"]["runs"].values():
         assert run["cli_seconds"] > 0 and run["cli_wall_seconds"] > run["cli_seconds"]
     assert t["t3_ten_tabs"]["tabs_joined"] == t["t3_ten_tabs"]["tabs"] == 2
     assert len(t["t3_ten_tabs"]["tab_lag"]["each"]) == 2
+    assert set(t["t3_ten_tabs"]["server_cpu"]["all_cores_while_training"]) == {
+        "server", "workers", "chromium", "machine",
+    }  # fmt: skip
     assert t["t6_memory"]["server_and_workers"]["measured"] > t["t6_memory"]["server"]["measured"] > 0
+    assert {"sidebar_glitch_after_first_run", "tabs_replaced_or_keypresses_redone"} <= result[
+        "page_anomalies"
+    ].keys()
     machine = result["machine"]
     assert machine["cores"] >= 1 and machine["cpu"] and machine["versions"]["streamlit"]
     assert len(machine["load_avg_start"]) == len(machine["load_avg_end"]) == 3
