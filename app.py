@@ -14,7 +14,9 @@ from regviz.service import RunService, log_to_console
 from regviz.settings import PRESETS, Settings
 from regviz.views import ViewCache
 
-POLL_SECONDS = 0.5  # how often a page redraws a run in progress
+POLL_SECONDS = 0.5  # how often a page redraws a run in progress...
+FULL_RATE_TABS = 3  # ...while at most this many tabs watch it; more tabs poll less often each, so that
+# the server's redraws stay bounded (a fragment rerun slower than its interval is preempted by the next)
 # after a slider move, the page waits this long for the new run's first epoch before drawing, so that
 # the first epoch shows at once rather than at the next poll (a known architecture's epoch takes ~0.1 s)
 FIRST_EPOCH_WAIT_S = 0.4
@@ -56,6 +58,11 @@ def session_token() -> str:
 def seed_from_link() -> None:
     """On a session's first run, the link's settings fill the controls; what was ignored is noted."""
     if "seeded" in st.session_state:
+        # a widget whose state streamlit dropped (a rerun interrupted before the sidebar was drawn) would
+        # come back at its own default, its minimum: give it the value the page last used instead
+        for name, value in st.session_state.get("kept", {}).items():
+            if name not in st.session_state:
+                st.session_state[name] = value
         return
     settings, dropped = Settings.read_lenient(st.query_params.to_dict())
     repeated = [
@@ -214,6 +221,12 @@ class _Empty:
         return 0, []
 
 
+def poll_seconds(run, base) -> float:
+    """This tab's redraw interval: POLL_SECONDS, stretched so that all tabs on the run together redraw
+    about FULL_RATE_TABS / POLL_SECONDS times a second."""
+    return POLL_SECONDS * max(1.0, max(run.watchers, base.watchers) / FULL_RATE_TABS)
+
+
 def first_epoch(run) -> None:
     """Wait briefly for a just-started run's first epoch (not for a queued one)."""
     deadline, version = time.monotonic() + FIRST_EPOCH_WAIT_S, run.version
@@ -274,6 +287,7 @@ def main() -> None:
     info = ensure_dataset()
     sidebar()
     settings = current_settings()
+    st.session_state.kept = settings.as_dict()
     in_url = {name: st.query_params.get_all(name) for name in st.query_params}
     if in_url != {name: [value] for name, value in settings.to_params().items()}:
         st.query_params.from_dict(settings.to_params())
@@ -293,7 +307,7 @@ def main() -> None:
         base = run if settings.is_baseline else manager.watch(settings.baseline(), token)
         first_epoch(run)
         poll = not (run.finished and base.finished)
-        st.fragment(live, run_every=POLL_SECONDS if poll else None)(run, base, settings, poll)
+        st.fragment(live, run_every=poll_seconds(run, base) if poll else None)(run, base, settings, poll)
     share_and_code(settings, info)
 
 

@@ -21,6 +21,9 @@ BEST_SYMBOL = {RUN: "star", BASELINE: "star-open"}
 HOVER = "%{fullData.name}<br>epoch %{x}<br>%{y:.4f}<extra></extra>"
 BEST_HOVER = "lowest validation loss: early stopping would stop here<br>epoch %{x}<br>%{y:.4f}<extra></extra>"
 LEGEND = {"orientation": "h", "y": -0.2}  # below the plot, so a long legend never squeezes the curves
+# no plotly template in the figure: the page styles charts with Streamlit's theme anyway, and a template
+# is 80 % of a figure's JSON, which every watching tab receives at every poll
+TEMPLATE = "none"
 HIST_TITLE = (
     "First hidden layer weights<br><sup>L1 pushes weights to exactly zero; L2 only shrinks them</sup>"
 )
@@ -72,7 +75,7 @@ def metrics_figure(
 def weights_histogram(run_last: EpochRecord | None, baseline_last: EpochRecord | None) -> go.Figure:
     """First hidden layer's weights as shares per bin: run as bars, baseline as a dashed step line."""
     fig = go.Figure()
-    fig.update_layout(title=HIST_TITLE, template="plotly_white", barmode="overlay", legend=LEGEND)
+    fig.update_layout(title=HIST_TITLE, template=TEMPLATE, barmode="overlay", legend=LEGEND)
     fig.update_xaxes(
         title="weight value (outer bins hold everything beyond ±0.3)", range=[HIST_EDGES[0], HIST_EDGES[-1]]
     )
@@ -114,7 +117,7 @@ def curves_csv(run: list[EpochRecord], baseline: list[EpochRecord] | None) -> st
 
 def _frame(title: str, y_title: str, total: int) -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(title=title, template="plotly_white", legend=LEGEND)
+    fig.update_layout(title=title, template=TEMPLATE, legend=LEGEND)
     # a fixed epoch axis, so the chart does not rescale while epochs stream in
     fig.update_xaxes(title="epoch", range=[0.5, total + 0.5], tick0=0, dtick=max(1, math.ceil(total / 10)))
     fig.update_yaxes(title=y_title)

@@ -217,3 +217,18 @@ def test_curves_csv_empty():
     """With no epochs at all the CSV is a header row only."""
     text = figures.curves_csv([], None)
     assert text.strip().startswith("run,epoch,data_loss") and len(text.strip().splitlines()) == 1
+
+
+def test_figures_carry_no_plotly_template():
+    """Streamlit's theme styles the charts; a template would be most of the JSON every tab receives."""
+    import json
+
+    run = [record(e, 0.5 + 0.1 * e) for e in (1, 2, 3)]
+    settings = Settings(l2=0.001, epochs=3)
+    figs = (
+        figures.loss_figure(run, run[:2], settings), figures.metrics_figure(run, run[:2], settings),
+        figures.weights_histogram(run[-1], run[0]), figures.weight_norms_figure(run, run[:2], 3),
+    )  # fmt: skip
+    for fig in figs:
+        template = json.dumps(fig.to_plotly_json()["layout"].get("template", {}), default=str)
+        assert len(template) < 100  # plotly_white's is about 6,500 characters

@@ -120,6 +120,12 @@ class Run:
         with self._changed:
             return self._version
 
+    @property
+    def watchers(self) -> int:
+        """How many sessions watch this run now."""
+        with self._changed:
+            return len(self._watchers)
+
     def records(self) -> list[EpochRecord]:
         """A copy of the epoch records so far."""
         with self._changed:
