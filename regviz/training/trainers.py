@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 from regviz.model import build_model, build_optimizer
 from regviz.settings import Settings
+from regviz.training import factors
 from regviz.training.sparse import first_matmul
 from regviz.training.steps import epoch_functions, eval_function
 from regviz.training.tf_private import seed_keras
@@ -32,6 +33,7 @@ class _Trainer:
     def __init__(self, settings: Settings, n_cols: int):
         self.n_cols, self.batch_size = n_cols, settings.batch_size
         self.model, self.optimizer = _fresh_model(settings, n_cols)
+        self.factors = factors.Factors(self.model, settings)  # before the first trace
         self.fresh = True
         # traced at their first call, which fit makes under _regviz_graph_options like every other
         functions = epoch_functions(self.model, self.optimizer, n_cols, settings.batch_size)
@@ -44,6 +46,7 @@ class _Trainer:
         if self.fresh:  # built for this run
             self.fresh = False
             return
+        self.factors.assign(settings)
         model, optimizer = _fresh_model(settings, self.n_cols)
         mine, new = self.model.variables + self.optimizer.variables, model.variables + optimizer.variables
         for variable, value in zip(mine, new, strict=True):
@@ -84,9 +87,10 @@ class Pace:
 
 
 def _architecture(settings: Settings, n_cols: int) -> tuple:
-    """What the traced functions depend on; not the seed, epochs, data or learning rate (a variable)."""
+    """What the traced functions depend on; not the seed, epochs, data, or the values of the learning
+    rate, penalties and dropout rate (variables: see factors.py), only which of those are nonzero."""
     s = settings
-    return (n_cols, s.depth, s.width, s.l1, s.l2, s.dropout, s.optimizer, s.batch_size)
+    return (n_cols, s.depth, s.width, *factors.structure(s), s.optimizer, s.batch_size)
 
 
 class _Pool:
@@ -109,6 +113,16 @@ class _Pool:
             yield trainer
         finally:
             self._give_back(key, trainer)
+
+    def clear(self) -> None:
+        """Drop every idle trainer: the next run of any architecture builds and traces a new one."""
+        with self._lock:
+            self._idle.clear()
+
+    def idle(self, settings: Settings, n_cols: int) -> list[_Trainer]:
+        """The idle trainers a run of these settings could take over (a copy of the list)."""
+        with self._lock:
+            return list(self._idle.get(_architecture(settings, n_cols), []))
 
     def _give_back(self, key, trainer):
         with self._lock:
