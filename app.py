@@ -9,6 +9,7 @@ import streamlit as st
 
 from regviz import data, reading
 from regviz import settings as settings_mod
+from regviz import views as views_mod
 from regviz.listing import keras_code
 from regviz.service import RunService, log_to_console
 from regviz.settings import PRESETS, Settings
@@ -244,6 +245,7 @@ def live(run, base, settings: Settings, poll: bool) -> None:
             service().manager.retry(r.settings, session_token())
             st.rerun()
     view = views().view(run, base, settings, st.session_state.get("keras_loss", False))
+    view = views_mod.to_draw(st.session_state, view, run, base) if poll else view
     draw(view)
     st.markdown("\n".join(f"- {line}" for line in view.reading))
     if poll:  # the CSV once the runs are finished: no download data rebuilt at every poll of every tab
@@ -263,11 +265,12 @@ def live(run, base, settings: Settings, poll: bool) -> None:
 def draw(view) -> None:
     """Loss and accuracy side by side, then the weights."""
     left, right = st.columns(2)
-    left.plotly_chart(view.loss, key="loss_chart")
-    right.plotly_chart(view.metrics, key="metrics_chart")
+    # theme=None: the figures carry their own light style (figures.STYLE), cheaper for the browser
+    left.plotly_chart(view.loss, key="loss_chart", theme=None)
+    right.plotly_chart(view.metrics, key="metrics_chart", theme=None)
     left, right = st.columns(2)
-    left.plotly_chart(view.hist, key="hist_chart")
-    right.plotly_chart(view.norms, key="norms_chart")
+    left.plotly_chart(view.hist, key="hist_chart", theme=None)
+    right.plotly_chart(view.norms, key="norms_chart", theme=None)
 
 
 def share_and_code(settings: Settings, info: data.DatasetInfo | None) -> None:
@@ -307,6 +310,7 @@ def main() -> None:
         base = run if settings.is_baseline else manager.watch(settings.baseline(), token)
         first_epoch(run)
         poll = not (run.finished and base.finished)
+        views_mod.forget_drawn(st.session_state)  # a full run draws the newest view, whatever the gap
         st.fragment(live, run_every=poll_seconds(run, base) if poll else None)(run, base, settings, poll)
     share_and_code(settings, info)
 

@@ -20,10 +20,19 @@ DASH = {RUN: "solid", BASELINE: "dash"}
 BEST_SYMBOL = {RUN: "star", BASELINE: "star-open"}
 HOVER = "%{fullData.name}<br>epoch %{x}<br>%{y:.4f}<extra></extra>"
 BEST_HOVER = "lowest validation loss: early stopping would stop here<br>epoch %{x}<br>%{y:.4f}<extra></extra>"
-LEGEND = {"orientation": "h", "y": -0.2}  # below the plot, so a long legend never squeezes the curves
-# no plotly template in the figure: the page styles charts with Streamlit's theme anyway, and a template
-# is 80 % of a figure's JSON, which every watching tab receives at every poll
+# below the plot and its axis title, so a long legend never squeezes the curves
+LEGEND = {"orientation": "h", "y": -0.24, "yanchor": "top"}
+# no plotly template in the figure (a template is 80 % of a figure's JSON, which every watching tab
+# receives at every poll), and no Streamlit theme on the page either: applying it costs the browser a
+# third of each redraw (measured in headless Chromium: 0.62 instead of 0.89 of a core for a tab that
+# redraws its four charts twice a second). STYLE gives the charts the page's font and quiet grid lines.
 TEMPLATE = "none"
+STYLE = {
+    "font": {"family": "Source Sans Pro, sans-serif", "size": 13, "color": "#31333F"},
+    "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
+    "margin": {"l": 56, "r": 16, "t": 64, "b": 40}, "hoverlabel": {"font": {"size": 13}},
+}  # fmt: skip
+AXIS = {"gridcolor": "#E6E9EF", "zerolinecolor": "#D5DAE5", "linecolor": "#D5DAE5"}
 HIST_TITLE = (
     "First hidden layer weights<br><sup>L1 pushes weights to exactly zero; L2 only shrinks them</sup>"
 )
@@ -75,11 +84,12 @@ def metrics_figure(
 def weights_histogram(run_last: EpochRecord | None, baseline_last: EpochRecord | None) -> go.Figure:
     """First hidden layer's weights as shares per bin: run as bars, baseline as a dashed step line."""
     fig = go.Figure()
-    fig.update_layout(title=HIST_TITLE, template=TEMPLATE, barmode="overlay", legend=LEGEND)
+    fig.update_layout(title=HIST_TITLE, template=TEMPLATE, barmode="overlay", legend=LEGEND, **STYLE)
     fig.update_xaxes(
-        title="weight value (outer bins hold everything beyond ±0.3)", range=[HIST_EDGES[0], HIST_EDGES[-1]]
-    )
-    fig.update_yaxes(title="share of weights", tickformat=".0%")
+        title="weight value (outer bins hold everything beyond ±0.3)",
+        range=[HIST_EDGES[0], HIST_EDGES[-1]], **AXIS,
+    )  # fmt: skip
+    fig.update_yaxes(title="share of weights", tickformat=".0%", **AXIS)
     if run_last is not None:
         fig.add_trace(_hist_bars(run_last))
     if baseline_last is not None and baseline_last != run_last:
@@ -117,10 +127,11 @@ def curves_csv(run: list[EpochRecord], baseline: list[EpochRecord] | None) -> st
 
 def _frame(title: str, y_title: str, total: int) -> go.Figure:
     fig = go.Figure()
-    fig.update_layout(title=title, template=TEMPLATE, legend=LEGEND)
+    fig.update_layout(title=title, template=TEMPLATE, legend=LEGEND, **STYLE)
     # a fixed epoch axis, so the chart does not rescale while epochs stream in
-    fig.update_xaxes(title="epoch", range=[0.5, total + 0.5], tick0=0, dtick=max(1, math.ceil(total / 10)))
-    fig.update_yaxes(title=y_title)
+    dtick = max(1, math.ceil(total / 10))
+    fig.update_xaxes(title="epoch", range=[0.5, total + 0.5], tick0=0, dtick=dtick, **AXIS)
+    fig.update_yaxes(title=y_title, **AXIS)
     return fig
 
 
