@@ -5,8 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 
@@ -187,24 +185,3 @@ def test_bad_worker_counts_are_rejected():
         LocalWorkers(workers=0)
     with pytest.raises(ValueError, match="per_worker"):
         LocalWorkers(workers=1, per_worker=0)
-
-
-def niceness(pid: int) -> int:
-    return int(open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[16])
-
-
-def test_a_worker_runs_at_a_lower_cpu_priority_than_the_server(workers):
-    """The page comes first on a small host: a worker is REGVIZ_WORKER_NICE (default 10) nicer."""
-    done = Collected(SMALL)
-    workers.start(done.job)
-    done.wait_end()
-    (pid,) = workers.pids()
-    assert niceness(pid) == min(19, os.nice(0) + 10)
-
-
-@pytest.mark.parametrize("value, step", [("3", 3), ("0", 0), ("", 10), ("nonsense", 10)])
-def test_the_worker_niceness_setting(value, step):
-    script = "from regviz.runs.worker import lower_priority as f; import os; b = os.nice(0); print(f() - b)"
-    env = {**os.environ, "REGVIZ_WORKER_NICE": value}
-    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
-    assert int(out.stdout) == min(step, 19 - os.nice(0))

@@ -205,29 +205,9 @@ class Worker:
         self.send(**answer)
 
 
-NICE = 10  # how much lower than the server a worker runs (REGVIZ_WORKER_NICE): the page comes first
-
-
-def lower_priority(environ=None) -> int:
-    """Lower this process's CPU priority by REGVIZ_WORKER_NICE (default NICE; 0: as the server); returns
-    the niceness now.
-
-    On a small host the server (and, in the benchmark, the browser) share the cores with training:
-    a poll, a redraw or a new visitor's page then takes the CPU first, and training takes the rest
-    rather than making every page wait behind it. Training loses only the time the page really uses.
-    """
-    raw = (os.environ if environ is None else environ).get("REGVIZ_WORKER_NICE", "").strip()
-    step = int(raw) if raw.lstrip("-").isdigit() else NICE
-    try:
-        return os.nice(step) if step > 0 else os.nice(0)
-    except OSError:  # not allowed here: training at the server's priority still works
-        return os.nice(0)
-
-
 def main() -> int:
     """Serve commands from stdin until it closes."""
     out = _protocol_out()
-    lower_priority()  # first: importing tensorflow is the heaviest part of a start
     # tensorflow is imported here, before "ready": a worker that cannot import it fails to start
     import regviz.training.loop  # noqa: F401
 
