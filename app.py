@@ -15,7 +15,7 @@ from regviz.service import RunService, log_to_console
 from regviz.settings import PRESETS, Settings
 from regviz.views import ViewCache
 
-POLL_SECONDS = 0.5  # how often a page polls a run's progress (its charts: views.chart_seconds)...
+POLL_SECONDS = 0.5  # how often a page redraws a run in progress...
 FULL_RATE_TABS = 3  # ...while at most this many tabs watch it; more tabs poll less often each, so that
 # the server's redraws stay bounded (a fragment rerun slower than its interval is preempted by the next)
 # after a slider move, the page waits this long for the new run's first epoch before drawing, so that
@@ -222,10 +222,10 @@ class _Empty:
         return 0, []
 
 
-def tab_stretch(run, base) -> float:
-    """How much longer than alone each tab waits between polls, so that all tabs on the run together
-    poll about as often as FULL_RATE_TABS tabs would."""
-    return max(1.0, max(run.watchers, base.watchers) / FULL_RATE_TABS)
+def poll_seconds(run, base) -> float:
+    """This tab's redraw interval: POLL_SECONDS, stretched so that all tabs on the run together redraw
+    about FULL_RATE_TABS / POLL_SECONDS times a second."""
+    return POLL_SECONDS * max(1.0, max(run.watchers, base.watchers) / FULL_RATE_TABS)
 
 
 def first_epoch(run) -> None:
@@ -235,9 +235,8 @@ def first_epoch(run) -> None:
         version = run.wait_for_change(version, left)
 
 
-def progress(run, base, poll: bool) -> None:
-    """A progress line per run, and Retry for a failed one; polled every POLL_SECONDS while they train,
-    and the full rerun that draws their end (and turns the polls off) once both have ended."""
+def live(run, base, settings: Settings, poll: bool) -> None:
+    """Progress, charts and reading of a run and its baseline; redrawn every POLL_SECONDS while training."""
     for who, r in (("this run", run), ("baseline", base)) if base is not run else (("this run", run),):
         share, text = reading.status(r, who)
         st.progress(share, text=text)
@@ -245,37 +244,22 @@ def progress(run, base, poll: bool) -> None:
         if r.state == "failed" and st.button(label, key=f"retry-{who}"):
             service().manager.retry(r.settings, session_token())
             st.rerun()
-    if poll and run.finished and base.finished:
-        st.rerun()
-
-
-def charts(run, base, settings: Settings) -> views_mod.RunView:
-    """The charts and the reading of a run over its baseline, as they are now (views are shared)."""
     view = views().view(run, base, settings, st.session_state.get("keras_loss", False))
+    view = views_mod.to_draw(st.session_state, view, run, base) if poll else view
     draw(view)
     st.markdown("\n".join(f"- {line}" for line in view.reading))
-    return view
-
-
-def live(run, base, settings: Settings) -> None:
-    """Progress, charts and reading of a run and its baseline: progress polled every POLL_SECONDS while
-    they train, charts every views.chart_seconds (both stretched when many tabs watch), the CSV once
-    both have ended (no download data rebuilt at every poll of every tab)."""
-    poll = not (run.finished and base.finished)
-    stretch = tab_stretch(run, base)
-    st.fragment(progress, run_every=POLL_SECONDS * stretch if poll else None)(run, base, poll)
-    unfinished = [r.estimate for r in (run, base) if not r.finished]
-    every = views_mod.chart_seconds(unfinished) * stretch if poll else None
-    view = st.fragment(charts, run_every=every)(run, base, settings)
-    if not poll:
-        st.download_button(
-            "Download curves (CSV)",
-            view.csv,
-            file_name=f"regviz-{settings.key()}.csv",
-            mime="text/csv",
-            key="csv",
-            on_click="ignore",
-        )
+    if poll:  # the CSV once the runs are finished: no download data rebuilt at every poll of every tab
+        if run.finished and base.finished:
+            st.rerun()  # one full rerun turns polling off
+        return
+    st.download_button(
+        "Download curves (CSV)",
+        view.csv,
+        file_name=f"regviz-{settings.key()}.csv",
+        mime="text/csv",
+        key="csv",
+        on_click="ignore",
+    )
 
 
 def draw(view) -> None:
@@ -325,7 +309,9 @@ def main() -> None:
         run = manager.watch(settings, token)
         base = run if settings.is_baseline else manager.watch(settings.baseline(), token)
         first_epoch(run)
-        live(run, base, settings)
+        poll = not (run.finished and base.finished)
+        views_mod.forget_drawn(st.session_state)  # a full run draws the newest view, whatever the gap
+        st.fragment(live, run_every=poll_seconds(run, base) if poll else None)(run, base, settings, poll)
     share_and_code(settings, info)
 
 

@@ -8,8 +8,9 @@ of every tab.
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
@@ -76,20 +77,38 @@ def build(records, baseline, settings: Settings, keras_loss: bool) -> RunView:
     )
 
 
-# ---- how often one tab redraws its charts --------------------------------------------------------------
+# ---- how often one tab redraws -------------------------------------------------------------------------
 
-# A redraw of four charts costs a browser about 0.2 s of a core (headless Chromium, 2 cores), and on a
-# small host the browser may share the cores with the training. While runs train, a tab's progress
-# lines poll every 0.5 s, but its charts redraw about CHART_REDRAWS times over the longest run's
-# estimate, from MIN_CHART_S to MAX_CHART_S apart; the full script run at a run's start and at its
-# end draws the charts at once whatever the interval.
-CHART_REDRAWS = 10
-MIN_CHART_S, MAX_CHART_S = 0.5, 2.0
+# while a run trains, a tab redraws its charts at most every MIN_GAP_S early in the run, then more
+# seldom, up to MAX_GAP_S apart (a quarter of the time trained so far): a redraw of four charts costs
+# a browser about 0.2 s of a core (headless Chromium, 2 cores), and on a small host the browser may
+# share the cores with the training. Each poll still updates the progress lines, a full script run
+# always draws the newest view, and so does the poll after the last epoch.
+MIN_GAP_S, MAX_GAP_S = 0.5, 2.0
+_DRAWN = "regviz_drawn"  # a session's (run keys, view, monotonic time it was drawn)
 
 
-def chart_seconds(estimates: Iterable[float | None]) -> float:
-    """Seconds between chart redraws while runs with these estimated durations train (None: unknown)."""
-    known = list(estimates)
-    if not known or any(e is None for e in known):
-        return MIN_CHART_S
-    return min(MAX_CHART_S, max(MIN_CHART_S, max(known) / CHART_REDRAWS))
+def redraw_gap(run, base, now: float | None = None) -> float:
+    """Least seconds between two chart redraws of a tab while run or base trains (0 once both ended)."""
+    started = [r.started_at for r in (run, base) if r.started_at is not None and not r.finished]
+    if not started:
+        return 0.0
+    trained = (time.time() if now is None else now) - min(started)
+    return min(MAX_GAP_S, max(MIN_GAP_S, trained / 4))
+
+
+def to_draw(session: MutableMapping, view: RunView, run, base, now: float | None = None) -> RunView:
+    """The view a poll of this session draws: the new one, or the one it drew last if that was less than
+    redraw_gap ago (the same figures again: the browser keeps its charts as they are)."""
+    now = time.monotonic() if now is None else now
+    keys, kept = (run.key, base.key), session.get(_DRAWN)
+    if kept and kept[0] == keys and (kept[1] is view or now - kept[2] < redraw_gap(run, base)):
+        return kept[1]
+    session[_DRAWN] = (keys, view, now)
+    return view
+
+
+def forget_drawn(session: MutableMapping) -> None:
+    """Make the session's next poll draw the newest view (after a full script run has drawn it)."""
+    session.pop(_DRAWN, None)
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from regviz import figures, views
 from regviz.settings import Settings
@@ -78,9 +79,53 @@ def test_the_cache_is_bounded_and_safe_for_many_threads():
     assert not errors and len(cache._views) <= 8
 
 
-def test_charts_redraw_about_ten_times_over_the_longest_run_within_half_a_second_and_two():
-    assert views.chart_seconds([1.5]) == views.MIN_CHART_S  # the book's 16-16: every poll
-    assert views.chart_seconds([13.0, 2.0]) == 1.3  # a 512-512 run over its baseline
-    assert views.chart_seconds([120.0]) == views.MAX_CHART_S
-    assert views.chart_seconds([120.0, None]) == views.MIN_CHART_S  # not yet estimated: as often as polls
-    assert views.chart_seconds([]) == views.MIN_CHART_S
+class TimedRun(StubRun):
+    """A StubRun with the start time and end state the redraw gap reads."""
+
+    def __init__(self, settings: Settings, started_at=None, finished=False):
+        super().__init__(settings)
+        self.started_at, self.finished = started_at, finished
+
+
+def test_the_redraw_gap_grows_with_the_time_trained_and_is_zero_once_both_runs_ended():
+    now = 1000.0
+    base = TimedRun(S.baseline(), started_at=now - 100, finished=True)
+    assert views.redraw_gap(TimedRun(S, started_at=now - 1), base, now) == views.MIN_GAP_S
+    assert views.redraw_gap(TimedRun(S, started_at=now - 6), base, now) == 1.5
+    assert views.redraw_gap(TimedRun(S, started_at=now - 60), base, now) == views.MAX_GAP_S
+    assert views.redraw_gap(TimedRun(S, started_at=None), base, now) == 0.0  # queued, nothing to draw often
+    ended = TimedRun(S, started_at=now - 60, finished=True)
+    assert views.redraw_gap(ended, base, now) == 0.0
+
+
+def test_a_poll_within_the_gap_draws_the_view_it_drew_last_and_the_next_one_after_it():
+    session: dict = {}
+    run = TimedRun(S, started_at=time.time() - 60)  # gap: MAX_GAP_S
+    base = TimedRun(S.baseline(), started_at=time.time() - 60, finished=True)
+    cache = ViewCache()
+    first = cache.view(run, base, S, False)
+    assert views.to_draw(session, first, run, base, now=10.0) is first
+    run.add(record(1))
+    second = cache.view(run, base, S, False)
+    assert second is not first
+    assert views.to_draw(session, second, run, base, now=10.0 + views.MAX_GAP_S / 2) is first
+    assert views.to_draw(session, second, run, base, now=10.0 + views.MAX_GAP_S + 0.01) is second
+    run.add(record(2))
+    run.finished = True  # the poll after the last epoch draws it at once
+    third = cache.view(run, base, S, False)
+    assert views.to_draw(session, third, run, base, now=10.0 + views.MAX_GAP_S + 0.02) is third
+
+
+def test_a_full_script_run_or_another_run_draws_the_newest_view_at_once():
+    session: dict = {}
+    run, base = TimedRun(S, started_at=time.time() - 60), TimedRun(S.baseline(), started_at=time.time() - 60)
+    cache = ViewCache()
+    first = cache.view(run, base, S, False)
+    views.to_draw(session, first, run, base, now=10.0)
+    run.add(record(1))
+    second = cache.view(run, base, S, False)
+    views.forget_drawn(session)
+    assert views.to_draw(session, second, run, base, now=10.1) is second
+    other = TimedRun(S.replace(l2=0.01), started_at=time.time())
+    fresh = cache.view(other, base, S, False)
+    assert views.to_draw(session, fresh, other, base, now=10.2) is fresh
