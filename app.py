@@ -15,7 +15,7 @@ from regviz.service import RunService, log_to_console
 from regviz.settings import PRESETS, Settings
 from regviz.views import ViewCache
 
-POLL_SECONDS = 0.5  # how often a page redraws a run in progress...
+POLL_SECONDS = 0.5  # how often a page polls a short run in progress (longer ones: views.poll_seconds)...
 FULL_RATE_TABS = 3  # ...while at most this many tabs watch it; more tabs poll less often each, so that
 # the server's redraws stay bounded (a fragment rerun slower than its interval is preempted by the next)
 # after a slider move, the page waits this long for the new run's first epoch before drawing, so that
@@ -223,9 +223,10 @@ class _Empty:
 
 
 def poll_seconds(run, base) -> float:
-    """This tab's redraw interval: POLL_SECONDS, stretched so that all tabs on the run together redraw
-    about FULL_RATE_TABS / POLL_SECONDS times a second."""
-    return POLL_SECONDS * max(1.0, max(run.watchers, base.watchers) / FULL_RATE_TABS)
+    """This tab's poll interval: about ten polls over the longer run's estimate (views.poll_seconds),
+    stretched so that all tabs on the run together poll about as often as FULL_RATE_TABS tabs would."""
+    every = views_mod.poll_seconds(r.estimate for r in (run, base) if not r.finished)
+    return every * max(1.0, max(run.watchers, base.watchers) / FULL_RATE_TABS)
 
 
 def first_epoch(run) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 
 import plotly.graph_objects as go
@@ -86,6 +86,18 @@ def build(records, baseline, settings: Settings, keras_loss: bool) -> RunView:
 # always draws the newest view, and so does the poll after the last epoch.
 MIN_GAP_S, MAX_GAP_S = 0.5, 2.0
 _DRAWN = "regviz_drawn"  # a session's (run keys, view, monotonic time it was drawn)
+
+
+POLLS_PER_RUN = 10  # a tab polls about this often over a run's estimated time, MIN_GAP_S to MAX_GAP_S apart
+
+
+def poll_seconds(estimates: Iterable[float | None]) -> float:
+    """Seconds between a tab's polls while runs of these estimated durations (None: unknown) train:
+    the book's 16-16 (1.5 s) every MIN_GAP_S, a 512-512 run (15 s) every 1.5 s, longer ones MAX_GAP_S."""
+    known = list(estimates)
+    if not known or any(e is None for e in known):
+        return MIN_GAP_S
+    return min(MAX_GAP_S, max(MIN_GAP_S, max(known) / POLLS_PER_RUN))
 
 
 def redraw_gap(run, base, now: float | None = None) -> float:

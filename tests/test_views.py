@@ -87,6 +87,14 @@ class TimedRun(StubRun):
         self.started_at, self.finished = started_at, finished
 
 
+def test_a_tab_polls_about_ten_times_over_the_longest_run_from_half_a_second_to_two():
+    assert views.poll_seconds([1.5]) == views.MIN_GAP_S  # the book's 16-16
+    assert views.poll_seconds([15.0, 2.0]) == 1.5  # a 512-512 run over its baseline
+    assert views.poll_seconds([120.0]) == views.MAX_GAP_S
+    assert views.poll_seconds([120.0, None]) == views.MIN_GAP_S  # not estimated: as often as ever
+    assert views.poll_seconds([]) == views.MIN_GAP_S
+
+
 def test_the_redraw_gap_grows_with_the_time_trained_and_is_zero_once_both_runs_ended():
     now = 1000.0
     base = TimedRun(S.baseline(), started_at=now - 100, finished=True)
