@@ -7,7 +7,7 @@ import uuid
 
 import streamlit as st
 
-from regviz import data, reading
+from regviz import data, pins, reading
 from regviz import settings as settings_mod
 from regviz import views as views_mod
 from regviz.listing import keras_code
@@ -65,14 +65,17 @@ def seed_from_link() -> None:
             if name not in st.session_state:
                 st.session_state[name] = value
         return
-    settings, dropped = Settings.read_lenient(st.query_params.to_dict())
+    link = {name: value for name, value in st.query_params.to_dict().items() if name != "pin"}
+    settings, dropped = Settings.read_lenient(link)
     repeated = [
         (name[:40], ", ".join(values[:-1])[:40], "given more than once; the last value applies")
-        for name in st.query_params
+        for name in link
         if len(values := st.query_params.get_all(name)) > 1
     ]
+    pinned, bad_pins = pins.read(st.query_params.get_all("pin"))
     st.session_state.update(settings.as_dict())
-    st.session_state.dropped = repeated + dropped
+    st.session_state.pins = pinned
+    st.session_state.dropped = repeated + dropped + bad_pins
     st.session_state.seeded = True
 
 
@@ -236,8 +239,9 @@ def first_epoch(run) -> None:
         version = run.wait_for_change(version, left)
 
 
-def live(run, base, settings: Settings, poll: bool) -> None:
-    """Progress, charts and reading of a run and its baseline; redrawn every POLL_SECONDS while training."""
+def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
+    """Progress, charts, reading and comparison table of a run, its baseline and the pinned runs;
+    polled while any of them trains (see poll_seconds)."""
     for who, r in (("this run", run), ("baseline", base)) if base is not run else (("this run", run),):
         share, text = reading.status(r, who)
         st.progress(share, text=text)
@@ -245,12 +249,13 @@ def live(run, base, settings: Settings, poll: bool) -> None:
         if r.state == "failed" and st.button(label, key=f"retry-{who}"):
             service().manager.retry(r.settings, session_token())
             st.rerun()
-    view = views().view(run, base, settings, st.session_state.get("keras_loss", False))
+    view = views().view(run, base, settings, st.session_state.get("keras_loss", False), pinned)
     view = views_mod.to_draw(st.session_state, view, run, base) if poll else view
     draw(view)
     st.markdown("\n".join(f"- {line}" for line in view.reading))
+    comparison(view)
     if poll:  # the CSV once the runs are finished: no download data rebuilt at every poll of every tab
-        if run.finished and base.finished:
+        if run.finished and base.finished and all(p.finished for p in pinned):
             st.rerun()  # one full rerun turns polling off
         return
     st.download_button(
@@ -261,6 +266,54 @@ def live(run, base, settings: Settings, poll: bool) -> None:
         key="csv",
         on_click="ignore",
     )
+
+
+def pin_controls(settings: Settings, pinned: list[Settings]) -> None:
+    """Pin the current run (up to pins.MAX_PINS), and unpin any pinned one."""
+    reference = settings.baseline()
+    full, already = len(pinned) >= pins.MAX_PINS, settings in pinned
+    why = "already pinned" if already else f"at most {pins.MAX_PINS} pinned runs" if full else None
+    cols = st.columns([1, 3])
+    cols[0].button(
+        "Pin this run", key="pin", icon=":material/push_pin:", on_click=_pin, args=(settings,),
+        disabled=bool(why),
+        help=why or "Keep this run on the loss and accuracy charts, and in a table, while you move on.",
+    )  # fmt: skip
+    with cols[1]:
+        for i, p in enumerate(pinned):
+            st.button(
+                f"✕ Unpin {i + 1}: {pins.label(p, reference)}", key=f"unpin-{i}", on_click=_unpin, args=(i,)
+            )
+
+
+def _pin(settings: Settings) -> None:
+    pinned = st.session_state.setdefault("pins", [])
+    if settings not in pinned and len(pinned) < pins.MAX_PINS:
+        pinned.append(settings)
+
+
+def _unpin(i: int) -> None:
+    pinned = st.session_state.get("pins", [])
+    if 0 <= i < len(pinned):
+        del pinned[i]
+
+
+def comparison(view) -> None:
+    """The pinned runs' table: what differs from the baseline, best epoch, losses, gap, penalty share."""
+    if not view.table:
+        return
+    st.dataframe(
+        list(view.table),
+        hide_index=True,
+        column_config={
+            "run": "run", "differs": "differs from the baseline", "epochs": "epochs",
+            "best_epoch": st.column_config.NumberColumn("best epoch", format="%d"),
+            "min_val_loss": st.column_config.NumberColumn("min. validation loss", format="%.4f"),
+            "last_val_loss": st.column_config.NumberColumn("validation loss, last epoch", format="%.4f"),
+            "gap": st.column_config.NumberColumn("generalization gap", format="%.4f"),
+            "penalty_share": st.column_config.NumberColumn("penalty share", format="percent"),
+        },
+    )  # fmt: skip
 
 
 def draw(view) -> None:
@@ -274,9 +327,18 @@ def draw(view) -> None:
     right.plotly_chart(view.norms, key="norms_chart", theme=None)
 
 
+def link_params(settings: Settings, pinned: list[Settings]) -> dict[str, str | list[str]]:
+    """What the link holds: the settings that differ from the defaults, and one `pin` per pinned run."""
+    params: dict[str, str | list[str]] = dict(settings.to_params())
+    if pinned:
+        params["pin"] = [pins.encode(p) for p in pinned]
+    return params
+
+
 def share_and_code(settings: Settings, info: data.DatasetInfo | None) -> None:
-    """The link to this experiment, and the Keras code that builds its model."""
-    query = "&".join(f"{k}={v}" for k, v in settings.to_params().items())
+    """The link to this experiment (its pins included), and the Keras code that builds its model."""
+    params = link_params(settings, st.session_state.get("pins", []))
+    query = "&".join(f"{k}={v}" for k, vs in params.items() for v in (vs if isinstance(vs, list) else [vs]))
     base_url = (st.context.url or "").rstrip("/") + "/"
     st.caption("Link to this experiment (copy with the icon on the right):")
     st.code(f"{base_url}?{query}" if query else base_url, language=None, wrap_lines=True)
@@ -292,9 +354,11 @@ def main() -> None:
     sidebar()
     settings = current_settings()
     st.session_state.kept = settings.as_dict()
+    pinned = st.session_state.setdefault("pins", [])
+    params = link_params(settings, pinned)
     in_url = {name: st.query_params.get_all(name) for name in st.query_params}
-    if in_url != {name: [value] for name, value in settings.to_params().items()}:
-        st.query_params.from_dict(settings.to_params())
+    if in_url != {name: value if isinstance(value, list) else [value] for name, value in params.items()}:
+        st.query_params.from_dict(params)
     header(settings, info)
     notices()
     problem_line()
@@ -303,16 +367,19 @@ def main() -> None:
     ):
         st.caption(KERAS_LOSS_NOTE)
     manager, token = service().manager, session_token()
-    manager.unwatch(token, keep=[settings, settings.baseline()])
+    manager.unwatch(token, keep=[settings, settings.baseline(), *pinned])
     if info is None:
         st.fragment(waiting, run_every=POLL_SECONDS)(settings)
     else:
         run = manager.watch(settings, token)
         base = run if settings.is_baseline else manager.watch(settings.baseline(), token)
+        pin_runs = [manager.watch(p, token) for p in pinned]
         first_epoch(run)
-        poll = not (run.finished and base.finished)
+        poll = not (run.finished and base.finished and all(p.finished for p in pin_runs))
         views_mod.forget_drawn(st.session_state)  # a full run draws the newest view, whatever the gap
-        st.fragment(live, run_every=poll_seconds(run, base) if poll else None)(run, base, settings, poll)
+        every = poll_seconds(run, base) if poll else None
+        st.fragment(live, run_every=every)(run, base, settings, poll, pin_runs)
+        pin_controls(settings, pinned)
     share_and_code(settings, info)
 
 

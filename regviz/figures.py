@@ -15,6 +15,8 @@ RUN, BASELINE = "this run", "baseline"
 # one colour per split on every chart (okabe-ito, so colour-blind viewers can tell them apart)
 COLORS = {"train": "#0072B2", "validation": "#D55E00", "auc": "#009E73"}
 LAYER_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
+# pinned runs: their validation curves only, dotted, each in a colour of its own (okabe-ito's others)
+PIN_COLORS = ("#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C564B", "#7F7F7F")
 # the run is what the teacher changes, so it is solid; the reference it is measured against is dashed
 DASH = {RUN: "solid", BASELINE: "dash"}
 BEST_SYMBOL = {RUN: "star", BASELINE: "star-open"}
@@ -49,10 +51,12 @@ def loss_figure(
     settings: Settings,
     keras_loss: bool = False,
     total_epochs: int | None = None,
+    pinned: tuple[tuple[str, list[EpochRecord]], ...] = (),
 ) -> go.Figure:
-    """Training and validation loss per epoch, run solid over a dashed baseline, best epochs starred."""
+    """Training and validation loss per epoch, run solid over a dashed baseline, best epochs starred;
+    each pinned (label, records) as a dotted validation curve of its own colour."""
     train_key, val_key = ("loss", "val_loss") if keras_loss else ("data_loss", "val_data_loss")
-    fig = _frame("Loss per epoch", _loss_title(keras_loss), total_epochs or settings.epochs)
+    fig = _frame("Loss per epoch", _loss_title(keras_loss), _total(total_epochs or settings.epochs, pinned))
     series = _series(run, baseline, settings)
     if run:
         fig.add_trace(_gap_band(run, train_key, val_key))
@@ -61,6 +65,7 @@ def loss_figure(
         fig.add_trace(_line(records, val_key, "validation", label, "validation"))
     for label, records in series:
         _mark_best(fig, records, val_key, label)
+    _add_pins(fig, pinned, val_key, "validation")
     return _waiting(fig) if not series else fig
 
 
@@ -69,15 +74,19 @@ def metrics_figure(
     baseline: list[EpochRecord] | None,
     settings: Settings,
     total_epochs: int | None = None,
+    pinned: tuple[tuple[str, list[EpochRecord]], ...] = (),
 ) -> go.Figure:
-    """Training and validation accuracy, and validation ROC AUC where recorded, run solid, baseline dashed."""
-    fig = _frame("Accuracy and ROC AUC", "accuracy / AUC", total_epochs or settings.epochs)
+    """Training and validation accuracy, and validation ROC AUC where recorded, run solid, baseline dashed;
+    each pinned (label, records) as a dotted validation accuracy curve of its own colour."""
+    fig = _frame("Accuracy and ROC AUC", "accuracy / AUC", _total(total_epochs or settings.epochs, pinned))
+    fig.update_layout(height=METRICS_PX)
     series = _series(run, baseline, settings)
     for label, records in series:
         fig.add_trace(_line(records, "accuracy", "train", label, "train accuracy"))
         fig.add_trace(_line(records, "val_accuracy", "validation", label, "validation accuracy"))
         if any(r.val_auc is not None for r in records):
             fig.add_trace(_line(records, "val_auc", "auc", label, "validation AUC"))
+    _add_pins(fig, pinned, "val_accuracy", "validation accuracy")
     return _waiting(fig) if not series else fig
 
 
@@ -148,6 +157,28 @@ def _line(records, key: str, split: str, label: str, what: str) -> go.Scatter:
         name=f"{what} ({label})", line={"color": COLORS[split], "dash": DASH[label]}, marker={"size": 4},
         legendgroup=label, hovertemplate=HOVER,
     )  # fmt: skip
+
+
+def _total(epochs: int, pinned) -> int:
+    """The epoch axis: the run's epochs, or a pinned run's if it has trained longer."""
+    return max([epochs, *(r.epoch for _, records in pinned for r in records)])
+
+
+PIN_ROW_PX = 30  # a pinned run's legend row: the chart grows by it, so the plot keeps its height
+METRICS_PX = 510  # the accuracy chart's legend takes a row per curve: 60 px more than plotly's 450
+
+
+def _add_pins(fig: go.Figure, pinned, key: str, what: str) -> None:
+    if pinned:  # plotly's default height is 450
+        fig.update_layout(height=(fig.layout.height or 450) + PIN_ROW_PX * len(pinned))
+    for i, (label, records) in enumerate(pinned):
+        if not records:
+            continue
+        fig.add_trace(go.Scatter(
+            x=[r.epoch for r in records], y=[getattr(r, key) for r in records], mode="lines+markers",
+            name=f"{what} (pin {i + 1}: {label})", legendgroup=f"pin-{i + 1}", hovertemplate=HOVER,
+            line={"color": PIN_COLORS[i % len(PIN_COLORS)], "dash": "dot"}, marker={"size": 4},
+        ))  # fmt: skip
 
 
 def _loss_title(keras_loss: bool) -> str:

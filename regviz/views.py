@@ -7,6 +7,7 @@ of every tab.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import OrderedDict
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
-from regviz import figures, reading
+from regviz import figures, pins, reading
 from regviz.settings import Settings
 
 KEEP = 64  # views held: a few per run being watched, and the runs a class just looked at
@@ -32,10 +33,12 @@ class RunView:
     csv: str
     reading: tuple[str, ...]
     epochs: int  # records of the run drawn
+    table: tuple[dict, ...] = ()  # the comparison's rows (pins.Row as dicts) when runs are pinned
 
 
 class ViewCache:
-    """RunViews by (run, run version, baseline, baseline version, loss kind); thread-safe, bounded."""
+    """RunViews by (run, run version, baseline, baseline version, loss kind, pinned runs and their
+    versions); thread-safe, bounded."""
 
     def __init__(self, keep: int = KEEP):
         self._views: OrderedDict[tuple, RunView] = OrderedDict()
@@ -43,16 +46,30 @@ class ViewCache:
         self._lock = threading.Lock()
         self.built = 0  # how many views were built (the rest were shared)
 
-    def view(self, run, base, settings: Settings, keras_loss: bool) -> RunView:
-        """The view of run over base now: built if either changed since it was last asked for."""
+    def view(self, run, base, settings: Settings, keras_loss: bool, pinned=()) -> RunView:
+        """The view of run over base (and the pinned runs, a sequence of manager Runs) now: built if any
+        of them changed since it was last asked for."""
         version, records = run.snapshot()
         base_version, baseline = (version, records) if base is run else base.snapshot()
-        key = (run.key, version, base.key, base_version, keras_loss)
+        shots = [p.snapshot() for p in pinned]
+        pins_key = tuple((p.key, v) for p, (v, _) in zip(pinned, shots, strict=True))
+        key = (run.key, version, base.key, base_version, keras_loss, pins_key)
         with self._lock:
             if key in self._views:
                 self._views.move_to_end(key)
                 return self._views[key]
-        made = build(records, None if base is run else baseline, settings, keras_loss)
+        reference = settings.baseline()
+        records_of = [r for _, r in shots]
+        names = [pins.label(p.settings, reference) for p in pinned]
+        labelled = tuple(zip(names, records_of, strict=True))
+        made = build(records, None if base is run else baseline, settings, keras_loss, labelled)
+        if pinned:
+            table = [pins.row("this run", settings, reference, records, run.state)]
+            if base is not run:
+                table.append(pins.row("baseline", reference, reference, baseline, base.state))
+            for i, (p, r) in enumerate(zip(pinned, records_of, strict=True)):
+                table.append(pins.row(f"pin {i + 1}", p.settings, reference, r, p.state))
+            made = dataclasses.replace(made, table=tuple(row.as_dict() for row in table))
         with self._lock:
             self.built += 1
             self._views[key] = made
@@ -61,14 +78,15 @@ class ViewCache:
         return made
 
 
-def build(records, baseline, settings: Settings, keras_loss: bool) -> RunView:
-    """The four figures, CSV and reading of records over baseline (None: the run is the baseline)."""
+def build(records, baseline, settings: Settings, keras_loss: bool, pinned=()) -> RunView:
+    """The four figures, CSV and reading of records over baseline (None: the run is the baseline), with
+    pinned (label, records) pairs on the loss and metric charts."""
     shown = baseline if baseline is not None else records
     last = records[-1] if records else None
     base_last = shown[-1] if shown else None
     return RunView(
-        loss=figures.loss_figure(records, shown, settings, keras_loss=keras_loss),
-        metrics=figures.metrics_figure(records, shown, settings),
+        loss=figures.loss_figure(records, shown, settings, keras_loss=keras_loss, pinned=pinned),
+        metrics=figures.metrics_figure(records, shown, settings, pinned=pinned),
         hist=figures.weights_histogram(last, base_last),
         norms=figures.weight_norms_figure(records, shown, settings.epochs),
         csv=figures.curves_csv(records, baseline),
@@ -123,4 +141,3 @@ def to_draw(session: MutableMapping, view: RunView, run, base, now: float | None
 def forget_drawn(session: MutableMapping) -> None:
     """Make the session's next poll draw the newest view (after a full script run has drawn it)."""
     session.pop(_DRAWN, None)
-

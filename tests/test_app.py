@@ -745,3 +745,64 @@ def test_a_run_over_the_cost_limit_is_refused_with_what_to_lower(serve_with, mon
     assert line.startswith("This run: not trained. This run would take about")
     assert "REGVIZ_MAX_RUN_SECONDS" in line and "Lower the epochs" in line
     assert not at.exception
+
+
+# ---- pinned runs -----------------------------------------------------------------------------------------
+
+
+def pin_button(at: AppTest):
+    return next(b for b in at.button if b.key == "pin")
+
+
+def pins_in_link(at: AppTest) -> list[str]:
+    value = at.query_params.get("pin", [])
+    return value if isinstance(value, list) else [value]
+
+
+def test_pinning_a_run_keeps_it_on_the_charts_and_in_the_link_after_a_move(app, small_in_store):
+    """Pin the stored run, move L2: the pinned run's validation curve stays, named by what differs from
+    the baseline, the link carries it, and the table lists run, baseline and pin."""
+    at = open_app(SMALL_LINK)
+    pin_button(at).click().run()
+    assert pins_in_link(at) == ["dataset:synthetic,width:4,l2:0.001,epochs:2"]
+    assert pin_button(at).disabled  # already pinned
+    controls(at)["l2"].set_value(0.01).run()
+    at = finish(at, app)
+    lines = traces(charts(at)["Loss"])
+    pinned = lines["validation (pin 1: L2 0.001)"]
+    assert pinned["x"] == [1, 2] and pinned["line"]["dash"] == "dot"
+    want = [r.val_data_loss for r in small_in_store[SMALL]]
+    assert pinned["y"] == pytest.approx(want)
+    assert "validation accuracy (pin 1: L2 0.001)" in traces(charts(at)["Accuracy"])
+    table = at.dataframe[0].value
+    assert list(table["run"]) == ["this run", "baseline", "pin 1"]
+    assert list(table["differs"]) == ["L2 0.01", "no regularization", "L2 0.001"]
+    assert table["min_val_loss"][2] == pytest.approx(min(want))
+    assert at.query_params["l2"] in ("0.01", ["0.01"]) and len(pins_in_link(at)) == 1
+
+
+def test_a_link_with_pins_reproduces_the_comparison_and_unpin_removes_one(app, small_in_store):
+    link = SMALL_LINK | {"l2": "0.01", "pin": ["dataset:synthetic,width:4,epochs:2,l2:0.001"]}
+    at = finish(open_app(link), app)
+    assert "validation (pin 1: L2 0.001)" in traces(charts(at)["Loss"])
+    assert not at.warning
+    unpin = next(b for b in at.button if b.key == "unpin-0")
+    assert unpin.label == "✕ Unpin 1: L2 0.001"
+    unpin.click().run()
+    assert "pin" not in at.query_params
+    assert not any("pin" in name for name in traces(charts(at)["Loss"]))
+    assert not at.dataframe
+
+
+def test_a_hostile_pin_list_opens_with_a_notice_and_the_good_pins(app):
+    good = [
+        f"dataset:synthetic,width:4,epochs:2,l2:{v}"
+        for v in ("0.001", "0.01", "0.1", "0.0001", "0.0003", "0.003")
+    ]
+    link = SMALL_LINK | {"pin": ["<b>bold</b>", good[0], good[0], *good[1:], "dataset:synthetic,l2:1e-05"]}
+    at = open_app(link)
+    text = warnings_text(at)
+    assert "not a pin" in text and "pinned twice" in text and "at most 6 pinned runs" in text
+    assert "`pin='<b>bold</b>'`" in text  # in a code span: shown as typed, never as markup
+    assert len(pins_in_link(at)) == 6
+    assert pin_button(at).disabled  # six pinned already

@@ -232,3 +232,31 @@ def test_figures_carry_no_plotly_template():
     for fig in figs:
         template = json.dumps(fig.to_plotly_json()["layout"].get("template", {}), default=str)
         assert len(template) < 100  # plotly_white's is about 6,500 characters
+
+
+def test_pinned_runs_are_dotted_validation_curves_each_in_its_own_colour(run, baseline):
+    pinned = (("L2 0.001", curve([0.6, 0.5])), ("dropout 0.5", curve([0.55, 0.45, 0.4])))
+    loss = figures.loss_figure(run, baseline, SETTINGS, pinned=pinned)
+    metrics = figures.metrics_figure(run, baseline, SETTINGS, pinned=pinned)
+    first, second = (
+        trace(loss, "validation (pin 1: L2 0.001)"),
+        trace(loss, "validation (pin 2: dropout 0.5)"),
+    )
+    assert list(first.y) == [0.6, 0.5] and list(second.x) == [1, 2, 3]
+    assert first.line.dash == second.line.dash == "dot"
+    colours = {first.line.color, second.line.color}
+    assert len(colours) == 2 and not colours & set(figures.COLORS.values())
+    assert list(trace(metrics, "validation accuracy (pin 2: dropout 0.5)").y) == [
+        1 - 0.55 / 2,
+        1 - 0.45 / 2,
+        0.8,
+    ]
+    # the run's and baseline's own traces are unchanged by pins
+    without = figures.loss_figure(run, baseline, SETTINGS)
+    assert len(loss.data) == len(without.data) + 2
+
+
+def test_the_epoch_axis_reaches_a_longer_pinned_run(run, baseline):
+    pinned = (("epochs 30", curve([0.5] * 30)),)
+    loss = figures.loss_figure(run, baseline, SETTINGS, pinned=pinned)
+    assert list(loss.layout.xaxis.range) == [0.5, 30.5]

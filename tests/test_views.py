@@ -137,3 +137,26 @@ def test_a_full_script_run_or_another_run_draws_the_newest_view_at_once():
     other = TimedRun(S.replace(l2=0.01), started_at=time.time())
     fresh = cache.view(other, base, S, False)
     assert views.to_draw(session, fresh, other, base, now=10.2) is fresh
+
+
+class StatefulRun(StubRun):
+    """A StubRun with the state the comparison table shows."""
+
+    def __init__(self, settings: Settings, records=(), state="done"):
+        super().__init__(settings, records)
+        self.state = state
+
+
+def test_a_pinned_runs_new_epoch_builds_a_new_view_with_its_table_row():
+    cache = ViewCache()
+    run, base = StatefulRun(S, [record(1)]), StatefulRun(S.baseline(), [record(1)])
+    pin = StatefulRun(S.replace(l2=0.01), state="running")
+    first = cache.view(run, base, S, False, [pin])
+    assert cache.view(run, base, S, False, [pin]) is first
+    assert [row["run"] for row in first.table] == ["this run", "baseline", "pin 1"]
+    assert first.table[2]["differs"] == "L2 0.01" and first.table[2]["best_epoch"] is None
+    pin.add(record(1))
+    second = cache.view(run, base, S, False, [pin])
+    assert second is not first and second.table[2]["best_epoch"] == 1
+    assert "validation (pin 1: L2 0.01)" in [t.name for t in second.loss.data]
+    assert cache.view(run, base, S, False).table == ()  # no pins, no table
