@@ -16,7 +16,7 @@ import urllib.request
 from pathlib import Path
 from string import Template
 from typing import NamedTuple
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
 import pytest
 
@@ -519,3 +519,42 @@ def test_a_slider_storm_leaves_only_the_last_setting_training(server, open_page)
     assert freed and all(v is not None and v < 1.0 for v in freed.values()), freed
     still = [key for key, events in storm.items() if events[-1][1].startswith("started")]
     assert still == [last], {key: storm[key] for key in still}
+
+
+PIN_START = {**DATASET, "epochs": "5", "l2": "0.001"}
+PINNED_FULL = """
+([title, names, n]) => {
+  const plots = [...document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")];
+  const loss = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes(title));
+  return !!loss && names.every(name => (loss.data.find(t => t.name === name) || {x: []}).x.length === n);
+}
+"""
+
+
+def test_two_pinned_runs_come_back_from_the_link_in_a_fresh_context(server, open_page):
+    """Pin a run, move L2, pin again, move on: both pins stay on the chart; the link, opened in a new
+    context (a new session), draws the same curves and the same comparison table."""
+    page = open_page(server.url + query(PIN_START))
+    wait_finished(page, bars=2)
+    thumb = l2_slider(page).get_by_role("slider")
+    for expected in ("0.003", "0.01"):
+        page.get_by_role("button", name="Pin this run").click()
+        page.wait_for_url(re.compile(r"[?&]pin="))
+        thumb.focus()
+        page.keyboard.press("ArrowRight")
+        page.wait_for_url(re.compile(rf"[?&]l2={re.escape(expected)}(&|$)"))
+        wait_finished(page, bars=2)
+    names = ["validation (pin 1: L2 0.001)", "validation (pin 2: L2 0.003)"]
+    page.wait_for_function(PINNED_FULL, arg=[LOSS_TITLE, names, 5], polling=100)
+    final, table = page.evaluate(FINAL_NUMBERS), page.get_by_test_id("stDataFrame").inner_text()
+    assert all(final[name][0] == 5 for name in names)
+    pins_in_url = parse_qs(urlsplit(page.url).query)["pin"]
+    assert len(pins_in_url) == 2
+    shoot(page, "05-two-pins")
+
+    other = open_page(page.url)
+    wait_finished(other, bars=2)
+    other.wait_for_function(PINNED_FULL, arg=[LOSS_TITLE, names, 5], polling=100)
+    assert other.evaluate(FINAL_NUMBERS) == final
+    assert other.get_by_test_id("stDataFrame").inner_text() == table
+    assert UNCAUGHT not in server.log.read_text()
