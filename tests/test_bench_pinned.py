@@ -1,0 +1,41 @@
+"""The pinned-comparison benchmark: its quick run loads both kinds of page in Chromium and writes the target.
+
+A smoke run, not a timing gate: the figure is not compared with its limit here.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO, imdb_file, subprocess_env
+
+CHROMIUM = Path("/usr/bin/chromium")
+SCRIPT = REPO / "bench" / "pinned.py"
+DEADLINE = 600.0  # seconds; the quick run takes under a minute on two cores
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser at {CHROMIUM} (apt-get install -y chromium)")
+def test_quick_pinned_benchmark_writes_its_target(tmp_path):
+    pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+    out = tmp_path / "pinned.json"
+    env = subprocess_env(REGVIZ_IMDB_PATH=str(imdb_file()) if imdb_file().is_file() else "")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=DEADLINE, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    target = result["target"]
+    assert target["limit"] == 0.3 and isinstance(target["met"], bool)
+    for key in ("measured", "plain_median_s", "pinned_median_s", "ratio"):
+        assert isinstance(target[key], float) and math.isfinite(target[key]), key
+    assert len(result["loads"]["plain_s"]) == len(result["loads"]["pinned_s"]) == 2
+    assert all(0 < s < 120 for s in result["loads"]["plain_s"] + result["loads"]["pinned_s"])
+    assert "pinned page within 0.3 s" in proc.stdout
