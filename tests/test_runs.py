@@ -546,3 +546,54 @@ def test_retry_trains_a_failed_run_again(make, trainer):
     assert again is not failed and manager.watch(S, "a") is again
     trainer.open(S, 3)
     assert again.wait(DEADLINE) and again.state == "done" and trainer.calls == [S, S]
+
+
+# ---- background runs (prefetch) --------------------------------------------------------------------------
+
+
+def test_a_prefetched_run_waits_while_a_visitors_run_trains_then_trains_and_is_stored(make, trainer, store):
+    manager = make(max_concurrent=2)
+    visitor = manager.watch(S, "a")
+    (background,) = manager.prefetch([S2])
+    assert visitor.state == "running" and background.state == "queued"  # a slot is free, but a visitor trains
+    trainer.open(S, 3)
+    assert visitor.wait(DEADLINE)
+    wait_state(background, "running")
+    trainer.open(S2, 3)
+    assert background.wait(DEADLINE) and background.state == "done"
+    assert [s for s, _ in store.saves] == [S, S2]
+    assert manager.prefetch([S2, S]) == [background, visitor]  # known runs are not trained again
+
+
+def test_a_visitors_run_pauses_a_training_prefetched_run_which_trains_again_afterwards(make, trainer, store):
+    manager = make(max_concurrent=2)
+    (background,) = manager.prefetch([S2])
+    assert background.state == "running"  # nobody waits: it trains at once
+    trainer.open(S2)
+    wait_records(background, 1)
+    visitor = manager.watch(S, "a")
+    assert visitor.state == "running"
+    trainer.open(S2)  # the paused training sees its cancel at the next epoch and stops
+    wait_state(background, "queued")
+    assert background.records() == [] and trainer.stopped == [S2]
+    trainer.open(S, 3)
+    assert visitor.wait(DEADLINE) and visitor.state == "done"
+    wait_state(background, "running")  # from its first epoch again
+    trainer.open(S2, 3)
+    assert background.wait(DEADLINE) and background.state == "done"
+    assert [r.epoch for r in background.records()] == [1, 2, 3]
+    assert [s for s, _ in store.saves] == [S, S2]  # stored once, complete
+    assert trainer.calls == [S2, S, S2]
+
+
+def test_a_visitor_who_asks_for_a_prefetched_run_gets_it_at_interactive_priority(make, trainer):
+    manager = make(max_concurrent=2)
+    manager.watch(S, "a")
+    (background,) = manager.prefetch([S2])
+    assert background.state == "queued"
+    assert manager.watch(S2, "b") is background
+    assert background.state == "running"  # now a visitor waits for it: it takes the free slot
+    manager.unwatch("b")  # the visitor leaves: it goes back to the background, paused for "a"'s run
+    trainer.open(S2)
+    wait_state(background, "queued")
+    assert not background.finished

@@ -34,6 +34,9 @@ FINISHED = frozenset({DONE, CANCELLED, FAILED, REFUSED})
 ENV_MAX_TRAININGS = "REGVIZ_MAX_TRAININGS"
 KEEP_DONE = 32  # finished runs held in memory for instant re-watch, even when the store failed to save them
 INTERACTIVE = 0  # priority of a run a visitor is looking at; larger numbers wait behind it
+BACKGROUND = 10  # a run nobody waits for yet (prefetch): it trains only while no visitor's run is
+# queued or training, and is stopped and queued again the moment one is
+PREFETCH = "background"  # the watcher that keeps prefetched runs alive
 
 Lookup = Callable[[Settings], list[EpochRecord] | None]
 Save = Callable[[Settings, list[EpochRecord]], None]
@@ -89,6 +92,7 @@ class Run:
         self._starts_in: float | None = None
         self._planned_at = 0.0
         self._job: Job | None = None
+        self._preempted = False  # stopped for a visitor's run: queued again when its training ends
 
     @property
     def state(self) -> str:
@@ -245,6 +249,11 @@ class RunManager:
                 return run
             return self._enqueue(settings, watcher, priority, estimate)
 
+    def prefetch(self, wanted: Iterable[Settings]) -> list[Run]:
+        """Train these runs in the background (BACKGROUND priority) unless stored or known already:
+        they start only while no visitor's run waits or trains, so a later visit finds them done."""
+        return [self.watch(settings, PREFETCH, priority=BACKGROUND) for settings in wanted]
+
     def retry(self, settings: Settings, watcher: str) -> Run:
         """Train a failed run again (the same Run object is kept by nobody: a new one is queued)."""
         with self._lock:
@@ -263,6 +272,9 @@ class RunManager:
                 run._watchers.discard(watcher)
                 if not run._watchers:
                     self._abandon(run)
+                elif run._watchers == {PREFETCH} and run._priority < BACKGROUND:  # back to the background
+                    run._priority, run._owner = BACKGROUND, PREFETCH
+                    self._dispatch()
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Cancel every queued and running run and stop the executor; True if it all stopped in time."""
@@ -293,6 +305,10 @@ class RunManager:
         run = self._active.get(key)
         if run is not None:
             run._watchers.add(watcher)
+            if watcher != PREFETCH and run._priority >= BACKGROUND:  # a visitor waits for it now
+                run._priority, run._owner = INTERACTIVE, watcher
+                if run._state == QUEUED:
+                    self._dispatch()
         return run
 
     def _enqueue(self, settings: Settings, watcher: str, priority: int, estimate) -> Run:
@@ -324,10 +340,28 @@ class RunManager:
         return order
 
     def _dispatch(self) -> None:
-        """Start queued runs while there is a free slot, then tell every queued run its new place."""
+        """Start queued runs while there is a free slot, then tell every queued run its new place. A
+        background run starts only while no visitor's run is queued or training, and a training one
+        is stopped (to be queued again) as soon as one is."""
+        if self._visitor_busy():
+            for run in list(self._running):
+                if run._priority >= BACKGROUND and not run._preempted and not run._job.cancelled.is_set():
+                    log.info("run %s paused for a visitor's run: queued again", run.key)
+                    run._preempted = True
+                    run._job.cancelled.set()
+                    self.executor.cancel(run._job)
         while not self._closed and self._queue and len(self._running) < self.executor.slots:
-            self._begin(self._order()[0])
+            nxt = self._order()[0]
+            if nxt._priority >= BACKGROUND and self._visitor_busy():
+                break
+            self._begin(nxt)
         self._plan()
+
+    def _visitor_busy(self) -> bool:
+        """A visitor's run is queued, or training and not cancelled."""
+        if any(r._priority < BACKGROUND for r in self._queue):
+            return True
+        return any(r._priority < BACKGROUND and not r._job.cancelled.is_set() for r in self._running)
 
     def _begin(self, run: Run) -> None:
         self._queue.remove(run)
@@ -402,6 +436,9 @@ class RunManager:
 
     def _ended(self, run: Run, error: str | None) -> None:
         with self._lock:
+            if run._preempted:
+                self._requeue(run)
+                return
             outcome = self._outcome(run, error)
             if outcome is not None:
                 self._finish(run, *outcome)
@@ -415,6 +452,21 @@ class RunManager:
             self._costs.learn(run.settings, records[-1].seconds)
         with self._lock:
             self._finish(run, DONE)
+
+    def _requeue(self, run: Run) -> None:
+        """A background run stopped for a visitor's run: from its first epoch again, when it is its turn."""
+        run._preempted = False
+        self._running.discard(run)
+        if self._active.get(run.key) is not run or self._closed:  # abandoned meanwhile
+            run._set_state(CANCELLED)
+        else:
+            run._records.clear()
+            run._set_state(QUEUED)
+            self._arrivals += 1
+            run._arrival = self._arrivals
+            self._queue.append(run)
+        self._dispatch()
+        self._changed.notify_all()
 
     def _outcome(self, run: Run, error: str | None) -> tuple[str, str | None] | None:
         """How a training that ended is finished; None means complete, to be saved."""
