@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 
 import streamlit as st
 
-from regviz import data, pins, reading
+from regviz import data, figures, pins, reading, remedies
 from regviz import settings as settings_mod
 from regviz import views as views_mod
 from regviz.listing import keras_code
@@ -347,8 +348,8 @@ def share_and_code(settings: Settings, info: data.DatasetInfo | None) -> None:
         st.code(keras_code(settings, features), language="python")
 
 
-def main() -> None:
-    """Top to bottom: settings, work, output."""
+def explore() -> None:
+    """The main page, top to bottom: settings, work, output."""
     seed_from_link()
     info = ensure_dataset()
     sidebar()
@@ -380,7 +381,96 @@ def main() -> None:
         every = poll_seconds(run, base) if poll else None
         st.fragment(live, run_every=every)(run, base, settings, poll, pin_runs)
         pin_controls(settings, pinned)
+        if prefetch_on():  # the remedies page of this dataset and seed, trained while nobody waits
+            manager.prefetch(remedies.runs(settings.dataset, settings.seed))
     share_and_code(settings, info)
 
 
-main()
+def prefetch_on() -> bool:
+    """REGVIZ_PREFETCH (default 1): train the remedies page's runs in the background; 0 turns it off."""
+    return os.environ.get("REGVIZ_PREFETCH", "1").strip() not in ("0", "false", "no", "off")
+
+
+def remedies_page() -> None:
+    """The book's four ways to fight overfitting, plus L1, as small multiples over one baseline."""
+    seed_from_link()
+    info = ensure_dataset()
+    dataset, seed = st.session_state.dataset, st.session_state.seed
+    st.title("Four ways to fight overfitting")
+    st.caption(
+        f"Chapter 4 of *Deep Learning with Python*, on {dataset.upper()} (seed {seed}). The baseline "
+        "(dashed) is the book's Dense(16) → Dense(16) network on half of the training data; each chart "
+        "changes one thing of it (solid). Blue: training loss; orange: validation loss; stars: the "
+        "best epoch, where early stopping would stop. The server trains these runs while nobody "
+        "waits, so they usually come from the store."
+    )
+    notices()
+    problem_line()
+    wanted = remedies.runs(dataset, seed)
+    manager, token = service().manager, session_token()
+    manager.unwatch(token, keep=wanted)
+    if info is None:
+        st.fragment(waiting_for_data, run_every=POLL_SECONDS)()
+        return
+    runs = [manager.watch(settings, token) for settings in wanted]
+    poll = not all(r.finished for r in runs)
+    st.fragment(remedy_grid, run_every=POLL_SECONDS if poll else None)(runs, poll)
+
+
+def waiting_for_data() -> None:
+    """A line while a worker starts; a full rerun once it has."""
+    try:
+        ready = service().dataset_info(st.session_state.dataset, wait=False) is not None
+    except data.DatasetUnavailable:
+        ready = True
+    if ready:
+        st.rerun()
+    st.progress(0.0, text="Starting the trainer: loading TensorFlow and the data (after a restart only)…")
+
+
+def remedy_grid(runs, poll: bool) -> None:
+    """Progress of the runs still training, then one small chart per remedy, three to a row."""
+    base, *others = runs
+    named = [("baseline", base), *((m.title, r) for m, r in zip(remedies.REMEDIES, others, strict=True))]
+    for who, r in named:
+        if r.state != "done":
+            st.progress(*reading.status(r, who))
+    shown = base.records()
+    cols = st.columns(3)
+    for i, (remedy, r) in enumerate(zip(remedies.REMEDIES, others, strict=True)):
+        total = max(base.total_epochs, r.total_epochs)
+        title = f"{remedy.title}<br><sup>{remedy.change}</sup>"
+        fig = figures.remedy_figure(title, r.records(), shown, total)
+        cols[i % 3].plotly_chart(fig, key=f"remedy-{i}", theme=None)
+    with cols[len(remedies.REMEDIES) % 3]:
+        st.markdown("\n".join(f"- {line}" for line in remedies_reading(base, others)))
+    if poll and all(r.finished for r in runs):
+        st.rerun()
+
+
+def remedies_reading(base, others) -> list[str]:
+    """Each remedy's lowest validation loss and best epoch against the baseline's, in plain words."""
+
+    def best(r):
+        records = r.records()
+        if not records:
+            return None
+        b = min(records, key=lambda x: x.val_data_loss)
+        return b.val_data_loss, b.epoch
+
+    lines, reference = [], best(base)
+    if reference is not None:
+        lines.append(f"Baseline: lowest validation loss {reference[0]:.3f}, at epoch {reference[1]}.")
+    for remedy, r in zip(remedies.REMEDIES, others, strict=True):
+        found = best(r)
+        if found is not None:
+            lines.append(f"{remedy.title}: {found[0]:.3f}, at epoch {found[1]}.")
+    return lines
+
+
+st.navigation(
+    [
+        st.Page(explore, title="Explore", icon=":material/tune:", default=True),
+        st.Page(remedies_page, title="Four remedies", icon=":material/grid_view:", url_path="remedies"),
+    ]
+).run()

@@ -779,7 +779,7 @@ def environment(logs: Path, imdb: Path) -> dict[str, str]:
     return {
         **os.environ, "REGVIZ_STORE": str(logs / "store" / "runs.sqlite"),
         "REGVIZ_IMDB_PATH": str(imdb) if imdb.is_file() else "", "PYTHONPATH": path,
-        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "TF_CPP_MIN_LOG_LEVEL": "2", "REGVIZ_PREFETCH": "0",  # the targets are about visitors' runs alone
     }  # fmt: skip
 
 

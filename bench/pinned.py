@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
                 executable_path=live.CHROMIUM, headless=True, args=live.CHROMIUM_ARGS
             )
             result["machine"]["chromium"] = browser.version
-            load(browser, link(server.url, run, pinned), own + pin_names, epochs)  # warm: the first visit starts the worker
+            # warm: the first visit starts the worker
+            load(browser, link(server.url, run, pinned), own + pin_names, epochs)
             plain, with_pins = [], []
             for _ in range(repeats):
                 plain.append(load(browser, link(server.url, run, []), own, epochs))

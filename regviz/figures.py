@@ -119,6 +119,26 @@ def weight_norms_figure(
     return _waiting(fig) if not series else fig
 
 
+def remedy_figure(title: str, run: list[EpochRecord], baseline: list[EpochRecord], total: int) -> go.Figure:
+    """A small multiple of the remedies page: training and validation data loss of a remedy (solid) over
+    the common baseline (dashed), best epochs starred; no legend (the page explains the lines once)."""
+    fig = _frame(title, "data loss", total)
+    fig.update_layout(height=REMEDY_PX, showlegend=False, margin={"l": 48, "r": 8, "t": 48, "b": 36})
+    for label, records in ((BASELINE, baseline), (RUN, run)):
+        if records:
+            fig.add_trace(_line(records, "data_loss", "train", label, "train"))
+            fig.add_trace(_line(records, "val_data_loss", "validation", label, "validation"))
+    for label, records in ((BASELINE, baseline), (RUN, run)):
+        if records:
+            best = best_epoch(records)
+            y = records[best - 1].val_data_loss
+            fig.add_trace(go.Scatter(
+                x=[best], y=[y], mode="markers", name=f"best epoch ({label})", hovertemplate=BEST_HOVER,
+                marker={"symbol": BEST_SYMBOL[label], "size": 12, "color": COLORS["validation"]},
+            ))  # fmt: skip
+    return fig if run or baseline else _waiting(fig)
+
+
 def records_frame(records: list[EpochRecord], label: str) -> pd.DataFrame:
     """One row per epoch with flat columns (layers numbered from 1) and a `run` column holding label."""
     rows = [_flat(r, label) for r in records]
@@ -165,6 +185,7 @@ def _total(epochs: int, pinned) -> int:
 
 
 PIN_ROW_PX = 30  # a pinned run's legend row: the chart grows by it, so the plot keeps its height
+REMEDY_PX = 320  # one of the remedies page's small multiples
 METRICS_PX = 510  # the accuracy chart's legend takes a row per curve: 60 px more than plotly's 450
 
 

@@ -134,6 +134,7 @@ def store_path(temporary_store) -> Path:
 def app(store_path, monkeypatch):
     """A Recorder of the backends the app creates; each test starts with no backend and ends with none."""
     monkeypatch.delenv("REGVIZ_MAX_TRAININGS", raising=False)  # one trainer: run, then baseline
+    monkeypatch.setenv("REGVIZ_PREFETCH", "0")  # no background runs taking the gate's epochs
     recorder = Recorder()
     monkeypatch.setattr(regviz.service, "RunService", _recording_backend(recorder))
     st.cache_resource.clear()

@@ -158,6 +158,8 @@ def serve(tmp_path_factory, name: str, **env_extra: str):
     store = tmp_path_factory.mktemp("browser") / "runs.sqlite"
     # the conftest's REGVIZ_STORE monkeypatch does not reach a subprocess: pass the env explicitly
     env = {**os.environ, "REGVIZ_STORE": str(store), "REGVIZ_IMDB_PATH": str(IMDB) if IMDB.is_file() else ""}
+    # no background training unless a test asks for it: these tests count and time the visitors' runs
+    env["REGVIZ_PREFETCH"] = "0"
     out, err = ARTIFACTS / f"{name}.stdout.log", ARTIFACTS / f"{name}.stderr.log"
     with open(out, "w") as stdout, open(err, "w") as stderr:
         proc, url = _start({**env, **env_extra}, stdout, stderr)
@@ -558,3 +560,34 @@ def test_two_pinned_runs_come_back_from_the_link_in_a_fresh_context(server, open
     assert other.evaluate(FINAL_NUMBERS) == final
     assert other.get_by_test_id("stDataFrame").inner_text() == table
     assert UNCAUGHT not in server.log.read_text()
+
+
+FIVE_FULL_CHARTS = """
+() => [...document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")]
+  .filter(p => p._fullLayout && p.data.some(t => t.x.length === 20)).length === 5
+"""
+
+
+def remedy_keys() -> list[str]:
+    from regviz import remedies
+
+    return [s.key() for s in remedies.runs(DATASET.get("dataset", "imdb"), 0)]
+
+
+def test_the_remedies_page_opens_from_runs_the_server_trained_in_the_background(tmp_path_factory, open_page):
+    """With prefetch on, a visit to the main page leads the server to train the remedies' six runs once
+    nobody waits; the /remedies link then draws all five small multiples from the store."""
+    with serve(tmp_path_factory, "browser-prefetch", REGVIZ_PREFETCH="1") as running:
+        page = open_page(running.url + query({**DATASET}))
+        wait_finished(page, bars=1)  # the default run is its own baseline
+        for key in remedy_keys():
+            wait_for_event(running, key, "done after 20 of 20 epochs", timeout_s=RUN_TIMEOUT_MS / 1000)
+        page.context.close()
+        other = open_page(running.url + "/remedies" + query({**DATASET}))
+        other.get_by_text("Four ways to fight overfitting").wait_for()
+        other.wait_for_function(FIVE_FULL_CHARTS, polling=100)
+        assert other.get_by_test_id("stProgress").count() == 0  # nothing left to train: all stored
+        lines = reading_lines(other)
+        assert lines[0].startswith("Baseline: lowest validation loss") and len(lines) == 6
+        shoot(other, "06-remedies")
+        assert UNCAUGHT not in running.log.read_text()

@@ -233,6 +233,9 @@ class RunManager:
 
     def watch(self, settings: Settings, watcher: str, priority: int = INTERACTIVE) -> Run:
         """The Run for these settings: stored and done, or shared with other watchers, or newly queued."""
+        return self._watch(settings, watcher, priority)
+
+    def _watch(self, settings: Settings, watcher: str, priority: int) -> Run:
         with self._lock:
             run = self._known(settings, watcher)
         if run is not None:
@@ -252,7 +255,7 @@ class RunManager:
     def prefetch(self, wanted: Iterable[Settings]) -> list[Run]:
         """Train these runs in the background (BACKGROUND priority) unless stored or known already:
         they start only while no visitor's run waits or trains, so a later visit finds them done."""
-        return [self.watch(settings, PREFETCH, priority=BACKGROUND) for settings in wanted]
+        return [self._watch(settings, PREFETCH, BACKGROUND) for settings in wanted]
 
     def retry(self, settings: Settings, watcher: str) -> Run:
         """Train a failed run again (the same Run object is kept by nobody: a new one is queued)."""
