@@ -1026,10 +1026,15 @@ def main(argv: list[str] | None = None) -> int:
     result["page_anomalies"] = anomalies(raw)
     result["logs"] = str(logs)
     print(table(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"figures written to {args.out}; server logs in {logs}")
+    write(args.out, result, logs)
     return 0
+
+
+def write(out: Path, result: dict, logs: Path) -> None:
+    """The figures as JSON (bench/results/ by default), and where they and the logs went."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(f"figures written to {out}; server logs in {logs}")
 
 
 if __name__ == "__main__":

@@ -158,9 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:38}| {median:.2f} s | {', '.join(f'{x:.2f}' for x in loads)}")
     verdict = "met" if extra <= LIMIT_S else "NOT met"
     print(f"target: pinned page within {LIMIT_S} s of the plain one: {extra:+.2f} s ({verdict})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    print(f"figures written to {args.out}; server logs in {logs}")
+    live.write(args.out, result, logs)
     return 0
 
 

@@ -7,6 +7,8 @@ import os
 # before anything imports tensorflow: keep its start-up chatter out of the test output
 os.environ["TF_CPP_MIN_LOG_LEVEL"] = "2"
 
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -30,6 +32,18 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": path, **extra}
 
 
+def run_quick_bench(script: Path, out: Path, timeout: float) -> subprocess.CompletedProcess:
+    """`python <script> --quick --out <out>` from the checkout, on the offline IMDB file when present;
+    fails the test with the script's output unless it exits 0."""
+    env = subprocess_env(REGVIZ_IMDB_PATH=str(imdb_file()) if imdb_file().is_file() else "")
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--out", str(out)],
+        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    return proc
+
+
 def make_small_dataset(seed=7, n_train=2000, n_val=1000, n_test=500) -> data.Dataset:
     """Made-up reviews with a clear signal, multi-hot encoded by regviz.data: trains in about a second."""
     vocab, length, cues = 2000, 60, 4
@@ -43,9 +57,15 @@ def make_small_dataset(seed=7, n_train=2000, n_val=1000, n_test=500) -> data.Dat
     docs[:, :cues] = cue_words[y.astype(int)[:, None], rng.integers(0, 60, (n, cues))]
     x, y = data.multi_hot(list(docs), vocab), y.astype(np.float32)
     return data.Dataset(
-        name="small", version=f"small-{seed}", x_train=x.skip(n_val).take(n_train),
-        y_train=y[n_val : n_val + n_train], x_val=x.take(n_val), y_val=y[:n_val],
-        x_test=x.skip(n_val + n_train), y_test=y[n_val + n_train :], description="made-up reviews for tests",
+        name="small",
+        version=f"small-{seed}",
+        x_train=x.skip(n_val).take(n_train),
+        y_train=y[n_val : n_val + n_train],
+        x_val=x.take(n_val),
+        y_val=y[:n_val],
+        x_test=x.skip(n_val + n_train),
+        y_test=y[n_val + n_train :],
+        description="made-up reviews for tests",
     )
 
 

@@ -669,6 +669,7 @@ class NeverStarts(ThreadExecutor):
 @pytest.fixture
 def serve_with(store_path, monkeypatch):
     """Serve the app with a real RunService on an executor the test chooses; shut down after."""
+    monkeypatch.setenv("REGVIZ_PREFETCH", "0")  # only the runs the test's page asks for
     made = []
 
     def serve(executor_class, **service_kwargs):

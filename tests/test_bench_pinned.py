@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, imdb_file, subprocess_env
+from conftest import REPO, run_quick_bench
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCRIPT = REPO / "bench" / "pinned.py"
@@ -25,12 +23,7 @@ pytestmark = pytest.mark.browser
 def test_quick_pinned_benchmark_writes_its_target(tmp_path):
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     out = tmp_path / "pinned.json"
-    env = subprocess_env(REGVIZ_IMDB_PATH=str(imdb_file()) if imdb_file().is_file() else "")
-    proc = subprocess.run(
-        [sys.executable, str(SCRIPT), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=DEADLINE, cwd=REPO, env=env,
-    )  # fmt: skip
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    proc = run_quick_bench(SCRIPT, out, DEADLINE)
     result = json.loads(out.read_text())
     target = result["target"]
     assert target["limit"] == 0.3 and isinstance(target["met"], bool)
