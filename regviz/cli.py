@@ -1,4 +1,5 @@
-"""Command line: `python -m regviz train --width 16 --l2 0.001` prints one JSON line per epoch."""
+"""Command line: `python -m regviz train --width 16 --l2 0.001` prints one JSON line per epoch;
+`python -m regviz sweep --l2 0,0.001 --dropout 0,0.5` one JSON line per cell of a grid."""
 
 from __future__ import annotations
 
@@ -28,18 +29,28 @@ def parser() -> argparse.ArgumentParser:
         "--no-store", action="store_true", help="train even if the run is stored; store nothing"
     )
     _add_settings(sub.add_parser("code", help="print the Keras code that builds the model of these settings"))
+    sweep = sub.add_parser(
+        "sweep",
+        help="train a grid of runs: one or two settings given as comma-separated values "
+        "(e.g. --l2 0,0.0001,0.001 --dropout 0,0.5), at most 36 cells; one JSON line per cell, then the best",
+    )
+    _add_settings(sweep, values="a comma-separated list varies it")
+    sweep.add_argument(
+        "--no-store", action="store_true", help="train every cell even if stored; store nothing"
+    )
     return p
 
 
-def _add_settings(p: argparse.ArgumentParser) -> None:
+def _add_settings(p: argparse.ArgumentParser, values: str = "") -> None:
     for f in settings_mod.fields():
         option = "--" + f.name.replace("_", "-")
+        extra = f"; {values}" if values else ""
         p.add_argument(
             option,
             dest=f.name,
             metavar=f.name.upper(),
             default=None,
-            help=f"{f.metadata['help']}; {settings_mod.allowed(f)} (default {f.default})",
+            help=f"{f.metadata['help']}; {settings_mod.allowed(f)} (default {f.default}){extra}",
         )
 
 
@@ -47,6 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad input)."""
     args = parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k in _names() and v is not None}
+    if args.command == "sweep":
+        return _sweep(given, args.no_store)
     try:
         settings = Settings.from_params(given)
     except SettingsError as e:
@@ -82,6 +95,35 @@ def _train(settings: Settings, no_store: bool) -> int:
         return FAILED
     result = {"summary": summary(records, stored is not None), "settings": settings.as_dict()}
     print(json.dumps({**result, "key": settings.key()}))
+    return 0
+
+
+def _sweep(given: dict[str, str], no_store: bool) -> int:
+    from regviz import sweep
+
+    try:
+        base, grid = sweep.read_grid(given)
+    except (SettingsError, sweep.GridError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return BAD_INPUT
+    from regviz import data
+    from regviz.runs.threads import ThreadExecutor
+    from regviz.service import RunService, train_here
+    from regviz.store import StoreError
+
+    lines = []
+    try:
+        service = RunService(executor=ThreadExecutor(train_here))
+        for cell in sweep.cells(base, grid):
+            stored = None if no_store else service.lookup(cell)
+            records = stored if stored is not None else list(service.fresh(cell, save=not no_store))
+            line = sweep.cell_line(cell, grid, records, stored is not None)
+            lines.append(line)
+            print(json.dumps(line), flush=True)
+    except (data.DatasetUnavailable, StoreError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return FAILED
+    print(json.dumps(sweep.summary_line(lines)))
     return 0
 
 

@@ -95,3 +95,42 @@ def test_code_prints_the_keras_listing(capsys):
     assert cli.main(["code", "--l1", "0.001", "--dropout", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "regularizers.l1(0.001)" in out and "layers.Dropout(0.5)" in out
+
+
+SWEEP = ["--dataset", "synthetic", "--width", "4", "--epochs", "2"]
+
+
+def test_sweep_prints_a_line_per_cell_then_the_best_and_reads_stored_cells_the_second_time(temporary_store):
+    store = {"REGVIZ_STORE": str(temporary_store)}
+    first = run_cli("sweep", *SWEEP, "--l2", "0,0.001", "--dropout", "0,0.5", **store)
+    assert first.returncode == 0, first.stderr
+    lines = [json.loads(line) for line in first.stdout.splitlines()]
+    cells, summary = lines[:-1], lines[-1]["summary"]
+    assert [c["cell"] for c in cells] == [
+        {"l2": 0.0, "dropout": 0.0}, {"l2": 0.0, "dropout": 0.5},
+        {"l2": 0.001, "dropout": 0.0}, {"l2": 0.001, "dropout": 0.5},
+    ]  # fmt: skip
+    assert not any(c["stored"] for c in cells)
+    assert summary["best"] == min(cells, key=lambda c: c["min_val_data_loss"]) and summary["cells"] == 4
+    # each cell is the run `train` gives for its settings
+    one = run_cli("train", *SWEEP, "--l2", "0.001", "--dropout", "0.5", **store)
+    assert (
+        json.loads(one.stdout.splitlines()[-1])["summary"]["min_val_data_loss"]
+        == cells[3]["min_val_data_loss"]
+    )
+    again = run_cli("sweep", *SWEEP, "--l2", "0,0.001", "--dropout", "0,0.5", **store)
+    assert all(json.loads(line)["stored"] for line in again.stdout.splitlines()[:-1])
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--l2", "0,5"], "l2='0,5'"),
+        (["--l2", "0,1e-5,1e-4,1e-3,1e-2,0.1", "--dropout", "0,0.1,0.2,0.3,0.4,0.5,0.6"], "42 cells"),
+        (["--l2", "0.001"], "no setting varies"),
+    ],
+)
+def test_a_bad_sweep_grid_exits_2_with_one_line(args, words, capsys):
+    assert cli.main(["sweep", *args]) == cli.BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert words.split("=")[0] in err and len(err.splitlines()) == 1 and "Traceback" not in err
