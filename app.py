@@ -12,6 +12,7 @@ from regviz import data, figures, pins, reading, remedies
 from regviz import settings as settings_mod
 from regviz import views as views_mod
 from regviz.listing import keras_code
+from regviz.records import best_epoch
 from regviz.service import RunService, log_to_console
 from regviz.settings import PRESETS, Settings
 from regviz.views import ViewCache
@@ -205,15 +206,20 @@ def problem_line() -> None:
 
 def waiting(settings: Settings) -> None:
     """Empty chart frames while a worker starts and loads the data; a full rerun once it has."""
+    waiting_for_data(settings.dataset)
+    empty = views().view(_Empty(settings), _Empty(settings), settings, False)
+    draw(empty)
+
+
+def waiting_for_data(dataset: str) -> None:
+    """A line while a worker starts and loads the dataset; a full rerun once it has."""
     try:
-        ready = service().dataset_info(settings.dataset, wait=False) is not None
+        ready = service().dataset_info(dataset, wait=False) is not None
     except data.DatasetUnavailable:
         ready = True  # the full run says so and switches to an offline dataset
     if ready:
         st.rerun()
     st.progress(0.0, text="Starting the trainer: loading TensorFlow and the data (after a restart only)…")
-    empty = views().view(_Empty(settings), _Empty(settings), settings, False)
-    draw(empty)
 
 
 class _Empty:
@@ -381,8 +387,10 @@ def explore() -> None:
         every = poll_seconds(run, base) if poll else None
         st.fragment(live, run_every=every)(run, base, settings, poll, pin_runs)
         pin_controls(settings, pinned)
-        if prefetch_on():  # the remedies page of this dataset and seed, trained while nobody waits
-            manager.prefetch(remedies.runs(settings.dataset, settings.seed))
+        wanted = (settings.dataset, settings.seed)
+        if prefetch_on() and st.session_state.get("prefetched") != wanted:  # once, not at every move
+            manager.prefetch(remedies.runs(*wanted))  # the remedies page, trained while nobody waits
+            st.session_state.prefetched = wanted
     share_and_code(settings, info)
 
 
@@ -410,22 +418,11 @@ def remedies_page() -> None:
     manager, token = service().manager, session_token()
     manager.unwatch(token, keep=wanted)
     if info is None:
-        st.fragment(waiting_for_data, run_every=POLL_SECONDS)()
+        st.fragment(waiting_for_data, run_every=POLL_SECONDS)(dataset)
         return
     runs = [manager.watch(settings, token) for settings in wanted]
     poll = not all(r.finished for r in runs)
     st.fragment(remedy_grid, run_every=POLL_SECONDS if poll else None)(runs, poll)
-
-
-def waiting_for_data() -> None:
-    """A line while a worker starts; a full rerun once it has."""
-    try:
-        ready = service().dataset_info(st.session_state.dataset, wait=False) is not None
-    except data.DatasetUnavailable:
-        ready = True
-    if ready:
-        st.rerun()
-    st.progress(0.0, text="Starting the trainer: loading TensorFlow and the data (after a restart only)…")
 
 
 def remedy_grid(runs, poll: bool) -> None:
@@ -450,21 +447,14 @@ def remedy_grid(runs, poll: bool) -> None:
 
 def remedies_reading(base, others) -> list[str]:
     """Each remedy's lowest validation loss and best epoch against the baseline's, in plain words."""
-
-    def best(r):
+    named = [("Baseline: lowest validation loss ", base)]
+    named += [(f"{remedy.title}: ", r) for remedy, r in zip(remedies.REMEDIES, others, strict=True)]
+    lines = []
+    for prefix, r in named:
         records = r.records()
-        if not records:
-            return None
-        b = min(records, key=lambda x: x.val_data_loss)
-        return b.val_data_loss, b.epoch
-
-    lines, reference = [], best(base)
-    if reference is not None:
-        lines.append(f"Baseline: lowest validation loss {reference[0]:.3f}, at epoch {reference[1]}.")
-    for remedy, r in zip(remedies.REMEDIES, others, strict=True):
-        found = best(r)
-        if found is not None:
-            lines.append(f"{remedy.title}: {found[0]:.3f}, at epoch {found[1]}.")
+        if records:
+            best = best_epoch(records)
+            lines.append(f"{prefix}{records[best - 1].val_data_loss:.3f}, at epoch {best}.")
     return lines
 
 

@@ -103,10 +103,8 @@ def build(records, baseline, settings: Settings, keras_loss: bool, pinned=()) ->
 # share the cores with the training. Each poll still updates the progress lines, a full script run
 # always draws the newest view, and so does the poll after the last epoch.
 MIN_GAP_S, MAX_GAP_S = 0.5, 2.0
-_DRAWN = "regviz_drawn"  # a session's (run keys, view, monotonic time it was drawn)
-
-
 POLLS_PER_RUN = 10  # a tab polls about this often over a run's estimated time, MIN_GAP_S to MAX_GAP_S apart
+_DRAWN = "regviz_drawn"  # a session's (run keys, view, monotonic time it was drawn)
 
 
 def poll_seconds(estimates: Iterable[float | None]) -> float:

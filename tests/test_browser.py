@@ -7,12 +7,9 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from string import Template
 from typing import NamedTuple
@@ -31,6 +28,9 @@ if not Path(CHROMIUM).exists():
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 pytestmark = pytest.mark.browser
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+from live import free_port, healthy  # noqa: E402  (the live benchmark starts servers the same way)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -97,20 +97,6 @@ ALL_FINISHED = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return response.read().decode().strip() == "ok"
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
@@ -124,7 +110,7 @@ class Server(NamedTuple):
 def _start(env: dict[str, str], stdout, stderr) -> tuple[subprocess.Popen, str]:
     """Start streamlit on a free port, wait for its health check; retry if another process took the port."""
     for _ in range(3):
-        port = _free_port()
+        port = free_port()
         command = [
             sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
             "--server.port", str(port), "--browser.gatherUsageStats", "false",
@@ -133,7 +119,7 @@ def _start(env: dict[str, str], stdout, stderr) -> tuple[subprocess.Popen, str]:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=stdout, stderr=stderr)
         url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + SERVER_START_S
         while proc.poll() is None and time.monotonic() < deadline:
-            if _healthy(f"{url}/_stcore/health"):
+            if healthy(f"{url}/_stcore/health"):
                 return proc, url
             time.sleep(0.2)  # poll interval, bounded by the deadline
         _stop(proc)
