@@ -135,7 +135,7 @@ def sampler(period_ms: int) -> str:
     return SAMPLER_JS.substitute({k: json.dumps(v) for k, v in names.items()}, period=period_ms)
 
 
-# true once the script is idle and every progress line says its run is complete (as tests/test_browser.py)
+# true once the script is idle and every progress line says its run is complete (also tests/test_browser.py)
 ALL_FINISHED = """
 ([pattern, bars]) => {
   const app = document.querySelector("[data-testid='stApp']");

@@ -30,7 +30,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 pytestmark = pytest.mark.browser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from live import free_port, healthy  # noqa: E402  (the live benchmark starts servers the same way)
+from live import ALL_FINISHED, free_port, healthy  # noqa: E402  (the live benchmark starts servers the same way)
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -84,16 +84,6 @@ DRAWN = """
 () => [...document.querySelectorAll("[data-testid='stSkeleton']")].every(e => e.offsetParent === null)
   && [...document.querySelectorAll("[data-testid='stPlotlyChart']")]
     .every(c => { const p = c.querySelector(".js-plotly-plot"); return p && p._fullLayout; })
-"""
-
-# true once the script is idle and every progress line says its run is complete
-ALL_FINISHED = """
-([pattern, bars]) => {
-  const app = document.querySelector("[data-testid='stApp']");
-  if (!app || app.dataset.testScriptState !== "notRunning") return false;
-  const lines = [...document.querySelectorAll("[data-testid='stProgress']")].map(e => e.innerText);
-  return lines.length === bars && lines.every(t => new RegExp(pattern).test(t));
-}
 """
 
 
