@@ -412,9 +412,11 @@ def test_the_server_process_never_loads_tensorflow(server, open_page):
 
 def test_a_killed_worker_shows_one_line_and_a_retry_trains_the_run(server, open_page):
     """SIGKILL of the worker mid-run: the page shows one failure line, no traceback; Retry trains it."""
-    params = {**DATASET, "width": "64", "epochs": "40", "seed": "31"}
+    # long enough (tens of seconds) that the page sees it training well before it could end by itself
+    params = {**DATASET, "width": "512", "epochs": "30", "seed": "31"}
     page = open_page(server.url + query(params))
     wait_training(page)
+    assert not any(what.startswith("done") for _, what in run_events(server, run_key(params)))
     for pid in children(server.pid):
         os.kill(pid, signal.SIGKILL)
     failed = page.get_by_test_id("stProgress").filter(has_text="training failed")
@@ -426,7 +428,7 @@ def test_a_killed_worker_shows_one_line_and_a_retry_trains_the_run(server, open_
     assert page.get_by_test_id("stException").count() == 0
     page.get_by_role("button", name="Retry this run").click()
     wait_finished(page, bars=1)
-    assert run_events(server, run_key(params))[-1][1].startswith("done after 40 of 40")
+    assert run_events(server, run_key(params))[-1][1].startswith("done after 30 of 30")
     assert UNCAUGHT not in server.log.read_text()
 
 
