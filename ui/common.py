@@ -1,0 +1,197 @@
+"""What every page shares: the one service and view cache of the server, this tab's name as a watcher,
+the settings (from the link once, then from the sidebar's controls), and the notices."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import streamlit as st
+
+import regviz.service
+from regviz import data, pins
+from regviz import settings as settings_mod
+from regviz.settings import PRESETS, Settings
+from regviz.views import ViewCache
+
+POLL_SECONDS = 0.5  # how often a page polls a short run in progress (longer ones: views.poll_seconds)
+BASIC = ("dataset", "width", "depth", "l2", "l1", "dropout", "train_fraction", "epochs")
+ADVANCED = ("optimizer", "learning_rate", "batch_size", "seed")
+NOT_SETTINGS = ("pin",)  # link parameters of the pages, not of a run
+
+
+@st.cache_resource(show_spinner=False)
+def service() -> regviz.service.RunService:
+    """One service per server process: its store, its worker processes and its runs serve every session."""
+    regviz.service.log_to_console()
+    return regviz.service.RunService()  # looked up at call time: tests put a recording one in its place
+
+
+@st.cache_resource(show_spinner=False)
+def views() -> ViewCache:
+    """Charts built once per change of a run, shared by every tab that watches it."""
+    return ViewCache()
+
+
+def _forget_session(token: str) -> None:
+    # the tab is gone: cancel what only this tab was waiting for
+    service().manager.unwatch(token)
+
+
+@st.cache_resource(scope="session", on_release=_forget_session, show_spinner=False)
+def session_token() -> str:
+    """This browser tab's name as a watcher of runs."""
+    return uuid.uuid4().hex
+
+
+# ---- settings: from the link once, then from the controls ------------------------------------------
+
+
+# ---- settings: from the link once, then from the controls ------------------------------------------
+
+
+def seed_from_link() -> None:
+    """On a session's first run, the link's settings fill the controls; what was ignored is noted."""
+    if "seeded" in st.session_state:
+        # a widget whose state streamlit dropped (a rerun interrupted before the sidebar was drawn) would
+        # come back at its own default, its minimum: give it the value the page last used instead
+        for name, value in st.session_state.get("kept", {}).items():
+            if name not in st.session_state:
+                st.session_state[name] = value
+        return
+    link = {name: value for name, value in st.query_params.to_dict().items() if name not in NOT_SETTINGS}
+    settings, dropped = Settings.read_lenient(link)
+    repeated = [
+        (name[:40], ", ".join(values[:-1])[:40], "given more than once; the last value applies")
+        for name in link
+        if len(values := st.query_params.get_all(name)) > 1
+    ]
+    pinned, bad_pins = pins.read(st.query_params.get_all("pin"))
+    st.session_state.update(settings.as_dict())
+    st.session_state.pins = pinned
+    st.session_state.dropped = repeated + dropped + bad_pins
+    st.session_state.seeded = True
+
+
+def ensure_dataset() -> data.DatasetInfo | None:
+    """The chosen dataset's description (None while a worker loads it); if it can't be loaded, say so
+    in one line and switch to an offline one."""
+    try:
+        return service().dataset_info(st.session_state.dataset, wait=False)
+    except data.DatasetUnavailable as e:
+        st.session_state.data_notice = f"{e}. Using the offline dataset “{data.OFFLINE_DATASETS[0]}” instead."
+        st.session_state.dataset = data.OFFLINE_DATASETS[0]
+        return service().dataset_info(st.session_state.dataset, wait=False)
+
+
+def apply_preset() -> None:
+    """Preset callback: the book's experiment, keeping dataset and seed; the pill doesn't stay selected."""
+    name, st.session_state.preset = st.session_state.preset, None
+    if name:
+        st.session_state.update(current_settings().preset(name).as_dict())
+        st.session_state.dropped = []
+
+
+def current_settings() -> Settings:
+    """The settings the controls hold now."""
+    return Settings(**{f.name: st.session_state[f.name] for f in settings_mod.fields()})
+
+
+def _options(f, current) -> list:
+    # a link or the CLI may hold a valid value between the slider's stops: keep it selectable
+    return sorted(set(f.metadata["steps"]) | {current})
+
+
+def _format(value) -> str:
+    return "0" if value == 0 else f"{value:g}"
+
+
+def _percent(value) -> str:
+    return f"{value:.0%}"
+
+
+def control(f) -> None:
+    """The widget for one setting, keyed by the setting's name."""
+    m, help = f.metadata, f"{f.metadata['effect']} ({settings_mod.allowed(f)})"
+    common = dict(key=f.name, help=help, on_change=_clear_link_notice)
+    if m["choices"]:
+        st.selectbox(m["label"], m["choices"], **common)
+    elif m["steps"]:
+        options = _options(f, st.session_state[f.name])
+        shown = _percent if f.name == "train_fraction" else _format
+        st.select_slider(m["label"], options, format_func=shown, **common)
+    elif f.name == "seed":
+        st.number_input(m["label"], m["lo"], m["hi"], step=1, **common)
+    elif m["kind"] is int:
+        st.slider(m["label"], m["lo"], m["hi"], step=1, **common)
+    else:
+        st.slider(m["label"], float(m["lo"]), float(m["hi"]), step=0.05, **common)
+
+
+def _clear_link_notice() -> None:
+    st.session_state.dropped = []
+
+
+def sidebar() -> None:
+    """Presets, the regularization controls, and the advanced ones folded away."""
+    by_name = {f.name: f for f in settings_mod.fields()}
+    with st.sidebar:
+        st.pills(
+            "The book's experiments",
+            list(PRESETS),
+            key="preset",
+            on_change=apply_preset,
+            help="One click sets the network and regularization of an experiment from chapter 4; "
+            "dataset and seed stay as they are.",
+        )
+        st.subheader("Network and regularization")
+        for name in BASIC:
+            control(by_name[name])
+        with st.expander("Advanced"):
+            for name in ADVANCED:
+                control(by_name[name])
+
+
+# ---- the page -----------------------------------------------------------------------------------------
+
+
+# ---- lines every page may show ------------------------------------------------------------------------
+
+
+def _literal(text: str) -> str:
+    # text from a link is shown as typed: in a code span markdown makes no links, emphasis or colours
+    return "`" + " ".join(text.replace("`", "'").split()) + "`"
+
+
+def notices() -> None:
+    """What was ignored in the link, and a dataset that could not be loaded."""
+    if st.session_state.get("dropped"):
+        ignored = "; ".join(
+            f"{_literal(f'{name}={value!r}')} ({why})" for name, value, why in st.session_state.dropped
+        )
+        st.warning(f"Some of the link's settings were ignored: {ignored}. The rest of the link applies.")
+    if st.session_state.get("data_notice"):
+        st.info(st.session_state.data_notice)
+
+
+def problem_line() -> None:
+    """One line when no training worker can start (reported once in the log, shown on every page)."""
+    problem = service().manager.problem()
+    if problem:
+        st.error(f"Training is not available on this server: {problem}")
+
+
+def waiting_for_data(dataset: str) -> None:
+    """A line while a worker starts and loads the dataset; a full rerun once it has."""
+    try:
+        ready = service().dataset_info(dataset, wait=False) is not None
+    except data.DatasetUnavailable:
+        ready = True  # the full run says so and switches to an offline dataset
+    if ready:
+        st.rerun()
+    st.progress(0.0, text="Starting the trainer: loading TensorFlow and the data (after a restart only)…")
+
+
+def prefetch_on() -> bool:
+    """REGVIZ_PREFETCH (default 1): train the remedies page's runs in the background; 0 turns it off."""
+    return os.environ.get("REGVIZ_PREFETCH", "1").strip() not in ("0", "false", "no", "off")

@@ -1,0 +1,234 @@
+"""The main page: the sidebar's run beside its baseline (and the pinned runs), live, with the reading,
+the comparison table, the link and the Keras code."""
+
+from __future__ import annotations
+
+import time
+
+import streamlit as st
+
+from regviz import data, pins, reading, remedies
+from regviz import views as views_mod
+from regviz.listing import keras_code
+from regviz.settings import Settings
+from ui.common import (
+    POLL_SECONDS,
+    current_settings,
+    ensure_dataset,
+    notices,
+    prefetch_on,
+    problem_line,
+    seed_from_link,
+    service,
+    session_token,
+    sidebar,
+    views,
+    waiting_for_data,
+)  # fmt: skip
+
+FULL_RATE_TABS = 3  # all tabs on a run together poll about as often as this many would: more tabs poll
+# less often each, so that the server's redraws stay bounded (a fragment rerun slower than its interval
+# is preempted by the next)
+# after a slider move, the page waits this long for the new run's first epoch before drawing, so that
+# the first epoch shows at once rather than at the next poll (a known architecture's epoch takes ~0.1 s)
+FIRST_EPOCH_WAIT_S = 0.4
+KERAS_LOSS_NOTE = (
+    "Keras's loss adds the penalty (the sum of `model.losses`) to the cross-entropy; the data loss leaves "
+    "it out, so a regularized run and its baseline are compared on the same scale."
+)
+
+
+def header(settings: Settings, info: data.DatasetInfo | None) -> None:
+    """Title and the network in one line."""
+    st.title("regviz · see regularization work")
+    layers = " → ".join([f"Dense({settings.width}, relu)"] * settings.depth + ["Dense(1, sigmoid)"])
+    rows = "loading the data"
+    if info is not None:
+        rows = f"{info.training_rows(settings.train_fraction):,} training examples"
+    st.caption(
+        f"{layers} on {settings.dataset.upper()} ({rows}), "
+        f"{reading.regularizers(settings) or 'no regularization'}. "
+        "Solid lines: this run. Dashed: the same network without regularization (the baseline)."
+    )
+
+
+def waiting(settings: Settings) -> None:
+    """Empty chart frames while a worker starts and loads the data; a full rerun once it has."""
+    waiting_for_data(settings.dataset)
+    empty = views().view(_Empty(settings), _Empty(settings), settings, False)
+    draw(empty)
+
+
+class _Empty:
+    """A run with no records yet, to draw empty chart frames."""
+
+    def __init__(self, settings: Settings):
+        self.key = "empty-" + settings.key()
+
+    def snapshot(self):
+        return 0, []
+
+
+def poll_seconds(run, base) -> float:
+    """This tab's poll interval: about ten polls over the longer run's estimate (views.poll_seconds),
+    stretched so that all tabs on the run together poll about as often as FULL_RATE_TABS tabs would."""
+    every = views_mod.poll_seconds(r.estimate for r in (run, base) if not r.finished)
+    return every * max(1.0, max(run.watchers, base.watchers) / FULL_RATE_TABS)
+
+
+def first_epoch(run) -> None:
+    """Wait briefly for a just-started run's first epoch (not for a queued one)."""
+    deadline, version = time.monotonic() + FIRST_EPOCH_WAIT_S, run.version
+    while run.state == "running" and not run.records() and (left := deadline - time.monotonic()) > 0:
+        version = run.wait_for_change(version, left)
+
+
+def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
+    """Progress, charts, reading and comparison table of a run, its baseline and the pinned runs;
+    polled while any of them trains (see poll_seconds)."""
+    for who, r in (("this run", run), ("baseline", base)) if base is not run else (("this run", run),):
+        share, text = reading.status(r, who)
+        st.progress(share, text=text)
+        label = "Retry this run" if who == "this run" else "Retry the baseline"
+        if r.state == "failed" and st.button(label, key=f"retry-{who}"):
+            service().manager.retry(r.settings, session_token())
+            st.rerun()
+    view = views().view(run, base, settings, st.session_state.get("keras_loss", False), pinned)
+    view = views_mod.to_draw(st.session_state, view, run, base) if poll else view
+    draw(view)
+    st.markdown("\n".join(f"- {line}" for line in view.reading))
+    comparison(view)
+    if poll:  # the CSV once the runs are finished: no download data rebuilt at every poll of every tab
+        if run.finished and base.finished and all(p.finished for p in pinned):
+            st.rerun()  # one full rerun turns polling off
+        return
+    st.download_button(
+        "Download curves (CSV)",
+        view.csv,
+        file_name=f"regviz-{settings.key()}.csv",
+        mime="text/csv",
+        key="csv",
+        on_click="ignore",
+    )
+
+
+def pin_controls(settings: Settings, pinned: list[Settings]) -> None:
+    """Pin the current run (up to pins.MAX_PINS), and unpin any pinned one."""
+    reference = settings.baseline()
+    full, already = len(pinned) >= pins.MAX_PINS, settings in pinned
+    why = "already pinned" if already else f"at most {pins.MAX_PINS} pinned runs" if full else None
+    cols = st.columns([1, 3])
+    cols[0].button(
+        "Pin this run", key="pin", icon=":material/push_pin:", on_click=_pin, args=(settings,),
+        disabled=bool(why),
+        help=why or "Keep this run on the loss and accuracy charts, and in a table, while you move on.",
+    )  # fmt: skip
+    with cols[1]:
+        for i, p in enumerate(pinned):
+            st.button(
+                f"✕ Unpin {i + 1}: {pins.label(p, reference)}", key=f"unpin-{i}", on_click=_unpin, args=(i,)
+            )
+
+
+def _pin(settings: Settings) -> None:
+    pinned = st.session_state.setdefault("pins", [])
+    if settings not in pinned and len(pinned) < pins.MAX_PINS:
+        pinned.append(settings)
+
+
+def _unpin(i: int) -> None:
+    pinned = st.session_state.get("pins", [])
+    if 0 <= i < len(pinned):
+        del pinned[i]
+
+
+def comparison(view) -> None:
+    """The pinned runs' table: what differs from the baseline, best epoch, losses, gap, penalty share."""
+    if not view.table:
+        return
+    st.dataframe(
+        list(view.table),
+        hide_index=True,
+        column_config={
+            "run": "run", "differs": "differs from the baseline", "epochs": "epochs",
+            "best_epoch": st.column_config.NumberColumn("best epoch", format="%d"),
+            "min_val_loss": st.column_config.NumberColumn("min. validation loss", format="%.4f"),
+            "last_val_loss": st.column_config.NumberColumn("validation loss, last epoch", format="%.4f"),
+            "gap": st.column_config.NumberColumn("generalization gap", format="%.4f"),
+            "penalty_share": st.column_config.NumberColumn("penalty share", format="percent"),
+        },
+    )  # fmt: skip
+
+
+def draw(view) -> None:
+    """Loss and accuracy side by side, then the weights."""
+    left, right = st.columns(2)
+    # theme=None: the figures carry their own light style (figures.STYLE), cheaper for the browser
+    left.plotly_chart(view.loss, key="loss_chart", theme=None)
+    right.plotly_chart(view.metrics, key="metrics_chart", theme=None)
+    left, right = st.columns(2)
+    left.plotly_chart(view.hist, key="hist_chart", theme=None)
+    right.plotly_chart(view.norms, key="norms_chart", theme=None)
+
+
+def link_params(settings: Settings, pinned: list[Settings]) -> dict[str, str | list[str]]:
+    """What the link holds: the settings that differ from the defaults, and one `pin` per pinned run."""
+    params: dict[str, str | list[str]] = dict(settings.to_params())
+    if pinned:
+        params["pin"] = [pins.encode(p) for p in pinned]
+    return params
+
+
+def share_and_code(settings: Settings, info: data.DatasetInfo | None) -> None:
+    """The link to this experiment (its pins included), and the Keras code that builds its model."""
+    params = link_params(settings, st.session_state.get("pins", []))
+    query = "&".join(f"{k}={v}" for k, vs in params.items() for v in (vs if isinstance(vs, list) else [vs]))
+    base_url = (st.context.url or "").rstrip("/") + "/"
+    st.caption("Link to this experiment (copy with the icon on the right):")
+    st.code(f"{base_url}?{query}" if query else base_url, language=None, wrap_lines=True)
+    with st.expander("Show Keras code"):
+        features = info.num_features if info else data.NUM_WORDS
+        st.code(keras_code(settings, features), language="python")
+
+
+def explore() -> None:
+    """The main page, top to bottom: settings, work, output."""
+    seed_from_link()
+    info = ensure_dataset()
+    sidebar()
+    settings = current_settings()
+    st.session_state.kept = settings.as_dict()
+    pinned = st.session_state.setdefault("pins", [])
+    params = link_params(settings, pinned)
+    in_url = {name: st.query_params.get_all(name) for name in st.query_params}
+    if in_url != {name: value if isinstance(value, list) else [value] for name, value in params.items()}:
+        st.query_params.from_dict(params)
+    header(settings, info)
+    notices()
+    problem_line()
+    if st.toggle(
+        "Show the loss as Keras reports it (penalty included)", key="keras_loss", help=KERAS_LOSS_NOTE
+    ):
+        st.caption(KERAS_LOSS_NOTE)
+    manager, token = service().manager, session_token()
+    manager.unwatch(token, keep=[settings, settings.baseline(), *pinned])
+    if info is None:
+        st.fragment(waiting, run_every=POLL_SECONDS)(settings)
+    else:
+        run = manager.watch(settings, token)
+        base = run if settings.is_baseline else manager.watch(settings.baseline(), token)
+        pin_runs = [manager.watch(p, token) for p in pinned]
+        first_epoch(run)
+        poll = not (run.finished and base.finished and all(p.finished for p in pin_runs))
+        views_mod.forget_drawn(st.session_state)  # a full run draws the newest view, whatever the gap
+        every = poll_seconds(run, base) if poll else None
+        st.fragment(live, run_every=every)(run, base, settings, poll, pin_runs)
+        pin_controls(settings, pinned)
+        wanted = (settings.dataset, settings.seed)
+        if prefetch_on() and st.session_state.get("prefetched") != wanted:  # once, not at every move
+            manager.prefetch(remedies.runs(*wanted))  # the remedies page, trained while nobody waits
+            st.session_state.prefetched = wanted
+    share_and_code(settings, info)
+
+
+explore()

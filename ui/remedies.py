@@ -1,0 +1,80 @@
+"""The book's four ways to fight overfitting, plus L1, as small multiples over one baseline."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from regviz import figures, reading, remedies
+from regviz.records import best_epoch
+from ui.common import (
+    POLL_SECONDS,
+    ensure_dataset,
+    notices,
+    problem_line,
+    seed_from_link,
+    service,
+    session_token,
+    waiting_for_data,
+)  # fmt: skip
+
+
+def remedies_page() -> None:
+    """The book's four ways to fight overfitting, plus L1, as small multiples over one baseline."""
+    seed_from_link()
+    info = ensure_dataset()
+    dataset, seed = st.session_state.dataset, st.session_state.seed
+    st.title("Four ways to fight overfitting")
+    st.caption(
+        f"Chapter 4 of *Deep Learning with Python*, on {dataset.upper()} (seed {seed}). The baseline "
+        "(dashed) is the book's Dense(16) → Dense(16) network on half of the training data; each chart "
+        "changes one thing of it (solid). Blue: training loss; orange: validation loss; stars: the "
+        "best epoch, where early stopping would stop. The server trains these runs while nobody "
+        "waits, so they usually come from the store."
+    )
+    notices()
+    problem_line()
+    wanted = remedies.runs(dataset, seed)
+    manager, token = service().manager, session_token()
+    manager.unwatch(token, keep=wanted)
+    if info is None:
+        st.fragment(waiting_for_data, run_every=POLL_SECONDS)(dataset)
+        return
+    runs = [manager.watch(settings, token) for settings in wanted]
+    poll = not all(r.finished for r in runs)
+    st.fragment(remedy_grid, run_every=POLL_SECONDS if poll else None)(runs, poll)
+
+
+def remedy_grid(runs, poll: bool) -> None:
+    """Progress of the runs still training, then one small chart per remedy, three to a row."""
+    base, *others = runs
+    named = [("baseline", base), *((m.title, r) for m, r in zip(remedies.REMEDIES, others, strict=True))]
+    for who, r in named:
+        if r.state != "done":
+            st.progress(*reading.status(r, who))
+    shown = base.records()
+    cols = st.columns(3)
+    for i, (remedy, r) in enumerate(zip(remedies.REMEDIES, others, strict=True)):
+        total = max(base.total_epochs, r.total_epochs)
+        title = f"{remedy.title}<br><sup>{remedy.change}</sup>"
+        fig = figures.remedy_figure(title, r.records(), shown, total)
+        cols[i % 3].plotly_chart(fig, key=f"remedy-{i}", theme=None)
+    with cols[len(remedies.REMEDIES) % 3]:
+        st.markdown("\n".join(f"- {line}" for line in remedies_reading(base, others)))
+    if poll and all(r.finished for r in runs):
+        st.rerun()
+
+
+def remedies_reading(base, others) -> list[str]:
+    """Each remedy's lowest validation loss and best epoch against the baseline's, in plain words."""
+    named = [("Baseline: lowest validation loss ", base)]
+    named += [(f"{remedy.title}: ", r) for remedy, r in zip(remedies.REMEDIES, others, strict=True)]
+    lines = []
+    for prefix, r in named:
+        records = r.records()
+        if records:
+            best = best_epoch(records)
+            lines.append(f"{prefix}{records[best - 1].val_data_loss:.3f}, at epoch {best}.")
+    return lines
+
+
+remedies_page()
