@@ -9,7 +9,7 @@ import time
 import pytest
 
 from regviz.records import HIST_EDGES, EpochRecord, LayerStats
-from regviz.runs.manager import RunManager, max_trainings_from_env
+from regviz.runs.manager import SWEEP, RunManager, max_trainings_from_env
 from regviz.runs.threads import ThreadExecutor
 from regviz.settings import Settings
 
@@ -597,3 +597,59 @@ def test_a_visitor_who_asks_for_a_prefetched_run_gets_it_at_interactive_priority
     trainer.open(S2)
     wait_state(background, "queued")
     assert not background.finished
+
+
+# ---- sweep cells -------------------------------------------------------------------------------------------
+
+S4 = S.replace(seed=4)
+
+
+def test_a_visitors_run_starts_before_queued_sweep_cells(make, trainer):
+    """Sweep cells queue behind any visitor's run, whoever asked first; a sweep never starts background runs."""
+    manager = make(max_concurrent=1)
+    cells = [manager.watch(s, "a/sweep", SWEEP) for s in (S, S2)]
+    (background,) = manager.prefetch([S4])
+    visitor = manager.watch(S3, "b")
+    assert cells[0].state == "running" and visitor.queue_position() == 1
+    trainer.open(S, 3)
+    wait_state(visitor, "running")
+    assert cells[1].state == "queued" and background.state == "queued"
+    trainer.open(S3, 3)
+    wait_state(cells[1], "running")
+    assert background.state == "queued"  # the sweep goes first
+
+
+def test_a_visitors_run_stops_the_least_trained_sweep_cell_when_every_slot_is_a_sweeps(make, trainer, store):
+    """With every slot held by sweep cells, a slider move stops one cell (queued again, stored once later)."""
+    manager = make(max_concurrent=2)
+    cells = [manager.watch(s, "a/sweep", SWEEP) for s in (S, S2)]
+    trainer.open(S)
+    wait_records(cells[0], 1)
+    visitor = manager.watch(S3, "b")
+    trainer.open(S2)  # the stopped cell sees its cancel at its next epoch
+    wait_state(cells[1], "queued")
+    wait_state(visitor, "running")
+    assert cells[0].state == "running" and len(cells[0].records()) == 1  # the more trained one went on
+    trainer.open(S3, 3)
+    trainer.open(S, 2)
+    assert visitor.wait(DEADLINE) and cells[0].wait(DEADLINE)
+    wait_state(cells[1], "running")
+    trainer.open(S2, 3)
+    assert cells[1].wait(DEADLINE) and cells[1].state == "done"
+    assert sorted(s.seed for s, _ in store.saves) == [0, 2, 3]  # each run stored once, complete
+
+
+def test_a_visitor_watching_a_sweep_cell_raises_it_and_leaving_lowers_it_again(make, trainer):
+    """A cell a visitor also opens is theirs to wait for (interactive); when they leave it is a cell again."""
+    manager = make(max_concurrent=1)
+    first, cell = (manager.watch(s, "a/sweep", SWEEP) for s in (S, S2))
+    other = manager.watch(S3, "c")
+    assert other.queue_position() == 1 and cell.queue_position() == 2
+    assert manager.watch(S2, "b") is cell
+    assert cell.queue_position() == 1  # both interactive now: the cell, asked for first, goes first
+    manager.unwatch("b")
+    assert cell.queue_position() == 2 and not cell.finished  # the sweep still waits for it
+    manager.unwatch("a/sweep")
+    assert cell.state == "cancelled" and first.finished is False  # nobody waits: cancelled; first stops
+    trainer.open(S)
+    wait_state(first, "cancelled")

@@ -34,6 +34,7 @@ FINISHED = frozenset({DONE, CANCELLED, FAILED, REFUSED})
 ENV_MAX_TRAININGS = "REGVIZ_MAX_TRAININGS"
 KEEP_DONE = 32  # finished runs held in memory for instant re-watch, even when the store failed to save them
 INTERACTIVE = 0  # priority of a run a visitor is looking at; larger numbers wait behind it
+SWEEP = 5  # a sweep's cell: started only when no visitor's run is queued, but never stopped for one
 BACKGROUND = 10  # a run nobody waits for yet (prefetch): it trains only while no visitor's run is
 # queued or training, and is stopped and queued again the moment one is
 PREFETCH = "background"  # the watcher that keeps prefetched runs alive
@@ -84,7 +85,7 @@ class Run:
         self._error: str | None = None
         self._started_at: float | None = None
         self._version = 1
-        self._watchers: set[str] = set()
+        self._watchers: dict[str, int] = {}  # session -> the priority it asked for; the run takes the lowest
         self._owner: str | None = None  # the session whose turn this run takes in the queue
         self._priority = INTERACTIVE
         self._arrival = 0  # order of enqueueing, for first-come first-served within a session
@@ -237,13 +238,13 @@ class RunManager:
 
     def _watch(self, settings: Settings, watcher: str, priority: int) -> Run:
         with self._lock:
-            run = self._known(settings, watcher)
+            run = self._known(settings, watcher, priority)
         if run is not None:
             return run
         stored = self._lookup_quietly(settings)  # outside the lock: the store may read a disk
         estimate = None if stored is not None else self._estimate(settings)
         with self._lock:
-            run = self._known(settings, watcher)  # another session may have started it meanwhile
+            run = self._known(settings, watcher, priority)  # another session may have started it meanwhile
             if run is not None:
                 return run
             if stored is not None:
@@ -272,12 +273,12 @@ class RunManager:
             for key, run in list(self._active.items()):
                 if key in kept:
                     continue
-                run._watchers.discard(watcher)
+                if run._watchers.pop(watcher, None) is None:
+                    continue
                 if not run._watchers:
                     self._abandon(run)
-                elif run._watchers == {PREFETCH} and run._priority < BACKGROUND:  # back to the background
-                    run._priority, run._owner = BACKGROUND, PREFETCH
-                    self._dispatch()
+                else:  # e.g. only the prefetch watcher is left: back to the background
+                    self._reprioritise(run)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Cancel every queued and running run and stop the executor; True if it all stopped in time."""
@@ -298,7 +299,7 @@ class RunManager:
 
     # bookkeeping, all with the lock held
 
-    def _known(self, settings: Settings, watcher: str) -> Run | None:
+    def _known(self, settings: Settings, watcher: str, priority: int) -> Run | None:
         if self._closed:
             raise RuntimeError("RunManager is shut down")
         key = settings.key()
@@ -307,16 +308,25 @@ class RunManager:
             return self._done[key]
         run = self._active.get(key)
         if run is not None:
-            run._watchers.add(watcher)
-            if watcher != PREFETCH and run._priority >= BACKGROUND:  # a visitor waits for it now
-                run._priority, run._owner = INTERACTIVE, watcher
-                if run._state == QUEUED:
-                    self._dispatch()
+            run._watchers[watcher] = min(priority, run._watchers.get(watcher, priority))
+            self._reprioritise(run)
         return run
+
+    def _reprioritise(self, run: Run) -> None:
+        """A run takes the most urgent priority of its watchers (a visitor's over a sweep's over the
+        background), and its turn in the queue is that watcher's."""
+        priority = min(run._watchers.values())
+        if priority == run._priority:
+            return
+        owner = run._owner if run._watchers.get(run._owner) == priority else None
+        run._priority = priority
+        run._owner = owner or next(w for w, p in run._watchers.items() if p == priority)
+        if run._state in (QUEUED, RUNNING):
+            self._dispatch()
 
     def _enqueue(self, settings: Settings, watcher: str, priority: int, estimate) -> Run:
         run = Run(settings, self._changed, estimate=estimate)
-        run._watchers.add(watcher)
+        run._watchers[watcher] = priority
         run._owner, run._priority = watcher, priority
         self._active[settings.key()] = run
         refusal = self._costs.refusal(settings, estimate) if self._costs and estimate is not None else None
@@ -348,17 +358,31 @@ class RunManager:
         is stopped (to be queued again) as soon as one is."""
         if self._visitor_busy():
             for run in list(self._running):
-                if run._priority >= BACKGROUND and not run._preempted and not run._job.cancelled.is_set():
-                    log.info("run %s paused for a visitor's run: queued again", run.key)
-                    run._preempted = True
-                    run._job.cancelled.set()
-                    self.executor.cancel(run._job)
+                if run._priority >= BACKGROUND and not run._job.cancelled.is_set():
+                    self._preempt(run)
+        self._make_room()
         while not self._closed and self._queue and len(self._running) < self.executor.slots:
             nxt = self._order()[0]
             if nxt._priority >= BACKGROUND and self._visitor_busy():
                 break
             self._begin(nxt)
         self._plan()
+
+    def _preempt(self, run: Run) -> None:
+        log.info("run %s paused for a visitor's run: queued again", run.key)
+        run._preempted = True
+        run._job.cancelled.set()
+        self.executor.cancel(run._job)
+
+    def _make_room(self) -> None:
+        """Visitors' runs queued with every slot held by sweep cells: stop as many cells as it takes (the
+        least trained first; they are queued again), so a slider move never waits behind a sweep."""
+        waiting = sum(r._priority < SWEEP for r in self._queue)
+        freeing = sum(r._job.cancelled.is_set() for r in self._running)
+        short = waiting - (self.executor.slots - len(self._running)) - freeing
+        cells = [r for r in self._running if r._priority >= SWEEP and not r._job.cancelled.is_set()]
+        for run in sorted(cells, key=lambda r: len(r._records))[: max(0, short)]:
+            self._preempt(run)
 
     def _visitor_busy(self) -> bool:
         """A visitor's run is queued, or training and not cancelled."""
@@ -457,7 +481,7 @@ class RunManager:
             self._finish(run, DONE)
 
     def _requeue(self, run: Run) -> None:
-        """A background run stopped for a visitor's run: from its first epoch again, when it is its turn."""
+        """A background run or sweep cell stopped for a visitor's run: from its first epoch again, in turn."""
         run._preempted = False
         self._running.discard(run)
         if self._active.get(run.key) is not run or self._closed:  # abandoned meanwhile
