@@ -8,13 +8,37 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from regviz import settings as settings_mod
 from regviz.records import EpochRecord, best_epoch
 from regviz.settings import Settings, SettingsError
 
 MAX_CELLS = 36
 MAX_VARIED = 2
+# what a sweep may vary, the values its menus offer, and those picked when a setting is first chosen
+MENUS: dict[str, tuple] = {
+    "l2": settings_mod.PENALTY_STEPS,
+    "l1": settings_mod.PENALTY_STEPS,
+    "dropout": (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
+    "width": settings_mod.WIDTH_STEPS,
+    "depth": (1, 2, 3, 4),
+    "train_fraction": settings_mod.FRACTION_STEPS,
+    "epochs": (5, 10, 20, 30, 40, 60, 80, 100),
+    "batch_size": settings_mod.BATCH_STEPS,
+    "optimizer": settings_mod.OPTIMIZERS,
+    "learning_rate": settings_mod.RATE_STEPS,
+    "seed": tuple(range(10)),
+}
+PICKED: dict[str, tuple] = {
+    "l2": (0.0, 1e-4, 1e-3, 1e-2), "l1": (0.0, 1e-4, 1e-3, 1e-2), "dropout": (0.0, 0.25, 0.5),
+    "width": (4, 16, 64, 256), "depth": (1, 2, 3), "train_fraction": (0.2, 0.5, 1.0),
+    "epochs": (10, 20, 40), "batch_size": (128, 512, 2048), "optimizer": settings_mod.OPTIMIZERS,
+    "learning_rate": (1e-4, 1e-3, 1e-2), "seed": (0, 1, 2, 3),
+}  # fmt: skip
+LOG_SETTINGS = frozenset({"l1", "l2", "learning_rate"})  # spread over decades: a log axis reads them best
 
 
 class GridError(ValueError):
@@ -80,3 +104,82 @@ def summary_line(lines: list[dict]) -> dict:
     scored = [line for line in lines if line["min_val_data_loss"] is not None]
     best = min(scored, key=lambda line: line["min_val_data_loss"]) if scored else None
     return {"summary": {"cells": len(lines), "stored": sum(line["stored"] for line in lines), "best": best}}
+
+
+# ---- what a cell shows ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One number read off a run's records, and which way is better."""
+
+    label: str
+    read: Callable[[list[EpochRecord]], float | None]
+    lower_is_better: bool = True
+    integer: bool = False
+
+
+def _min_val_loss(records: list[EpochRecord]) -> float | None:
+    best = best_epoch(records)
+    return records[best - 1].val_data_loss if best else None
+
+
+def _highest(key: str) -> Callable[[list[EpochRecord]], float | None]:
+    def read(records: list[EpochRecord]) -> float | None:
+        values = [getattr(r, key) for r in records if getattr(r, key) is not None]
+        return max(values) if values else None
+
+    return read
+
+
+METRICS = {
+    "min_val_loss": Metric("lowest validation loss", _min_val_loss),
+    "last_val_loss": Metric("validation loss, last epoch", lambda rs: rs[-1].val_data_loss if rs else None),
+    "best_epoch": Metric("best epoch (lowest validation loss)", best_epoch, integer=True),
+    "gap": Metric(
+        "generalization gap at the last epoch (validation minus training loss)",
+        lambda rs: rs[-1].val_data_loss - rs[-1].data_loss if rs else None,
+    ),
+    "val_accuracy": Metric("highest validation accuracy", _highest("val_accuracy"), lower_is_better=False),
+    "val_auc": Metric("highest validation ROC AUC", _highest("val_auc"), lower_is_better=False),
+}
+DEFAULT_METRIC = "min_val_loss"
+
+
+def best_cell(values: list[float | None], metric: str) -> int | None:
+    """Index of the best value (None values skipped; the first of equals), None when no value is known."""
+    known = [(v, i) for i, v in enumerate(values) if v is not None]
+    if not known:
+        return None
+    sign = 1 if METRICS[metric].lower_is_better else -1
+    return min(known, key=lambda vi: (sign * vi[0], vi[1]))[1]
+
+
+# ---- a sweep as a link: ?vary=l2:0,0.001&vary=dropout:0,0.5&metric=gap -----------------------------
+
+
+def encode(grid: dict[str, list[Any]]) -> list[str]:
+    """The link's `vary` values of a grid, one per varied setting."""
+    return [f"{name}:{','.join(_text(v) for v in values)}" for name, values in grid.items()]
+
+
+def read_link(base: Settings, vary: list[str], metric: str | None) -> tuple[dict[str, list[Any]], str]:
+    """The grid and metric a link asks for over the base settings. Raises SettingsError or GridError
+    with one line for a bad `vary` (unknown setting, bad value, too many cells) or metric."""
+    given: dict[str, str] = {}
+    for item in vary:
+        name, sep, values = item.partition(":")
+        if not sep or not name or name in given:
+            raise GridError(f"vary={item[:60]!r}: expected setting:value,value,... with each setting once")
+        if "," not in values:
+            raise GridError(f"vary={item[:60]!r}: give at least two values, separated by commas")
+        given[name.strip()] = values
+    if metric is not None and metric not in METRICS:
+        raise GridError(f"metric={metric[:40]!r} is not one of {', '.join(METRICS)}")
+    fixed = {k: v for k, v in base.to_params().items() if k not in given}
+    _, grid = read_grid({**fixed, **given})
+    return grid, metric or DEFAULT_METRIC
+
+
+def _text(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)

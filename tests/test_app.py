@@ -29,8 +29,9 @@ from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
 
 import regviz.service
-from regviz import data
+from regviz import data, sweep
 from regviz.model import build_model, build_optimizer
+from regviz.runs.manager import INTERACTIVE, SWEEP
 from regviz.runs.threads import ThreadExecutor
 from regviz.service import train_here
 from regviz.settings import Settings
@@ -81,6 +82,11 @@ class Recorder:
         """Every Run the page asked a manager for, in order."""
         return [r for b in self.backends for r in b.watched]
 
+    @property
+    def priorities(self) -> list[int]:
+        """The priority each of those was asked for (manager.INTERACTIVE, SWEEP, ...)."""
+        return [p for b in self.backends for p in b.priorities]
+
 
 def _recording_backend(recorder: Recorder) -> type:
     class RecordingBackend(regviz.service.RunService):
@@ -89,13 +95,14 @@ def _recording_backend(recorder: Recorder) -> type:
         def __init__(self, *args, **kwargs):
             # trainings in threads of the test process, each epoch held at the gate; the served app's
             # worker processes are tested in test_local.py and test_browser.py
-            self.trained, self.watched = [], []
+            self.trained, self.watched, self.priorities = [], [], []
             super().__init__(*args, executor=ThreadExecutor(self._train), **kwargs)
             watch = self.manager.watch
 
-            def recording_watch(settings, watcher):
-                run = watch(settings, watcher)
+            def recording_watch(settings, watcher, priority=INTERACTIVE):
+                run = watch(settings, watcher, priority)
                 self.watched.append(run)
+                self.priorities.append(priority)
                 return run
 
             self.manager.watch = recording_watch
@@ -808,3 +815,105 @@ def test_a_hostile_pin_list_opens_with_a_notice_and_the_good_pins(app):
     assert "`pin='<b>bold</b>'`" in text  # in a code span: shown as typed, never as markup
     assert len(pins_in_link(at)) == 6
     assert pin_button(at).disabled  # six pinned already
+
+
+# ---- the sweep page ----------------------------------------------------------------------------------------
+
+SWEEP_BASE = Settings(dataset="synthetic", width=4, epochs=2)
+SWEEP_LINK = {"dataset": "synthetic", "width": "4", "epochs": "2"}
+GRID = {"l2": [0.0, 0.001], "dropout": [0.0, 0.5]}
+
+
+@pytest.fixture(scope="module")
+def grid_records() -> dict[Settings, list]:
+    """The 2 x 2 grid's cells trained once, straight through regviz.training: no app, no store."""
+    cells = [SWEEP_BASE.replace(l2=l2, dropout=d) for l2 in GRID["l2"] for d in GRID["dropout"]]
+    return {cell: list(loop.train(cell)) for cell in cells}
+
+
+def open_sweep(params: dict) -> AppTest:
+    """The sweep page opened from a link with these query parameters (AppTest starts on the main page)."""
+    at = open_app(SWEEP_LINK)
+    at.query_params.clear()
+    at.query_params.update(params)
+    at.switch_page("ui/sweep.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def sweep_chart(at: AppTest) -> dict:
+    (chart,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    return chart
+
+
+def test_a_sweep_link_draws_the_stored_cells_at_once_with_their_summaries(app, store_path, grid_records):
+    """Every cell stored: the heatmap shows each cell's lowest validation loss as the store has it, the
+    best outlined, and nothing trains; the link keeps the grid and the metric."""
+    store = RunStore(store_path)
+    for cell, records in grid_records.items():
+        store.put(cell, data.load("synthetic").version, records)
+    at = open_sweep({**SWEEP_LINK, "vary": ["l2:0,0.001", "dropout:0,0.5"], "metric": "min_val_loss"})
+    trace = sweep_chart(at)["data"][0]
+    want = [min(r.val_data_loss for r in grid_records[c]) for c in sweep.cells(SWEEP_BASE, GRID)]
+    assert trace["marker"]["color"] == pytest.approx(want)
+    assert trace["x"] == ["0", "0", "0.001", "0.001"] and trace["y"] == ["0", "0.5", "0", "0.5"]
+    best = want.index(min(want))
+    assert [w == 3 for w in trace["marker"]["line"]["width"]] == [i == best for i in range(4)]
+    cells = set(grid_records)
+    assert not cells & set(app.trained)
+    assert {r.settings for r, p in zip(app.watched, app.priorities, strict=True) if p == SWEEP} == cells
+    table = at.dataframe[0].value
+    assert list(table["lowest validation loss"]) == pytest.approx(sorted(want))
+    assert at.query_params["vary"] == ["l2:0,0.001", "dropout:0,0.5"]
+
+
+def test_a_sweep_trains_its_missing_cells_and_they_fill_in(app):
+    """Cells not stored train (at sweep priority) and their values appear as they finish."""
+    at = open_sweep({**SWEEP_LINK, "vary": ["dropout:0,0.5"], "metric": "best_epoch"})
+    assert sweep_chart(at)["data"][0]["y"] == []  # nothing finished yet
+    app.open()
+    for run in app.watched:
+        assert run.wait(DEADLINE)
+    at.run()
+    curve = sweep_chart(at)
+    line, best = curve["data"]
+    assert line["name"] == "best epoch (lowest validation loss)" and len(line["y"]) == 2
+    assert best["name"].startswith("best: ")
+    assert {s.dropout for s in app.trained} == {0.0, 0.5} and not at.warning
+
+
+@pytest.mark.parametrize(
+    "vary, why",
+    [
+        (["nope:1,2"], "unknown setting"),
+        (["l2:0,7"], "a number from 0.0 to 0.1"),
+        (["l2:0"], "at least two values"),
+        (["width:1,2,4,8,16,32,64", "l2:0,1e-05,3e-05,0.0001,0.0003,0.001"], "at most 36"),
+        (["l2:0,0.1", "l1:0,0.1", "dropout:0,0.5"], "at most 2"),
+    ],
+)
+def test_a_bad_sweep_link_opens_with_one_line_and_no_sweep(app, vary, why):
+    at = open_sweep({**SWEEP_LINK, "vary": vary})
+    assert why in warnings_text(at) and "not started" in warnings_text(at)
+    assert not at.get("plotly_chart") and SWEEP not in app.priorities
+
+
+def test_the_grid_chooser_refuses_too_many_cells_and_runs_a_good_grid(app):
+    """Chosen values over 36 cells: the Run button is off with the reason; a good choice runs the sweep."""
+    at = open_sweep(SWEEP_LINK)
+    at.multiselect(key="sweep_vary").set_value(["width", "l2"]).run()
+    at.multiselect(key="sweep_values_width").set_value(list(sweep.MENUS["width"])).run()
+    at.multiselect(key="sweep_values_l2").set_value(list(sweep.MENUS["l2"])).run()
+    run = at.button(key="sweep_run")
+    assert run.disabled and "100 cells" in run.proto.help
+    at.multiselect(key="sweep_values_width").set_value([16, 4]).run()
+    at.multiselect(key="sweep_values_l2").set_value([0.0, 0.01]).run()
+    at.button(key="sweep_run").click().run()
+    assert at.query_params["vary"] == ["width:4,16", "l2:0,0.01"]
+    watched = zip(app.watched, app.priorities, strict=True)
+    cells = {(r.settings.width, r.settings.l2) for r, p in watched if p == SWEEP}
+    assert cells == {(4, 0.0), (4, 0.01), (16, 0.0), (16, 0.01)}
+    at.multiselect(key="sweep_values_l2").set_value([0.0, 0.001]).run()
+    at.button(key="sweep_run").click().run()  # a new grid: the old grid's cells nobody else waits for stop
+    dropped = [r for r in app.watched if r.settings.l2 == 0.01]
+    assert dropped and all(r.wait(DEADLINE) and r.state == "cancelled" for r in dropped)

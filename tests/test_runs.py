@@ -605,7 +605,7 @@ S4 = S.replace(seed=4)
 
 
 def test_a_visitors_run_starts_before_queued_sweep_cells(make, trainer):
-    """Sweep cells queue behind any visitor's run, whoever asked first; a sweep never starts background runs."""
+    """Sweep cells queue behind any visitor's run, whoever asked first; background runs wait for a sweep."""
     manager = make(max_concurrent=1)
     cells = [manager.watch(s, "a/sweep", SWEEP) for s in (S, S2)]
     (background,) = manager.prefetch([S4])

@@ -17,7 +17,7 @@ from regviz.views import ViewCache
 POLL_SECONDS = 0.5  # how often a page polls a short run in progress (longer ones: views.poll_seconds)
 BASIC = ("dataset", "width", "depth", "l2", "l1", "dropout", "train_fraction", "epochs")
 ADVANCED = ("optimizer", "learning_rate", "batch_size", "seed")
-NOT_SETTINGS = ("pin",)  # link parameters of the pages, not of a run
+NOT_SETTINGS = ("pin", "vary", "metric")  # link parameters of the pages, not of a run
 
 
 @st.cache_resource(show_spinner=False)
@@ -34,8 +34,14 @@ def views() -> ViewCache:
 
 
 def _forget_session(token: str) -> None:
-    # the tab is gone: cancel what only this tab was waiting for
+    # the tab is gone: cancel what only this tab was waiting for, its sweep's cells too
     service().manager.unwatch(token)
+    service().manager.unwatch(sweep_watcher(token))
+
+
+def sweep_watcher(token: str) -> str:
+    """The name under which a tab's sweep watches its cells (apart from the runs its pages show)."""
+    return token + "/sweep"
 
 
 @st.cache_resource(scope="session", on_release=_forget_session, show_spinner=False)
@@ -50,15 +56,18 @@ def session_token() -> str:
 # ---- settings: from the link once, then from the controls ------------------------------------------
 
 
-def seed_from_link() -> None:
+def seed_from_link(page: str) -> None:
     """On a session's first run, the link's settings fill the controls; what was ignored is noted."""
     if "seeded" in st.session_state:
-        # a widget whose state streamlit dropped (a rerun interrupted before the sidebar was drawn) would
-        # come back at its own default, its minimum: give it the value the page last used instead
+        # a widget whose state streamlit dropped (a rerun interrupted before the sidebar was drawn, or
+        # another page shown: a page's widgets are its own) would come back at its own default, its
+        # minimum: give it the value the page last used instead
+        moved, st.session_state.page = st.session_state.get("page") != page, page
         for name, value in st.session_state.get("kept", {}).items():
-            if name not in st.session_state:
+            if moved or name not in st.session_state:
                 st.session_state[name] = value
         return
+    st.session_state.page = page
     link = {name: value for name, value in st.query_params.to_dict().items() if name not in NOT_SETTINGS}
     settings, dropped = Settings.read_lenient(link)
     repeated = [

@@ -193,7 +193,7 @@ def share_and_code(settings: Settings, info: data.DatasetInfo | None) -> None:
 
 def explore() -> None:
     """The main page, top to bottom: settings, work, output."""
-    seed_from_link()
+    seed_from_link("explore")
     info = ensure_dataset()
     sidebar()
     settings = current_settings()

@@ -20,7 +20,7 @@ from ui.common import (
 
 def remedies_page() -> None:
     """The book's four ways to fight overfitting, plus L1, as small multiples over one baseline."""
-    seed_from_link()
+    seed_from_link("remedies")
     info = ensure_dataset()
     dataset, seed = st.session_state.dataset, st.session_state.seed
     st.title("Four ways to fight overfitting")
