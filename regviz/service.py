@@ -18,7 +18,7 @@ from regviz.runs.costs import CostModel
 from regviz.runs.manager import RunManager
 from regviz.runs.seam import Executor, one_line
 from regviz.settings import Settings
-from regviz.store import RunStore
+from regviz.store import RunStore, open_store
 
 log = logging.getLogger(__name__)
 RETRY_DESCRIBE_S = 5.0  # after workers could not answer, ask again no sooner than this
@@ -45,7 +45,7 @@ class RunService:
     """Serves finished runs from the store, trains the others behind an executor, shares them by settings."""
 
     def __init__(self, store: RunStore | None = None, executor: Executor | None = None, max_run_seconds=None):
-        self.store = store or RunStore()
+        self.store = store or open_store()
         if executor is None:
             from regviz.runs.local import LocalWorkers  # worker processes: the app's executor
 

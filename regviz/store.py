@@ -1,4 +1,5 @@
-"""The store of finished runs: one SQLite row per (settings, training code, data), shared by every session."""
+"""The store of finished runs: one SQLite row per (settings, training code, data), shared by every session;
+`open_store` picks it or the PostgreSQL one (`store_postgres.py`) from $REGVIZ_STORE."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import regviz.training.version
 from regviz.records import EpochRecord
 from regviz.settings import Settings
+
+if TYPE_CHECKING:
+    from regviz.store_postgres import PostgresStore
 
 try:  # posix: a lock file keeps two processes from repairing the same file at once
     import fcntl
@@ -25,6 +29,7 @@ except ImportError:  # pragma: no cover - windows: only the threads of one proce
     fcntl = None
 
 ENV_VAR = "REGVIZ_STORE"
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # store_postgres.py; anything else is a file path
 APPLICATION_ID = 0x52675A31  # "RgZ1" in the sqlite header: this file is a regviz store
 SCHEMA_VERSION = 1  # bump (with a migration) when the table changes
 BUSY_TIMEOUT_S = 30.0  # a writer holds the lock for milliseconds; waiting beats failing
@@ -58,6 +63,21 @@ def default_path() -> Path:
     return cache / "regviz" / "runs.sqlite"
 
 
+def is_postgres_url(where: str | Path | None) -> bool:
+    """True for a postgresql:// or postgres:// URL (the shared store), False for a file path."""
+    return isinstance(where, str) and where.strip().startswith(POSTGRES_SCHEMES)
+
+
+def open_store(where: str | Path | None = None) -> RunStore | PostgresStore:
+    """The store at where (else $REGVIZ_STORE): PostgreSQL for a postgresql:// URL, else SQLite."""
+    target = where if where is not None else os.environ.get(ENV_VAR)
+    if is_postgres_url(target):
+        from regviz.store_postgres import PostgresStore  # psycopg: only when such a store is asked for
+
+        return PostgresStore(str(target).strip())
+    return RunStore(where)
+
+
 def run_key(settings: Settings, data_version: str) -> str:
     """Row key; changes with the settings, the training code (TRAINING_VERSION) or the data, never stale."""
     # read at call time so a bumped TRAINING_VERSION takes effect without re-importing this module
@@ -70,6 +90,9 @@ class RunStore:
 
     def __init__(self, path: str | Path | None = None):
         """Open or create the store at path (default_path() when None), moving a broken file aside first."""
+        if path is None and is_postgres_url(os.environ.get(ENV_VAR)):
+            # a URL taken as a file name would quietly start an empty local store in ./postgresql:
+            raise StoreError(f"{ENV_VAR} is a PostgreSQL URL: open it with regviz.store.open_store()")
         self.path = Path(path).expanduser() if path is not None else default_path()
         # the only mutable state is the file itself: connections are per call, the lock guards repairs
         self._lock = threading.Lock()

@@ -21,4 +21,17 @@ if [ -z "${REGVIZ_IMDB_PATH:-}" ] && [ -f ../shared/data/imdb_acl.npz ]; then
   export REGVIZ_IMDB_PATH
 fi
 
+# a local PostgreSQL for the shared-store tests (tests/test_store_postgres.py skips without one, except in CI)
+if [ -z "${REGVIZ_TEST_POSTGRES:-}" ]; then
+  if REGVIZ_TEST_POSTGRES="$(bash scripts/postgres.sh | tail -n 1)" && [ -n "$REGVIZ_TEST_POSTGRES" ]; then
+    export REGVIZ_TEST_POSTGRES
+  elif [ "${CI:-}" = true ]; then
+    echo "error: scripts/postgres.sh could not start PostgreSQL; CI needs it for the store tests" >&2
+    exit 1
+  else
+    unset REGVIZ_TEST_POSTGRES
+    echo "note: no PostgreSQL (scripts/postgres.sh failed): its store tests will be skipped" >&2
+  fi
+fi
+
 exec python -m pytest "$@"
