@@ -50,7 +50,7 @@ def heatmap(
     m = sweep.METRICS[metric]
     best = sweep.best_cell(values, metric)
     cells = [(x, y) for x in xs for y in ys]
-    size = max(18, min(64, int(360 / max(len(xs), len(ys)))))
+    size = max(18, min(80, int(360 / max(len(xs), len(ys)))))
     known = [v for v in values if v is not None]
     fig = go.Figure(
         go.Scatter(
@@ -58,7 +58,7 @@ def heatmap(
             y=[shown(b, y) for _, y in cells],
             mode="markers+text",
             text=[cell_text(v, metric, s) for v, s in zip(values, states, strict=True)],
-            textfont={"size": 11},
+            textfont={"size": 12, "color": _text_colors(values, m.lower_is_better)},
             customdata=list(range(len(cells))),
             marker={
                 "symbol": "square",
@@ -123,6 +123,18 @@ def validation_curve(name: str, xs: list[Any], values: list[float | None], metri
     fig.update_xaxes(title=label(name), tickvals=at, ticktext=[shown(name, x) for x in xs], **axis, **AXIS)
     fig.update_yaxes(title=m.label, **AXIS)
     return fig
+
+
+def _text_colors(values: list[float | None], reverse: bool) -> list[str]:
+    """White on the dark end of Viridis, black on the bright end and on pending cells."""
+    known = [v for v in values if v is not None]
+    lo, hi = (min(known), max(known)) if known else (0.0, 1.0)
+    colors = []
+    for v in values:
+        t = 0.5 if v is None or hi == lo else (v - lo) / (hi - lo)
+        t = 1 - t if reverse else t
+        colors.append("#FFFFFF" if v is not None and t < 0.55 else "#000000")
+    return colors
 
 
 def _positions(xs: list[Any], log: bool) -> list[float]:

@@ -569,3 +569,41 @@ def test_the_remedies_page_opens_from_runs_the_server_trained_in_the_background(
         assert lines[0].startswith("Baseline: lowest validation loss") and len(lines) == 6
         shoot(other, "06-remedies")
         assert UNCAUGHT not in running.log.read_text()
+
+
+SWEEP_DONE = re.compile(r"(\d+) of (\d+) cells done")
+
+
+def cells_done(page) -> tuple[int, int]:
+    """The sweep page's progress line: cells done, cells in all."""
+    text = page.get_by_test_id("stProgress").first.inner_text()
+    done, total = SWEEP_DONE.search(text).groups()
+    return int(done), int(total)
+
+
+def test_a_sweep_link_fills_its_cells_in_and_a_click_opens_that_run(server, open_page):
+    """A 4-cell sweep link: the heatmap shows cells done while others still train; once all are done,
+    clicking a cell opens the main page on that cell's run, already trained."""
+    base = {**DATASET, "width": "32", "epochs": "25", "seed": "41"}
+    link = "/sweep?" + urlencode({**base, "vary": ["l2:0,0.001", "dropout:0,0.5"]}, doseq=True)
+    page = open_page(server.url + link)
+    page.get_by_test_id("stProgress").filter(has_text="cells done").wait_for()
+    page.wait_for_function(
+        "() => /[123] of 4 cells done/.test(document.body.innerText)", polling=100
+    )  # some cells filled in, the sweep still going
+    assert 0 < cells_done(page)[0] < 4
+    page.wait_for_function("() => /4 of 4 cells done/.test(document.body.innerText)", polling=100)
+    page.wait_for_function(DRAWN, polling=100)
+    shoot(page, "07-sweep")
+    chart = page.get_by_test_id("stPlotlyChart")
+    points = chart.locator(".scatterlayer .point")
+    assert points.count() == 4
+    texts = chart.locator(".scatterlayer .textpoint").all_text_contents()
+    assert all(re.fullmatch(r"\d\.\d{3}", t.strip()) for t in texts), texts  # every cell shows its value
+    points.nth(3).click(force=True)  # the last cell: l2 0.001, dropout 0.5
+    page.wait_for_url(re.compile(r"/\?.*l2=0\.001"))
+    opened = settings_in(page.url)
+    assert opened["l2"] == "0.001" and opened["dropout"] == "0.5" and opened["width"] == "32"
+    wait_finished(page, bars=2)  # the run and its baseline, both cells the sweep trained
+    assert page.get_by_test_id("stException").count() == 0
+    assert UNCAUGHT not in server.log.read_text()

@@ -60,3 +60,61 @@ def test_cell_lines_and_the_summary_name_the_best_cell():
     assert lines[1]["min_val_data_loss"] == pytest.approx(0.38)
     summary = sweep.summary_line(lines)["summary"]
     assert summary["best"]["cell"] == {"l2": 0.001} and summary["cells"] == 2 and summary["stored"] == 1
+
+
+def run_of(val_losses: list[float], train_losses: list[float] | None = None, acc=None) -> list:
+    """Records with these validation (and training) data losses and validation accuracies."""
+    train_losses = train_losses or [0.1] * len(val_losses)
+    acc = acc or [0.5] * len(val_losses)
+    return [
+        dataclasses.replace(record(i + 1), val_data_loss=v, data_loss=t, val_accuracy=a)
+        for i, (v, t, a) in enumerate(zip(val_losses, train_losses, acc, strict=True))
+    ]
+
+
+def test_each_metric_reads_its_number_off_the_records():
+    """Computed here by hand from the lists, not by the functions under test."""
+    records = run_of([0.5, 0.3, 0.4], train_losses=[0.4, 0.2, 0.1], acc=[0.6, 0.9, 0.8])
+    read = {name: m.read(records) for name, m in sweep.METRICS.items()}
+    assert read["min_val_loss"] == 0.3 and read["last_val_loss"] == 0.4 and read["best_epoch"] == 2
+    assert read["gap"] == pytest.approx(0.4 - 0.1) and read["val_accuracy"] == 0.9
+    assert read["val_auc"] is None  # the hand-made records have no AUC
+    assert all(m.read([]) is None for m in sweep.METRICS.values())
+
+
+def test_the_best_cell_follows_the_metrics_direction_and_skips_unfinished_cells():
+    assert sweep.best_cell([0.4, None, 0.2, 0.2], "min_val_loss") == 2  # the first of equals
+    assert sweep.best_cell([0.4, None, 0.2], "val_accuracy") == 0
+    assert sweep.best_cell([None, None], "gap") is None
+
+
+def test_a_sweep_link_round_trips_and_keeps_the_base_settings():
+    base = Settings(dataset="synthetic", width=64)
+    grid = {"l2": [0.0, 0.0001, 0.001], "dropout": [0.0, 0.5]}
+    assert sweep.encode(grid) == ["l2:0,0.0001,0.001", "dropout:0,0.5"]
+    assert sweep.read_link(base, sweep.encode(grid), "gap") == (grid, "gap")
+    assert sweep.read_link(base, ["width:4,16"], None) == ({"width": [4, 16]}, sweep.DEFAULT_METRIC)
+    assert all(c.dataset == "synthetic" for c in sweep.cells(base, grid))
+
+
+@pytest.mark.parametrize(
+    "vary, metric, words",
+    [
+        (["l2"], None, "setting:value"),
+        (["l2:0,0.001", "l2:0,0.01"], None, "each setting once"),
+        (["l2:0.001"], None, "at least two values"),
+        (["l2:0,0.001"], "loss", "metric='loss' is not one of"),
+        (["nope:1,2"], None, "unknown setting"),
+        (["width:1,2,4,8,16,32,64", "depth:1,2,3,4", "l2:0,0.1"], None, "at most 2"),
+    ],
+)
+def test_a_bad_sweep_link_is_one_message(vary, metric, words):
+    with pytest.raises((SettingsError, sweep.GridError)) as e:
+        sweep.read_link(Settings(), vary, metric)
+    assert words in str(e.value) and "\n" not in str(e.value)
+
+
+def test_every_menu_value_is_a_valid_setting_and_the_first_picks_are_on_the_menu():
+    for name, values in sweep.MENUS.items():
+        assert all(getattr(Settings().replace(**{name: v}), name) == v for v in values)
+        assert set(sweep.PICKED[name]) <= set(values) and len(sweep.PICKED[name]) >= 2
