@@ -135,3 +135,13 @@ def _value(name: str, value) -> str:
 def _shown(text) -> str:
     text = text if isinstance(text, str) else repr(text)
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def selected(table, rows) -> set[int]:
+    """Indices into the pin list of the selected rows of the table (Row.as_dict() rows); rows of the
+    run and the baseline, and indices out of range, are ignored."""
+    chosen = set()
+    for i in rows:
+        if isinstance(i, int) and 0 <= i < len(table) and table[i]["run"].startswith("pin "):
+            chosen.add(int(table[i]["run"].split()[1]) - 1)
+    return chosen

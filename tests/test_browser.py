@@ -537,6 +537,15 @@ def test_two_pinned_runs_come_back_from_the_link_in_a_fresh_context(server, open
     other.wait_for_function(PINNED_FULL, arg=[LOSS_TITLE, names, 5], polling=100)
     assert other.evaluate(FINAL_NUMBERS) == final
     assert other.get_by_test_id("stDataFrame").inner_text() == table
+    # unpin from the table: tick pin 1's row (rows: this run, baseline, pin 1, pin 2), then the button
+    grid = other.get_by_test_id("stDataFrame")
+    grid.scroll_into_view_if_needed()  # below the charts: a click outside the viewport does nothing
+    box = grid.bounding_box()
+    other.mouse.click(box["x"] + 18, box["y"] + TABLE_ROW_PX * 3.5)  # the header, two rows, then pin 1
+    other.get_by_role("button", name="Unpin the 1 selected").click()
+    other.wait_for_function("() => new URL(location).searchParams.getAll('pin').length === 1", polling=100)
+    assert parse_qs(urlsplit(other.url).query)["pin"] == [pins_in_url[1]]
+    other.wait_for_function(PINNED_FULL, arg=[LOSS_TITLE, ["validation (pin 1: L2 0.003)"], 5], polling=100)
     assert UNCAUGHT not in server.log.read_text()
 
 
@@ -571,6 +580,7 @@ def test_the_remedies_page_opens_from_runs_the_server_trained_in_the_background(
         assert UNCAUGHT not in running.log.read_text()
 
 
+TABLE_ROW_PX = 35  # st.dataframe's row height (its header's too)
 SWEEP_DONE = re.compile(r"(\d+) of (\d+) cells done")
 
 

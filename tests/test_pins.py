@@ -96,3 +96,10 @@ def test_a_row_of_a_run_still_waiting_has_no_figures():
     row = pins.row("pin 2", Settings(dropout=0.5), BASE, [], "queued")
     assert (row.best_epoch, row.min_val_loss, row.gap, row.penalty_share) == (None, None, None, None)
     assert row.epochs == "0 of 20 (queued)"
+
+
+def test_rows_selected_in_the_table_name_the_pins_to_unpin():
+    """Only pin rows count; the run's and the baseline's rows and stale indices are ignored."""
+    table = [{"run": "this run"}, {"run": "baseline"}, {"run": "pin 1"}, {"run": "pin 2"}, {"run": "pin 3"}]
+    assert pins.selected(table, [0, 1, 3, 4]) == {1, 2}
+    assert pins.selected(table, [9, -1]) == set() and pins.selected(table, []) == set()

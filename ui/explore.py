@@ -143,11 +143,16 @@ def _unpin(i: int) -> None:
 
 
 def comparison(view) -> None:
-    """The pinned runs' table: what differs from the baseline, best epoch, losses, gap, penalty share."""
+    """The pinned runs' table: what differs from the baseline, best epoch, losses, gap, penalty share;
+    pins selected in it (the boxes at the rows' left) can be unpinned at once."""
     if not view.table:
         return
-    st.dataframe(
+    # a new key after each unpin: the rows move, an old selection would point at other runs
+    event = st.dataframe(
         list(view.table),
+        key=f"compare_table_{st.session_state.get('unpins', 0)}",
+        on_select="rerun",
+        selection_mode="multi-row",
         hide_index=True,
         column_config={
             "run": "run", "differs": "differs from the baseline", "epochs": "epochs",
@@ -158,6 +163,12 @@ def comparison(view) -> None:
             "penalty_share": st.column_config.NumberColumn("penalty share", format="percent"),
         },
     )  # fmt: skip
+    chosen = pins.selected(view.table, event.selection.rows if event else [])
+    if chosen and st.button(f"✕ Unpin the {len(chosen)} selected", key="unpin-selected"):
+        pinned = st.session_state.get("pins", [])
+        st.session_state.pins = [p for i, p in enumerate(pinned) if i not in chosen]
+        st.session_state.unpins = st.session_state.get("unpins", 0) + 1
+        st.rerun()  # the whole page: the charts and the link lose those pins
 
 
 def draw(view) -> None:
