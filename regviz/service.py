@@ -18,7 +18,7 @@ from regviz.runs.costs import CostModel
 from regviz.runs.manager import RunManager
 from regviz.runs.seam import Executor, one_line
 from regviz.settings import Settings
-from regviz.store import RunStore, open_store
+from regviz.store import RunStore, StoreError, open_store
 
 log = logging.getLogger(__name__)
 RETRY_DESCRIBE_S = 5.0  # after workers could not answer, ask again no sooner than this
@@ -47,14 +47,20 @@ class RunService:
     def __init__(self, store: RunStore | None = None, executor: Executor | None = None, max_run_seconds=None):
         self.store = store or open_store()
         if executor is None:
-            from regviz.runs.local import LocalWorkers  # worker processes: the app's executor
+            from regviz.runs import ray_cluster  # reads the settings only: ray is imported when used
 
-            executor = LocalWorkers()
+            if ray_cluster.configured():  # RAY_ADDRESS or REGVIZ_RAY: train on a Ray cluster
+                executor = ray_cluster.RayWorkers()
+            else:
+                from regviz.runs.local import LocalWorkers  # worker processes: the app's executor
+
+                executor = LocalWorkers()
         self.executor = executor
         self._infos: dict[str, DatasetInfo] = {}
         self._unavailable: dict[str, str] = {}
         self._asking: dict[str, float] = {}  # dataset -> when a background describe was started
         self._lock = threading.Lock()
+        self._store_problem: str | None = None
         self.costs = CostModel(self.known_info, max_run_seconds)
         self.manager = RunManager(self.executor, self.lookup, self.save, self.costs)
 
@@ -113,11 +119,33 @@ class RunService:
 
     def lookup(self, settings: Settings) -> list[EpochRecord] | None:
         """All records of a finished run with these settings on this data, or None."""
-        return self.store.get(settings, self.dataset_info(settings.dataset).version)
+        version = self.dataset_info(settings.dataset).version
+        return self._through_store(lambda: self.store.get(settings, version))
 
     def save(self, settings: Settings, records: list[EpochRecord]) -> None:
         """Keep a finished run for every later session."""
-        self.store.put(settings, self.dataset_info(settings.dataset).version, records)
+        version = self.dataset_info(settings.dataset).version
+        self._through_store(lambda: self.store.put(settings, version, records))
+
+    def store_problem(self) -> str | None:
+        """The store's one-line error while its last use failed (a database gone away), else None."""
+        with self._lock:
+            return self._store_problem
+
+    def _through_store(self, work):
+        try:
+            result = work()
+        except StoreError as e:
+            with self._lock:
+                first, self._store_problem = self._store_problem is None, str(e)
+            if first:  # info, not a warning: the page and the command line show the line themselves
+                log.info("run store unavailable: %s", e)
+            raise
+        with self._lock:
+            if self._store_problem is not None:
+                log.info("run store available again")
+            self._store_problem = None
+        return result
 
     # the command line's path: train here, store when complete
 
