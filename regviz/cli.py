@@ -38,6 +38,11 @@ def parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--no-store", action="store_true", help="train every cell even if stored; store nothing"
     )
+    sweep.add_argument(
+        "--workers", type=int, default=1, metavar="N",
+        help="train N cells at once, each in a worker process of its own (default 1: one at a time, in "
+        "this process); with RAY_ADDRESS set, the cells go to that Ray cluster instead",
+    )  # fmt: skip
     return p
 
 
@@ -59,7 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     given = {k: v for k, v in vars(args).items() if k in _names() and v is not None}
     if args.command == "sweep":
-        return _sweep(given, args.no_store)
+        if args.workers < 1:
+            print(f"error: --workers {args.workers}: give an integer >= 1", file=sys.stderr)
+            return BAD_INPUT
+        return _sweep(given, args.no_store, args.workers)
     try:
         settings = Settings.from_params(given)
     except SettingsError as e:
@@ -98,7 +106,7 @@ def _train(settings: Settings, no_store: bool) -> int:
     return 0
 
 
-def _sweep(given: dict[str, str], no_store: bool) -> int:
+def _sweep(given: dict[str, str], no_store: bool, workers: int) -> int:
     from regviz import sweep
 
     try:
@@ -107,24 +115,62 @@ def _sweep(given: dict[str, str], no_store: bool) -> int:
         print(f"error: {e}", file=sys.stderr)
         return BAD_INPUT
     from regviz import data
-    from regviz.runs.threads import ThreadExecutor
-    from regviz.service import RunService, train_here
+    from regviz.runs.local import WorkersUnavailable
+    from regviz.service import RunService
     from regviz.store import StoreError
 
-    lines = []
+    service = None
     try:
-        service = RunService(executor=ThreadExecutor(train_here))
-        for cell in sweep.cells(base, grid):
-            stored = None if no_store else service.lookup(cell)
-            records = stored if stored is not None else list(service.fresh(cell, save=not no_store))
-            line = sweep.cell_line(cell, grid, records, stored is not None)
-            lines.append(line)
-            print(json.dumps(line), flush=True)
-    except (data.DatasetUnavailable, StoreError) as e:
+        service = RunService(executor=_sweep_executor(workers, base.dataset))
+        lines = _train_cells(service, sweep.cells(base, grid), grid, no_store)
+    except (data.DatasetUnavailable, StoreError, WorkersUnavailable) as e:
         print(f"error: {e}", file=sys.stderr)
         return FAILED
-    print(json.dumps(sweep.summary_line(lines)))
-    return 0
+    finally:
+        if service is not None:
+            service.close(timeout=10)
+    print(json.dumps(sweep.summary_line([line for line in lines if "error" not in line])))
+    return FAILED if any("error" in line for line in lines) else 0
+
+
+def _sweep_executor(workers: int, dataset: str):
+    """Where the cells train: in this process one at a time, else worker processes (or Ray)."""
+    from regviz.runs import ray_cluster
+
+    if ray_cluster.configured():
+        return ray_cluster.RayWorkers(warm_dataset=dataset)
+    if workers == 1:
+        from regviz.runs.threads import ThreadExecutor
+        from regviz.service import train_here
+
+        return ThreadExecutor(train_here)
+    from regviz.runs.local import LocalWorkers
+
+    return LocalWorkers(workers=workers, per_worker=1, warm_dataset=dataset)
+
+
+def _train_cells(service, cells, grid, no_store: bool) -> list[dict]:
+    """Every cell through a run manager (stored ones at once), one JSON line each as it finishes."""
+    from regviz import sweep
+    from regviz.runs.manager import SWEEP, RunManager
+
+    service.dataset_info(cells[0].dataset)  # a missing dataset fails here, once, before anything trains
+    lookup = (lambda settings: None) if no_store else service.lookup
+    save = (lambda settings, records: None) if no_store else service.save
+    manager = RunManager(service.executor, lookup, save)
+    runs, lines = [manager.watch(cell, "command line", SWEEP) for cell in cells], []
+    pending = list(runs)
+    while pending:
+        pending[0].wait(0.2)
+        for run in [r for r in pending if r.finished]:
+            pending.remove(run)
+            if run.state == "done":
+                line = sweep.cell_line(run.settings, grid, run.records(), run.from_store)
+            else:
+                line = {"cell": {n: getattr(run.settings, n) for n in grid}, "error": run.error or run.state}
+            lines.append(line)
+            print(json.dumps(line), flush=True)
+    return lines
 
 
 def _emit(record):

@@ -134,3 +134,23 @@ def test_a_bad_sweep_grid_exits_2_with_one_line(args, words, capsys):
     assert cli.main(["sweep", *args]) == cli.BAD_INPUT
     err = capsys.readouterr().err.strip()
     assert words.split("=")[0] in err and len(err.splitlines()) == 1 and "Traceback" not in err
+
+
+def test_a_sweep_on_two_worker_processes_gives_the_cells_trained_in_this_process(temporary_store):
+    """--workers 2 trains two cells at once in worker processes: the same cells, equal to 1e-6, each
+    line printed as its cell finishes, and a worker count below 1 is refused with one line."""
+    grid = ("--l2", "0,0.001", "--dropout", "0,0.5")
+    here = run_cli("sweep", *SWEEP, *grid, "--no-store", REGVIZ_STORE=str(temporary_store))
+    both = run_cli("sweep", *SWEEP, *grid, "--no-store", "--workers", "2", REGVIZ_STORE=str(temporary_store))
+    assert here.returncode == 0 and both.returncode == 0, both.stderr[-2000:]
+
+    def cells(proc):
+        lines = [json.loads(line) for line in proc.stdout.splitlines()[:-1]]
+        return {json.dumps(c["cell"], sort_keys=True): c for c in lines}
+
+    assert cells(here).keys() == cells(both).keys() and len(cells(both)) == 4
+    for name, cell in cells(here).items():
+        assert cells(both)[name]["min_val_data_loss"] == pytest.approx(cell["min_val_data_loss"], abs=1e-6)
+        assert cells(both)[name]["best_epoch"] == cell["best_epoch"] and not cells(both)[name]["stored"]
+    bad = run_cli("sweep", *SWEEP, *grid, "--workers", "0")
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--workers" in bad.stderr
