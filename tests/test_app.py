@@ -917,3 +917,14 @@ def test_the_grid_chooser_refuses_too_many_cells_and_runs_a_good_grid(app):
     at.button(key="sweep_run").click().run()  # a new grid: the old grid's cells nobody else waits for stop
     dropped = [r for r in app.watched if r.settings.l2 == 0.01]
     assert dropped and all(r.wait(DEADLINE) and r.state == "cancelled" for r in dropped)
+
+
+def test_a_store_that_cannot_be_reached_is_one_line_and_runs_still_train(app, monkeypatch):
+    """REGVIZ_STORE names a PostgreSQL server that is not there: the page says so in one line (no
+    password, no traceback), the run trains and is shown, and nothing raises."""
+    pytest.importorskip("psycopg", reason="no PostgreSQL driver (requirements-postgres.txt)")
+    monkeypatch.setenv("REGVIZ_STORE", "postgresql://regviz:hunter2@127.0.0.1:9/nowhere")
+    at = finish(open_app(SMALL_LINK), app)
+    (line,) = [w.value for w in at.warning if "Store of finished runs" in w.value]
+    assert "127.0.0.1:9" in line and "hunter2" not in line and "\n" not in line
+    assert all("done, 2 of 2 epochs" in p for p in progress(at))

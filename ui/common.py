@@ -184,10 +184,17 @@ def notices() -> None:
 
 
 def problem_line() -> None:
-    """One line when no training worker can start (reported once in the log, shown on every page)."""
+    """One line when no training worker can start (reported once in the log, shown on every page), and
+    one while the store of finished runs cannot be reached."""
     problem = service().manager.problem()
     if problem:
         st.error(f"Training is not available on this server: {problem}")
+    store = service().store_problem()
+    if store:
+        st.warning(
+            f"Store of finished runs: {store.rstrip('.')}. Runs still train and are shown, but are kept in "
+            "memory only until the store is back."
+        )
 
 
 def waiting_for_data(dataset: str) -> None:

@@ -19,6 +19,7 @@ from typing import Protocol
 from regviz.records import EpochRecord
 from regviz.runs.seam import Executor, Job
 from regviz.settings import Settings
+from regviz.store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -473,6 +474,8 @@ class RunManager:
             records = list(run._records)
         try:
             self._save(run.settings, records)
+        except StoreError as e:  # the store said what is wrong in one line: no traceback for it
+            log.warning("could not save run %s; it stays in memory only: %s", run.key, e)
         except Exception:
             log.warning("could not save run %s; it stays in memory only", run.key, exc_info=True)
         if self._costs is not None:
@@ -518,6 +521,8 @@ class RunManager:
     def _lookup_quietly(self, settings: Settings) -> list[EpochRecord] | None:
         try:
             return self._lookup(settings)
+        except StoreError as e:
+            log.warning("store lookup failed for %s; training instead: %s", settings.key(), e)
         except Exception:
             log.warning("store lookup failed for %s; training instead", settings.key(), exc_info=True)
-            return None
+        return None
