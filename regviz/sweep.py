@@ -88,10 +88,12 @@ def cells(base: Settings, grid: dict[str, list[Any]]) -> list[Settings]:
 def cell_line(
     settings: Settings, grid: dict[str, list[Any]], records: list[EpochRecord], stored: bool
 ) -> dict:
-    """One cell's result: its varied values, best epoch, minimum validation data loss, whether stored."""
+    """One cell's result: its varied values, all its settings, best epoch, minimum validation data loss,
+    whether it came from the store, its key."""
     best = best_epoch(records)
     return {
         "cell": {name: getattr(settings, name) for name in grid},
+        "settings": settings.as_dict(),
         "best_epoch": best,
         "min_val_data_loss": records[best - 1].val_data_loss if best else None,
         "stored": stored,

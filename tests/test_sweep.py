@@ -58,6 +58,7 @@ def test_cell_lines_and_the_summary_name_the_best_cell():
     ]
     assert lines[0]["cell"] == {"l2": 0.0} and lines[0]["best_epoch"] == 2 and lines[0]["stored"] is True
     assert lines[1]["min_val_data_loss"] == pytest.approx(0.38)
+    assert Settings(**lines[1]["settings"]) == Settings(l2=0.001)  # the whole run, to train it again
     summary = sweep.summary_line(lines)["summary"]
     assert summary["best"]["cell"] == {"l2": 0.001} and summary["cells"] == 2 and summary["stored"] == 1
 
