@@ -8,12 +8,21 @@ import math
 import pandas as pd
 import plotly.graph_objects as go
 
+from regviz import problems
 from regviz.records import HIST_EDGES, SMALL_WEIGHT, EpochRecord, best_epoch
 from regviz.settings import Settings
 
 RUN, BASELINE = "this run", "baseline"
 # one colour per split on every chart (okabe-ito, so colour-blind viewers can tell them apart)
-COLORS = {"train": "#0072B2", "validation": "#D55E00", "auc": "#009E73"}
+COLORS = {
+    "train": "#0072B2", "validation": "#D55E00", "auc": "#009E73", "val_auc": "#009E73",
+    "val_precision": "#9467BD", "val_recall": "#BCBD22", "val_top3": "#009E73",
+}  # fmt: skip
+METRIC_TITLES = {
+    "binary": ("Accuracy and ROC AUC, precision, recall", "accuracy / AUC / precision / recall"),
+    "multiclass": ("Accuracy and top-3 accuracy", "accuracy"),
+    "regression": ("Mean absolute error", "MAE (the target's unit)"),
+}
 LAYER_COLORS = ("#0072B2", "#D55E00", "#009E73", "#CC79A7")
 # pinned runs: their validation curves only, dotted, each in a colour of its own (okabe-ito's others)
 PIN_COLORS = ("#CC79A7", "#E69F00", "#56B4E9", "#000000", "#8C564B", "#7F7F7F")
@@ -38,10 +47,14 @@ AXIS = {"gridcolor": "#E6E9EF", "zerolinecolor": "#D5DAE5", "linecolor": "#D5DAE
 HIST_TITLE = (
     "First hidden layer weights<br><sup>L1 pushes weights to exactly zero; L2 only shrinks them</sup>"
 )
+OPTIONAL_COLUMNS = (
+    "accuracy", "val_accuracy", "val_auc", "val_precision", "val_recall", "val_top3", "mae", "val_mae",
+)  # fmt: skip
 HIST_HOVER = "w ≈ %{x:.3f}<br>%{y:.2%} of weights<extra></extra>"
 RECORD_COLUMNS = (
     "epoch", "data_loss", "val_data_loss", "penalty", "loss", "val_loss",
-    "accuracy", "val_accuracy", "val_auc", "seconds",
+    "accuracy", "val_accuracy", "val_auc", "val_precision", "val_recall", "val_top3", "mae", "val_mae",
+    "seconds",
 )  # fmt: skip
 
 
@@ -76,18 +89,28 @@ def metrics_figure(
     total_epochs: int | None = None,
     pinned: tuple[tuple[str, list[EpochRecord]], ...] = (),
 ) -> go.Figure:
-    """Training and validation accuracy, and validation ROC AUC where recorded, run solid, baseline dashed;
-    each pinned (label, records) as a dotted validation accuracy curve of its own colour."""
-    fig = _frame("Accuracy and ROC AUC", "accuracy / AUC", _total(total_epochs or settings.epochs, pinned))
+    """The problem type's metrics (problems.py): its training-side one and its validation ones, run
+    solid, baseline dashed (the baseline without the third and later ones, which would crowd the
+    chart); each pinned (label, records) as a dotted curve of the main metric in its own colour."""
+    problem, _ = problems.of_dataset(settings.dataset)
+    title, axis = METRIC_TITLES[problem.kind]
+    fig = _frame(title, axis, _total(total_epochs or settings.epochs, pinned))
     fig.update_layout(height=METRICS_PX)
     series = _series(run, baseline, settings)
+    train_label = "train " + problem.main.label.removeprefix("validation ")
     for label, records in series:
-        fig.add_trace(_line(records, "accuracy", "train", label, "train accuracy"))
-        fig.add_trace(_line(records, "val_accuracy", "validation", label, "validation accuracy"))
-        if any(r.val_auc is not None for r in records):
-            fig.add_trace(_line(records, "val_auc", "auc", label, "validation AUC"))
-    _add_pins(fig, pinned, "val_accuracy", "validation accuracy")
+        fig.add_trace(_line(records, problem.train_metric, "train", label, train_label))
+        shown = problem.metrics if label == RUN else problem.metrics[:2]
+        for metric in shown:
+            if any(getattr(r, metric.field) is not None for r in records):
+                split = "validation" if metric is problem.main else metric.field
+                fig.add_trace(_line(records, metric.field, split, label, _short(metric.label)))
+    _add_pins(fig, pinned, problem.main.field, _short(problem.main.label))
     return _waiting(fig) if not series else fig
+
+
+def _short(label: str) -> str:
+    return label.replace("validation ROC AUC", "validation AUC")
 
 
 def weights_histogram(run_last: EpochRecord | None, baseline_last: EpochRecord | None) -> go.Figure:
@@ -142,7 +165,10 @@ def remedy_figure(title: str, run: list[EpochRecord], baseline: list[EpochRecord
 def records_frame(records: list[EpochRecord], label: str) -> pd.DataFrame:
     """One row per epoch with flat columns (layers numbered from 1) and a `run` column holding label."""
     rows = [_flat(r, label) for r in records]
-    return pd.DataFrame(rows) if rows else pd.DataFrame(columns=["run", *RECORD_COLUMNS])
+    frame = pd.DataFrame(rows) if rows else pd.DataFrame(columns=["run", *RECORD_COLUMNS])
+    # a problem type's metrics only: another type's columns (MAE of a classifier...) are all empty
+    empty = [c for c in OPTIONAL_COLUMNS if c in frame and rows and frame[c].isna().all()]
+    return frame.drop(columns=empty)
 
 
 def curves_csv(run: list[EpochRecord], baseline: list[EpochRecord] | None) -> str:

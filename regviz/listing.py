@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from regviz import problems
 from regviz.settings import Settings
 
 
@@ -10,12 +11,14 @@ def keras_code(settings: Settings, num_features: int = 10000) -> str:
     reg = _regularizer_code(settings)
     lines = ["import keras", "from keras import layers, regularizers", "", "model = keras.Sequential(["]
     lines.append(f"    keras.Input(shape=({num_features},)),")
-    for _ in range(settings.depth):
-        lines.append(f'    layers.Dense({settings.width}, activation="relu"{reg}),')
+    for units in settings.widths():
+        lines.append(f'    layers.Dense({units}, activation="relu"{reg}),')
         if settings.dropout:
             lines.append(f"    layers.Dropout({settings.dropout!r}),")
-    lines += ['    layers.Dense(1, activation="sigmoid"),', "])"]
-    lines += _compile_code(settings)
+    problem, classes = problems.of_dataset(settings.dataset)
+    head = f", activation={problem.activation!r}" if problem.activation else ""
+    lines += [f"    layers.Dense({problem.units(classes)}{head}),".replace("'", '"'), "])"]
+    lines += _compile_code(settings, problem)
     return "\n".join(lines) + "\n"
 
 
@@ -29,13 +32,20 @@ def _regularizer_code(settings: Settings) -> str:
     return ""
 
 
-def _compile_code(settings: Settings) -> list[str]:
+METRICS_CODE = {  # keras's names of each problem type's metrics
+    "binary": '["accuracy", keras.metrics.AUC(), keras.metrics.Precision(), keras.metrics.Recall()]',
+    "multiclass": '["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3")]',
+    "regression": '["mae"]',
+}
+
+
+def _compile_code(settings: Settings, problem) -> list[str]:
     names = {"rmsprop": "RMSprop", "adam": "Adam", "sgd": "SGD"}
     opt = f"keras.optimizers.{names[settings.optimizer]}(learning_rate={settings.learning_rate!r})"
     return [
         f"model.compile(optimizer={opt},",
-        '              loss="binary_crossentropy",',
-        '              metrics=["accuracy"])',
+        f'              loss="{problem.keras_loss}",',
+        f"              metrics={METRICS_CODE[problem.kind]})",
         f"# history = model.fit(x_train, y_train, epochs={settings.epochs},",
         f"#                     batch_size={settings.batch_size},",
         "#                     validation_data=(x_val, y_val))",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import layers, regularizers
 
+from regviz import problems
 from regviz.settings import Settings
 
 
@@ -20,19 +21,20 @@ def regularizer(settings: Settings) -> regularizers.Regularizer | None:
 
 
 def build_model(settings: Settings, num_features: int) -> keras.Sequential:
-    """Dense(width, relu) x depth, each with the penalty and followed by dropout; one sigmoid unit out."""
+    """Dense(width, relu) x depth (the last one `last_width` wide when set), each with the penalty and
+    followed by dropout; then the problem's head: one sigmoid unit (binary), a softmax over the classes
+    (multiclass) or one linear unit (regression)."""
     # named here, not by keras's per-thread name counter: streamlit calls keras.backend.clear_session()
     # after every script run, which resets that counter under a model being built in a worker thread
     # (two layers named "dense" in one model)
     stack = [keras.Input(shape=(num_features,), name="reviews")]
-    for i in range(1, settings.depth + 1):
+    for i, units in enumerate(settings.widths(), 1):
         penalty = regularizer(settings)
-        stack.append(
-            layers.Dense(settings.width, activation="relu", kernel_regularizer=penalty, name=f"hidden_{i}")
-        )
+        stack.append(layers.Dense(units, activation="relu", kernel_regularizer=penalty, name=f"hidden_{i}"))
         if settings.dropout:
             stack.append(layers.Dropout(settings.dropout, name=f"dropout_{i}"))
-    stack.append(layers.Dense(1, activation="sigmoid", name="output"))
+    problem, classes = problems.of_dataset(settings.dataset)
+    stack.append(layers.Dense(problem.units(classes), activation=problem.activation, name="output"))
     return keras.Sequential(stack, name="regviz")
 
 

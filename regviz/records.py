@@ -35,6 +35,12 @@ class EpochRecord:
     seconds: float  # since the run started
     layers: tuple[LayerStats, ...]
     hist: tuple[int, ...]  # first hidden layer's weights counted in HIST_EDGES bins (clipped)
+    # the problem type's other metrics (problems.py); None where a type has no such metric
+    val_precision: float | None = None  # binary: of the reviews called positive, the share that are
+    val_recall: float | None = None  # binary: of the positive reviews, the share called positive
+    val_top3: float | None = None  # multiclass: the true class among the three most probable
+    mae: float | None = None  # regression: mean absolute error, training side (batch-averaged)
+    val_mae: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""

@@ -9,7 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-DATASETS = ("imdb", "synthetic")
+DATASETS = ("imdb", "reuters", "synthetic", "topics")  # problems.DATASETS says which problem each one is
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 # log-scale stops for the penalty sliders; 0 first so "off" is one step away
 PENALTY_STEPS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -17,15 +17,24 @@ WIDTH_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 BATCH_STEPS = (32, 64, 128, 256, 512, 1024, 2048)
 FRACTION_STEPS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 RATE_STEPS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
-# the book's experiments; each one leaves dataset and seed as they are and resets everything else
+# the book's experiments; each one keeps the seed (and the dataset, unless it names one) and resets the rest
 PRESETS = {
-    "Original 16-16": {},
+    "Original 16-16": {"width": 16},
     "Smaller 4-4": {"width": 4},
     "Bigger 512-512": {"width": 512},
     "L2 0.001": {"l2": 0.001},
     "Dropout 0.5": {"dropout": 0.5},
     "L1 0.001": {"l1": 0.001},
+    # chapter 3's multiclass example: Reuters' 46 topics, and its 4-unit information bottleneck
+    "Reuters 64-64": {"dataset": "reuters", "width": 64},
+    "Reuters bottleneck 64-4": {"dataset": "reuters", "width": 64, "last_width": 4},
 }
+
+
+# the book's network for each dataset where it is not the IMDB one (chapter 3: Reuters 64-64); a run
+# on the dataset starts from these, and its link leaves them out
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {"reuters": {"width": 64}, "topics": {"width": 64}}
+DATASET_FIELDS = sorted({name for fields in DATASET_DEFAULTS.values() for name in fields})
 
 
 class SettingsError(ValueError):
@@ -53,7 +62,8 @@ class Settings:
         "dataset to train on",
         choices=DATASETS,
         label="Dataset",
-        effect="IMDB reviews as in the book; 'synthetic' is generated offline and overfits the same way.",
+        effect="IMDB reviews (binary) and Reuters newswires (46 topics) as in the book; 'synthetic' and "
+        "'topics' are generated offline in their shapes and overfit the same way.",
     )
     depth: int = _spec(
         int,
@@ -74,6 +84,17 @@ class Settings:
         steps=WIDTH_STEPS,
         effect="Capacity. The book's second remedy: a smaller network overfits later and less; "
         "512 units overfit almost at once.",
+    )
+    last_width: int = _spec(
+        int,
+        0,
+        "units of the last hidden layer (0: as many as the others)",
+        0,
+        512,
+        label="Units in the last layer",
+        steps=(0, *WIDTH_STEPS),
+        effect="The book's information bottleneck: a last layer much narrower than the classes (4 units "
+        "for 46 topics) cannot carry what the others learnt, and validation accuracy drops.",
     )
     l1: float = _spec(
         float,
@@ -121,7 +142,7 @@ class Settings:
         20,
         "training epochs",
         1,
-        100,
+        500,
         label="Epochs",
         effect="Longer training gives overfitting more time to show; the best epoch is where to stop.",
     )
@@ -177,9 +198,14 @@ class Settings:
         """All fields with their typed values."""
         return dataclasses.asdict(self)
 
+    @classmethod
+    def for_dataset(cls, dataset: str = "imdb", **fields) -> Settings:
+        """The dataset's defaults (DATASET_DEFAULTS over the book's IMDB ones), with these fields set."""
+        return cls(**{**DATASET_DEFAULTS.get(dataset, {}), "dataset": dataset, **fields})
+
     def to_params(self) -> dict[str, str]:
-        """Flat string dict of the fields that differ from the defaults (what a URL holds)."""
-        default = Settings()
+        """Flat string dict of the fields that differ from the dataset's defaults (what a URL holds)."""
+        default = Settings.for_dataset(self.dataset).replace(dataset=Settings().dataset)
         return {
             f.name: _format(getattr(self, f.name))
             for f in dataclasses.fields(self)
@@ -208,7 +234,8 @@ class Settings:
                 kept[name] = _check(fields[name], raw)
             except SettingsError as e:
                 dropped.append((name, _short(raw), e.allowed))
-        return cls(**kept), dropped
+        dataset = kept.pop("dataset", cls.dataset)
+        return cls.for_dataset(dataset, **kept), dropped
 
     def replace(self, **changes) -> Settings:
         """A copy with some fields changed (and validated)."""
@@ -220,7 +247,12 @@ class Settings:
 
     def preset(self, name: str) -> Settings:
         """The book's experiment `name` on this dataset and seed."""
-        return Settings(dataset=self.dataset, seed=self.seed, **PRESETS[name])
+        fields = {"dataset": self.dataset, "seed": self.seed, **PRESETS[name]}
+        return Settings.for_dataset(fields.pop("dataset"), **fields)
+
+    def widths(self) -> list[int]:
+        """Units of each hidden layer: `width`, the last one `last_width` when that is set."""
+        return [self.width] * (self.depth - 1) + [self.last_width or self.width]
 
     @property
     def is_baseline(self) -> bool:

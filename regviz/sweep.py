@@ -24,9 +24,10 @@ MENUS: dict[str, tuple] = {
     "l1": settings_mod.PENALTY_STEPS,
     "dropout": (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
     "width": settings_mod.WIDTH_STEPS,
+    "last_width": (0, *settings_mod.WIDTH_STEPS),
     "depth": (1, 2, 3, 4),
     "train_fraction": settings_mod.FRACTION_STEPS,
-    "epochs": (5, 10, 20, 30, 40, 60, 80, 100),
+    "epochs": (5, 10, 20, 30, 40, 60, 80, 100, 200, 500),
     "batch_size": settings_mod.BATCH_STEPS,
     "optimizer": settings_mod.OPTIMIZERS,
     "learning_rate": settings_mod.RATE_STEPS,
@@ -34,7 +35,8 @@ MENUS: dict[str, tuple] = {
 }
 PICKED: dict[str, tuple] = {
     "l2": (0.0, 1e-4, 1e-3, 1e-2), "l1": (0.0, 1e-4, 1e-3, 1e-2), "dropout": (0.0, 0.25, 0.5),
-    "width": (4, 16, 64, 256), "depth": (1, 2, 3), "train_fraction": (0.2, 0.5, 1.0),
+    "width": (4, 16, 64, 256), "last_width": (0, 4, 16, 64),
+    "depth": (1, 2, 3), "train_fraction": (0.2, 0.5, 1.0),
     "epochs": (10, 20, 40), "batch_size": (128, 512, 2048), "optimizer": settings_mod.OPTIMIZERS,
     "learning_rate": (1e-4, 1e-3, 1e-2), "seed": (0, 1, 2, 3),
 }  # fmt: skip
@@ -144,6 +146,7 @@ METRICS = {
     ),
     "val_accuracy": Metric("highest validation accuracy", _highest("val_accuracy"), lower_is_better=False),
     "val_auc": Metric("highest validation ROC AUC", _highest("val_auc"), lower_is_better=False),
+    "val_top3": Metric("highest validation top-3 accuracy", _highest("val_top3"), lower_is_better=False),
 }
 DEFAULT_METRIC = "min_val_loss"
 

@@ -48,12 +48,14 @@ SMALL = Settings(dataset="synthetic", width=4, epochs=2, l2=0.001)
 SMALL_LINK = {"dataset": "synthetic", "width": "4", "epochs": "2", "l2": "0.001"}
 # the book's experiments (Deep Learning with Python), written out here rather than read from regviz
 BOOK = {
-    "Original 16-16": {},
+    "Original 16-16": {"width": 16},
     "Smaller 4-4": {"width": 4},
     "Bigger 512-512": {"width": 512},
     "L2 0.001": {"l2": 0.001},
     "Dropout 0.5": {"dropout": 0.5},
     "L1 0.001": {"l1": 0.001},
+    "Reuters 64-64": {"dataset": "reuters", "width": 64},
+    "Reuters bottleneck 64-4": {"dataset": "reuters", "width": 64, "last_width": 4},
 }
 SETTLED = ("done", "from the store", "failed", "cancelled")  # words of a progress line that will not change
 
@@ -283,6 +285,7 @@ CHANGES = {
     "dataset": "imdb",
     "depth": 3,
     "width": 64,
+    "last_width": 4,
     "l1": 1e-4,
     "l2": 3e-3,
     "dropout": 0.25,
@@ -350,7 +353,7 @@ def test_the_presets_are_the_books_experiments(app):
     assert sorted(presets(at).options) == sorted(BOOK)
 
 
-@pytest.mark.parametrize("label", list(BOOK))
+@pytest.mark.parametrize("label", [label for label, fields in BOOK.items() if "dataset" not in fields])
 def test_a_preset_sets_the_books_experiment_keeping_dataset_and_seed(app, label):
     """A preset resets every other setting to the book's, keeps dataset and seed, and trains that."""
     start = {"width": "64", "l1": "0.0003", "dropout": "0.3", "epochs": "3", "seed": "5", "depth": "3"}
@@ -592,6 +595,38 @@ def test_exported_code_builds_the_same_model(app, case):
 
 
 # ---- data and the store ----------------------------------------------------------------------------------
+
+
+def test_the_reuters_bottleneck_preset_without_reuters_falls_back_to_the_offline_topics(app, monkeypatch):
+    """Chapter 3's preset picks Reuters with the book's 64-4 network; with no Reuters file and no
+    network, the page says so in one line and trains the same network on the offline topics."""
+    def no_network(*args, **kwargs):
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.delenv(data.REUTERS_PATH_ENV, raising=False)
+    monkeypatch.setattr(keras.datasets.reuters, "load_data", no_network)
+    data._load_cached.cache_clear()
+    at = open_app(SYNTH | {"seed": "5", "epochs": "2"})
+    presets(at).set_value("Reuters bottleneck 64-4")
+    at.run()
+    assert not at.exception, at.exception
+    (notice,) = [i.value for i in at.info]
+    assert "Reuters" in notice and "topics" in notice and "\n" not in notice
+    want = Settings.for_dataset("topics", width=64, last_width=4, seed=5)
+    assert shown_settings(at) == want and asked(app)[0] == want
+    assert "Dense(64, relu) → Dense(4, relu) → Dense(46, softmax)" in at.caption[0].value
+    at = finish(at, app)
+    assert "validation top-3 accuracy (this run)" in traces(charts(at)["Accuracy"])
+
+
+def test_choosing_reuters_takes_the_books_network_for_it(app, monkeypatch):
+    """Picking a dataset in the sidebar starts from its book network: Reuters 64 units, IMDB 16."""
+    monkeypatch.setenv(data.REUTERS_PATH_ENV, "/nonexistent/reuters.npz")  # fails at once: offline topics
+    at = open_app(SYNTH)
+    controls(at)["dataset"].set_value("topics").run()
+    assert controls(at)["width"].value == 64 and at.query_params.get("width") is None
+    controls(at)["dataset"].set_value("synthetic").run()
+    assert controls(at)["width"].value == 16
 
 
 def test_a_failed_imdb_download_falls_back_to_the_offline_dataset(app, monkeypatch):

@@ -360,3 +360,42 @@ def test_unreadable_imdb_file_is_one_line_naming_the_offline_dataset(make, tmp_p
         data.load("imdb")
     assert_one_line_naming_offline(caught.value)
     assert data.IMDB_PATH_ENV in str(caught.value)
+
+
+REUTERS_FILE = REPO.parent / "shared" / "data" / "reuters_r21578.npz"
+
+
+@pytest.mark.skipif(not REUTERS_FILE.is_file(), reason=f"no Reuters file at {REUTERS_FILE}")
+def test_reuters_from_a_local_file_is_the_books_split(monkeypatch, fresh_cache):
+    """REGVIZ_REUTERS_PATH: the first 1,000 training newswires validate, the rest train, the test split
+    apart; 46 topics; rows are the book's vectorize_sequences of the file's word indices."""
+    monkeypatch.setenv(data.REUTERS_PATH_ENV, str(REUTERS_FILE))
+    ds = data.load("reuters")
+    with np.load(REUTERS_FILE, allow_pickle=True) as f:
+        x_train, y_train, x_test = f["x_train"], f["y_train"], f["x_test"]
+    assert (len(ds.y_val), len(ds.y_train), len(ds.y_test)) == (1000, len(y_train) - 1000, len(x_test))
+    assert (ds.problem, ds.classes, ds.num_features) == ("multiclass", 46, NUM_WORDS)
+    np.testing.assert_array_equal(ds.y_val, y_train[:1000])
+    np.testing.assert_array_equal(ds.x_train.take(50).to_dense(), vectorize_sequences(x_train[1000:1050]))
+    info = data.describe(ds)
+    assert (info.problem, info.classes) == ("multiclass", 46) and info.version.startswith("npz-")
+
+
+def test_a_failed_reuters_download_is_one_line_naming_the_offline_topics(monkeypatch, fresh_cache):
+    def no_network(*args, **kwargs):
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.delenv(data.REUTERS_PATH_ENV, raising=False)
+    monkeypatch.setattr(keras.datasets.reuters, "load_data", no_network)
+    with pytest.raises(data.DatasetUnavailable) as e:
+        data.load("reuters")
+    assert "Reuters" in str(e.value) and "topics" in str(e.value) and "\n" not in str(e.value)
+    assert data.offline_for("reuters") == "topics" and data.offline_for("imdb") == "synthetic"
+
+
+def test_the_offline_topics_are_reuters_shaped_and_fixed_by_their_seed():
+    """46 topics, a few common and most rare, 1,000 held out, the same newswires every time."""
+    a, b = data.topics(n_train=2000, n_test=300), data.topics(n_train=2000, n_test=300)
+    np.testing.assert_array_equal(a.x_train.indices, b.x_train.indices)
+    counts = np.bincount(a.y_train.astype(int), minlength=46)
+    assert len(a.y_val) == 1000 and counts.max() > 10 * np.median(counts)

@@ -198,7 +198,7 @@ def test_records_frame_columns(run):
     frame = figures.records_frame(run, "run")
     assert list(frame.columns) == [
         "run", "epoch", "data_loss", "val_data_loss", "penalty", "loss", "val_loss", "accuracy",
-        "val_accuracy", "val_auc", "seconds",
+        "val_accuracy", "val_auc", "seconds",  # the hand-made records carry no precision, recall, ...
         "layer1_l2_norm", "layer1_small_fraction", "layer2_l2_norm", "layer2_small_fraction",
     ]  # fmt: skip
     assert len(frame) == 5 and set(frame["run"]) == {"run"}

@@ -18,19 +18,20 @@ from regviz.settings import Settings, SettingsError
 NUMERIC = {  # name: (lo, hi, is_int)
     "depth": (1, 4, True),
     "width": (1, 512, True),
+    "last_width": (0, 512, True),
     "l1": (0.0, 0.1, False),
     "l2": (0.0, 0.1, False),
     "dropout": (0.0, 0.8, False),
     "train_fraction": (0.05, 1.0, False),
-    "epochs": (1, 100, True),
+    "epochs": (1, 500, True),
     "batch_size": (8, 4096, True),
     "learning_rate": (1e-5, 1.0, False),
     "seed": (0, 2**31 - 1, True),
 }
-CHOICES = {"dataset": ("imdb", "synthetic"), "optimizer": ("rmsprop", "adam", "sgd")}
+CHOICES = {"dataset": ("imdb", "reuters", "synthetic", "topics"), "optimizer": ("rmsprop", "adam", "sgd")}
 # one valid value other than the default for every field
 OTHER = {
-    "dataset": "synthetic", "depth": 3, "width": 4, "l1": 1e-4, "l2": 1e-3, "dropout": 0.5,
+    "dataset": "synthetic", "depth": 3, "width": 4, "last_width": 8, "l1": 1e-4, "l2": 1e-3, "dropout": 0.5,
     "train_fraction": 0.5, "epochs": 7, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-2,
     "seed": 42,
 }
@@ -41,6 +42,7 @@ SLIDER_STOPS = {
     "train_fraction": (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0),
     "learning_rate": (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0),
     "width": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+    "last_width": (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
     "batch_size": (32, 64, 128, 256, 512, 1024, 2048),
 }
 

@@ -593,7 +593,7 @@ def test_data_loss_uses_the_logits_like_keras_fit():
         v.assign(rng.normal(0.0, 30.0, v.shape).astype("float32"))
     a1 = tf.constant(rng.normal(0.0, 5.0, (64, 4)).astype("float32"))
     y = tf.constant(rng.integers(0, 2, 64).astype("float32"))
-    head = tf.function(lambda a, t: steps._data_loss(t, steps.after_first_matmul(net, a, False)))
+    head = tf.function(lambda a, t: steps.data_loss("binary")(t, steps.after_first_matmul(net, a, False)))
     loss = head(a1, y)
     # the reference: logits recomputed in numpy from the weights, stable log-loss formula
     dense = [layer for layer in net.layers if isinstance(layer, keras.layers.Dense)]

@@ -15,7 +15,7 @@ from regviz.settings import PRESETS, Settings
 from regviz.views import ViewCache
 
 POLL_SECONDS = 0.5  # how often a page polls a short run in progress (longer ones: views.poll_seconds)
-BASIC = ("dataset", "width", "depth", "l2", "l1", "dropout", "train_fraction", "epochs")
+BASIC = ("dataset", "width", "depth", "last_width", "l2", "l1", "dropout", "train_fraction", "epochs")
 ADVANCED = ("optimizer", "learning_rate", "batch_size", "seed")
 NOT_SETTINGS = ("pin", "vary", "metric")  # link parameters of the pages, not of a run
 
@@ -88,8 +88,9 @@ def ensure_dataset() -> data.DatasetInfo | None:
     try:
         return service().dataset_info(st.session_state.dataset, wait=False)
     except data.DatasetUnavailable as e:
-        st.session_state.data_notice = f"{e}. Using the offline dataset “{data.OFFLINE_DATASETS[0]}” instead."
-        st.session_state.dataset = data.OFFLINE_DATASETS[0]
+        offline = data.offline_for(st.session_state.dataset)
+        st.session_state.data_notice = f"{e}. Using the offline dataset “{offline}” instead."
+        st.session_state.dataset = offline
         return service().dataset_info(st.session_state.dataset, wait=False)
 
 
@@ -122,7 +123,8 @@ def _percent(value) -> str:
 def control(f) -> None:
     """The widget for one setting, keyed by the setting's name."""
     m, help = f.metadata, f"{f.metadata['effect']} ({settings_mod.allowed(f)})"
-    common = dict(key=f.name, help=help, on_change=_clear_link_notice)
+    changed = _dataset_changed if f.name == "dataset" else _clear_link_notice
+    common = dict(key=f.name, help=help, on_change=changed)
     if m["choices"]:
         st.selectbox(m["label"], m["choices"], **common)
     elif m["steps"]:
@@ -141,6 +143,14 @@ def _clear_link_notice() -> None:
     st.session_state.dropped = []
 
 
+def _dataset_changed() -> None:
+    # the book's network for the new dataset (Reuters: 64-64), as a link to it would start
+    _clear_link_notice()
+    fresh = Settings.for_dataset(st.session_state.dataset)
+    for name in settings_mod.DATASET_FIELDS:
+        st.session_state[name] = getattr(fresh, name)
+
+
 def sidebar() -> None:
     """Presets, the regularization controls, and the advanced ones folded away."""
     by_name = {f.name: f for f in settings_mod.fields()}
@@ -150,8 +160,8 @@ def sidebar() -> None:
             list(PRESETS),
             key="preset",
             on_change=apply_preset,
-            help="One click sets the network and regularization of an experiment from chapter 4; "
-            "dataset and seed stay as they are.",
+            help="One click sets the network and regularization of an experiment from chapter 4 (or "
+            "chapter 3's Reuters ones); the seed, and for chapter 4's the dataset, stay as they are.",
         )
         st.subheader("Network and regularization")
         for name in BASIC:

@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from regviz import data, pins, reading, remedies
+from regviz import data, pins, problems, reading, remedies
 from regviz import views as views_mod
 from regviz.listing import keras_code
 from regviz.settings import Settings
@@ -41,7 +41,9 @@ KERAS_LOSS_NOTE = (
 def header(settings: Settings, info: data.DatasetInfo | None) -> None:
     """Title and the network in one line."""
     st.title("regviz · see regularization work")
-    layers = " → ".join([f"Dense({settings.width}, relu)"] * settings.depth + ["Dense(1, sigmoid)"])
+    problem, classes = problems.of_dataset(settings.dataset)
+    head = f"Dense({problem.units(classes)}{', ' + problem.activation if problem.activation else ''})"
+    layers = " → ".join([f"Dense({units}, relu)" for units in settings.widths()] + [head])
     rows = "loading the data"
     if info is not None:
         rows = f"{info.training_rows(settings.train_fraction):,} training examples"

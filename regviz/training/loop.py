@@ -21,10 +21,11 @@ import numpy as np
 import tensorflow as tf
 
 from regviz import data as datasets
+from regviz.problems import BINARY, REGRESSION
 from regviz.records import EpochRecord, LayerStats
 from regviz.settings import Settings
 from regviz.training.batches import batches_function
-from regviz.training.metrics import roc_auc
+from regviz.training.metrics import validation_metrics
 from regviz.training.sparse import tensors
 from regviz.training.tf_private import regviz_graph_options
 from regviz.training.trainers import pool
@@ -62,7 +63,8 @@ def fit(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator[Epoch
                 if sums is None or _is_set(cancel):  # no partial epoch, and no validation nobody will see
                     return
                 evaluated = trainer.evaluate(*val)
-            yield _record(epoch, sums, len(y_train), evaluated, y_val, time.perf_counter() - start)
+            seconds = time.perf_counter() - start
+            yield _record(epoch, sums, len(y_train), evaluated, y_val, seconds, trainer.kind)
 
 
 _background = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="regviz-batches")
@@ -124,9 +126,11 @@ def batch_orders(seed: int, n_rows: int) -> Iterator[np.ndarray]:
         yield rng.permutation(n_rows)
 
 
-def _record(epoch, sums, n_train, evaluated, y_val, seconds) -> EpochRecord:
-    data_sum, penalty_sum, correct, _ = (float(v) for v in sums.numpy())
-    p, val_data_loss, penalty, norms, small, hist = (t.numpy() for t in evaluated)
+def _record(epoch, sums, n_train, evaluated, y_val, seconds, kind=BINARY) -> EpochRecord:
+    data_sum, penalty_sum, hit_sum, _ = (float(v) for v in sums.numpy())
+    out, val_data_loss, penalty, norms, small, hist = (t.numpy() for t in evaluated)
+    share = hit_sum / n_train  # hits: an accuracy, or for regression an absolute error
+    train_side = {"mae": share, "accuracy": None} if kind == REGRESSION else {"accuracy": share}
     return EpochRecord(
         epoch=epoch,
         data_loss=data_sum / n_train,
@@ -134,9 +138,8 @@ def _record(epoch, sums, n_train, evaluated, y_val, seconds) -> EpochRecord:
         penalty=float(penalty),
         loss=(data_sum + penalty_sum) / n_train,
         val_loss=float(val_data_loss) + float(penalty),
-        accuracy=correct / n_train,
-        val_accuracy=float(np.mean((p > 0.5) == (y_val > 0.5))),
-        val_auc=roc_auc(y_val, p),
+        **train_side,
+        **validation_metrics(kind, y_val, out),
         seconds=seconds,
         layers=tuple(LayerStats(float(a), float(b)) for a, b in zip(norms, small, strict=True)),
         hist=tuple(int(c) for c in hist),

@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from regviz.model import hidden_layers
+from regviz.problems import BINARY, MULTICLASS, REGRESSION
 from regviz.records import HIST_EDGES, SMALL_WEIGHT
 from regviz.training.batches import batch, batches_function
 from regviz.training.optimizer_step import fused_step
@@ -38,15 +39,36 @@ def _penalty(model) -> tf.Tensor:
     return tf.add_n(losses) if losses else tf.constant(0.0)
 
 
-def _data_loss(y, out):
-    # per sample, from the sigmoid's logits as keras's fit and evaluate compute it: clipped
-    # probabilities would lose the gradient (and the true loss) of confidently wrong predictions
-    return keras.losses.binary_crossentropy(y[:, None], out)
+def data_loss(kind: str):
+    """The problem's loss per sample, as keras's fit and evaluate compute it; labels are floats (a
+    class's index for multiclass)."""
+    if kind == BINARY:
+        # from the sigmoid's logits: clipped probabilities would lose the gradient (and the true
+        # loss) of confidently wrong predictions
+        return lambda y, out: keras.losses.binary_crossentropy(y[:, None], out)
+    if kind == MULTICLASS:  # from the softmax's logits, for the same reason
+        return lambda y, out: keras.losses.sparse_categorical_crossentropy(tf.cast(y, tf.int32), out)
+    if kind == REGRESSION:
+        return lambda y, out: tf.square(out[:, 0] - y)
+    raise ValueError(f"unknown problem type {kind!r}")
 
 
-def epoch_functions(model, optimizer, n_cols, batch_size):
+def hits(kind: str):
+    """Per batch: correct predictions (classification) or the sum of absolute errors (regression)."""
+    def count(same):
+        return tf.reduce_sum(tf.cast(same, tf.float32))
+
+    if kind == BINARY:
+        return lambda y, out: count(tf.equal(tf.cast(out[:, 0] > 0.5, tf.float32), y))
+    if kind == MULTICLASS:
+        return lambda y, out: count(tf.equal(tf.argmax(out, 1, output_type=tf.int32), tf.cast(y, tf.int32)))
+    return lambda y, out: tf.reduce_sum(tf.abs(out[:, 0] - y))
+
+
+def epoch_functions(model, optimizer, n_cols, batch_size, kind: str = BINARY):
     """The fused optimizer step (None: keras's apply), and the traced run_steps (see its docstring)."""
     params = model.trainable_variables
+    loss_of, hits_of = data_loss(kind), hits(kind)
     first = model.layers[0]
     # narrow models: one fused kernel per weight; wide ones: keras's update compiled by xla (faster)
     wide = first.units >= XLA_MIN_WIDTH
@@ -56,10 +78,9 @@ def epoch_functions(model, optimizer, n_cols, batch_size):
         """Data loss, hits, and the data loss's gradient of every weight, for the batch's rows x."""
         with tf.GradientTape() as tape:
             out = forward(model, x, training=True)
-            data_loss = tf.reduce_mean(_data_loss(yb, out))
-        grads = tape.gradient(data_loss, params)
-        correct = tf.reduce_sum(tf.cast(tf.equal(tf.cast(out[:, 0] > 0.5, tf.float32), yb), tf.float32))
-        return data_loss, correct, grads
+            loss = tf.reduce_mean(loss_of(yb, out))
+        grads = tape.gradient(loss, params)
+        return loss, hits_of(yb, out), grads
 
     def apply(grads):
         """Add the penalty's gradient and take the optimizer's step; returns the penalty before it."""
@@ -105,9 +126,10 @@ def epoch_functions(model, optimizer, n_cols, batch_size):
     return fused, run_steps
 
 
-def eval_function(model):
+def eval_function(model, kind: str = BINARY):
     """evaluate(a1, y) for a1 = the validation rows' first_matmul: predictions, losses, weight statistics."""
     first = model.layers[0]
+    loss_of = data_loss(kind)
     kernels = [layer.kernel for layer in hidden_layers(model)]
     lo, hi, bins = HIST_EDGES[0], HIST_EDGES[-1], len(HIST_EDGES) - 1
 
@@ -117,10 +139,9 @@ def eval_function(model):
     )
     def evaluate(a1, y):
         out = after_first_matmul(model, a1, training=False)
-        p = out[:, 0]
         norms = tf.stack([tf.norm(k) for k in kernels])
         small = tf.stack([tf.reduce_mean(tf.cast(tf.abs(k) < SMALL_WEIGHT, tf.float32)) for k in kernels])
         hist = tf.histogram_fixed_width(tf.reshape(kernels[0], [-1]), [lo, hi], nbins=bins)
-        return p, tf.reduce_mean(_data_loss(y, out)), _penalty(model), norms, small, hist
+        return out, tf.reduce_mean(loss_of(y, out)), _penalty(model), norms, small, hist
 
     return evaluate

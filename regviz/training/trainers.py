@@ -12,6 +12,7 @@ import contextlib
 import threading
 from collections import OrderedDict
 
+from regviz import problems
 from regviz.model import build_model, build_optimizer
 from regviz.settings import Settings
 from regviz.training import factors
@@ -32,13 +33,14 @@ class _Trainer:
 
     def __init__(self, settings: Settings, n_cols: int):
         self.n_cols, self.batch_size = n_cols, settings.batch_size
+        self.kind = problems.of_dataset(settings.dataset)[0].kind
         self.model, self.optimizer = _fresh_model(settings, n_cols)
         self.factors = factors.Factors(self.model, settings)  # before the first trace
         self.fresh = True
         # traced at their first call, which fit makes under _regviz_graph_options like every other
-        functions = epoch_functions(self.model, self.optimizer, n_cols, settings.batch_size)
+        functions = epoch_functions(self.model, self.optimizer, n_cols, settings.batch_size, self.kind)
         self.fused_step, self.run_steps = functions
-        self._evaluate = eval_function(self.model)
+        self._evaluate = eval_function(self.model, self.kind)
         self.pace = Pace()  # not reset: the step time is the architecture's, whichever run measured it
 
     def reset(self, settings: Settings) -> None:
@@ -87,10 +89,12 @@ class Pace:
 
 
 def _architecture(settings: Settings, n_cols: int) -> tuple:
-    """What the traced functions depend on; not the seed, epochs, data, or the values of the learning
+    """What the traced functions depend on; not the seed, epochs, data (only its problem type and
+    classes), or the values of the learning
     rate, penalties and dropout rate (variables: see factors.py), only which of those are nonzero."""
     s = settings
-    return (n_cols, s.depth, s.width, *factors.structure(s), s.optimizer, s.batch_size)
+    head = problems.of_dataset(s.dataset)  # the problem type and the classes: the loss and the head
+    return (n_cols, *head, tuple(s.widths()), *factors.structure(s), s.optimizer, s.batch_size)
 
 
 class _Pool:
