@@ -7,8 +7,9 @@ import argparse
 import json
 import sys
 
+from regviz import problems
 from regviz import settings as settings_mod
-from regviz.records import summary
+from regviz.records import mean_records, summary
 from regviz.settings import Settings, SettingsError
 
 BAD_INPUT = 2  # argparse's own exit code for bad arguments
@@ -93,17 +94,34 @@ def _train(settings: Settings, no_store: bool) -> int:
     from regviz.store import StoreError
 
     try:
-        # training in this process, through the same code as the app's workers
+        # training in this process, through the same code as the app's workers; a K-fold run fold by fold
         service = RunService(executor=ThreadExecutor(train_here))
-        stored = None if no_store else service.lookup(settings)
-        stream = stored if stored is not None else service.fresh(settings, save=not no_store)
-        records = [_emit(r) for r in stream]
+        folds, all_stored = [], True
+        for fold in settings.fold_runs():
+            stored = None if no_store else service.lookup(fold)
+            stream = stored if stored is not None else service.fresh(fold, save=not no_store)
+            folds.append([_emit(r, fold if fold is not settings else None) for r in stream])
+            all_stored = all_stored and stored is not None
     except (data.DatasetUnavailable, StoreError) as e:
         print(f"error: {e}", file=sys.stderr)
         return FAILED
-    result = {"summary": summary(records, stored is not None), "settings": settings.as_dict()}
+    records = folds[0] if len(folds) == 1 else mean_records(folds)
+    result = {"summary": _summary(settings, records, all_stored), "settings": settings.as_dict()}
     print(json.dumps({**result, "key": settings.key()}))
     return 0
+
+
+def _summary(settings: Settings, records, stored: bool) -> dict:
+    """The run's summary (of the folds' mean curve for K-fold), with the problem type's main metric at
+    the best epoch."""
+    out = summary(records, stored)
+    metric = problems.of_dataset(settings.dataset)[0].main.field
+    best = out["best_epoch"]
+    out[metric + "_at_best"] = getattr(records[best - 1], metric) if best else None
+    if settings.validation != "holdout":
+        out["folds"] = len(settings.fold_runs())
+    return out
+
 
 
 def _sweep(given: dict[str, str], no_store: bool, workers: int) -> int:
@@ -152,13 +170,14 @@ def _sweep_executor(workers: int, dataset: str):
 def _train_cells(service, cells, grid, no_store: bool) -> list[dict]:
     """Every cell through a run manager (stored ones at once), one JSON line each as it finishes."""
     from regviz import sweep
+    from regviz.runs import group
     from regviz.runs.manager import SWEEP, RunManager
 
     service.dataset_info(cells[0].dataset)  # a missing dataset fails here, once, before anything trains
     lookup = (lambda settings: None) if no_store else service.lookup
     save = (lambda settings, records: None) if no_store else service.save
     manager = RunManager(service.executor, lookup, save)
-    runs, lines = [manager.watch(cell, "command line", SWEEP) for cell in cells], []
+    runs, lines = [group.watch(manager, cell, "command line", SWEEP) for cell in cells], []
     pending = list(runs)
     while pending:
         pending[0].wait(0.2)
@@ -173,6 +192,7 @@ def _train_cells(service, cells, grid, no_store: bool) -> list[dict]:
     return lines
 
 
-def _emit(record):
-    print(json.dumps(record.to_dict()), flush=True)
+def _emit(record, fold: Settings | None = None):
+    where = {} if fold is None else {"fold": fold.fold + 1, "repeat": fold.repeat + 1}
+    print(json.dumps({**where, **record.to_dict()}), flush=True)
     return record

@@ -9,7 +9,7 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from regviz import problems
-from regviz.records import HIST_EDGES, SMALL_WEIGHT, EpochRecord, best_epoch
+from regviz.records import HIST_EDGES, SMALL_WEIGHT, EpochRecord, best_epoch, mean_records, spread
 from regviz.settings import Settings
 
 RUN, BASELINE = "this run", "baseline"
@@ -65,13 +65,20 @@ def loss_figure(
     keras_loss: bool = False,
     total_epochs: int | None = None,
     pinned: tuple[tuple[str, list[EpochRecord]], ...] = (),
+    folds=(None, None),
 ) -> go.Figure:
     """Training and validation loss per epoch, run solid over a dashed baseline, best epochs starred;
-    each pinned (label, records) as a dotted validation curve of its own colour."""
+    each pinned (label, records) as a dotted validation curve of its own colour. K-fold runs (folds:
+    each fold's records of the run and of the baseline) are their means, each fold's validation
+    curve drawn faint and a band of one standard deviation around the mean validation curve."""
     train_key, val_key = ("loss", "val_loss") if keras_loss else ("data_loss", "val_data_loss")
     fig = _frame("Loss per epoch", _loss_title(keras_loss), _total(total_epochs or settings.epochs, pinned))
     series = _series(run, baseline, settings)
-    if run:
+    run_folds, base_folds = folds
+    for label, fold_runs in ((BASELINE, base_folds), (RUN, run_folds)):
+        if fold_runs and (label == RUN or baseline is not run):
+            _add_folds(fig, fold_runs, val_key, label)
+    if run and not run_folds:
         fig.add_trace(_gap_band(run, train_key, val_key))
     for label, records in series:
         fig.add_trace(_line(records, train_key, "train", label, "train"))
@@ -225,6 +232,32 @@ def _add_pins(fig: go.Figure, pinned, key: str, what: str) -> None:
             x=[r.epoch for r in records], y=[getattr(r, key) for r in records], mode="lines+markers",
             name=f"{what} (pin {i + 1}: {label})", legendgroup=f"pin-{i + 1}", hovertemplate=HOVER,
             line={"color": PIN_COLORS[i % len(PIN_COLORS)], "dash": "dot"}, marker={"size": 4},
+        ))  # fmt: skip
+
+
+FOLD_LINE = {"width": 1, "color": COLORS["validation"]}
+
+
+def _add_folds(fig: go.Figure, fold_runs, key: str, label: str) -> None:
+    """One standard deviation around the folds' mean validation curve, and (for the run) each fold faint."""
+    mean = mean_records(fold_runs)
+    if not mean:
+        return
+    epochs, centre, sd = [r.epoch for r in mean], [getattr(r, key) for r in mean], spread(fold_runs, key)
+    upper = [c + d for c, d in zip(centre, sd, strict=True)]
+    lower = [c - d for c, d in zip(centre, sd, strict=True)]
+    fig.add_trace(go.Scatter(
+        x=epochs + epochs[::-1], y=upper + lower[::-1], fill="toself", mode="none", hoverinfo="skip",
+        fillcolor="rgba(213, 94, 0, 0.12)" if label == RUN else "rgba(213, 94, 0, 0.06)",
+        name=f"validation ± 1 sd of {len(fold_runs)} folds ({label})", legendgroup=label,
+    ))  # fmt: skip
+    if label != RUN:
+        return
+    for i, records in enumerate(fold_runs, 1):
+        fig.add_trace(go.Scatter(
+            x=[r.epoch for r in records], y=[getattr(r, key) for r in records], mode="lines", opacity=0.35,
+            line=FOLD_LINE, name="validation, each fold", legendgroup="folds", showlegend=i == 1,
+            hovertemplate=f"fold {i}<br>epoch %{{x}}<br>%{{y:.4f}}<extra></extra>",
         ))  # fmt: skip
 
 

@@ -73,7 +73,11 @@ DATASETS = {
     "synthetic": (BINARY, 2),
     "reuters": (MULTICLASS, 46),
     "topics": (MULTICLASS, 46),
+    "boston": (REGRESSION, 1),
+    "houses": (REGRESSION, 1),
 }
+# datasets of continuous features (dense rows, standardised on the training part), not multi-hot words
+TABULAR = frozenset({"boston", "houses"})
 
 
 def problem(kind: str) -> Problem:

@@ -189,3 +189,19 @@ def status(run, who: str) -> tuple[float, str]:
 
 def _seconds(seconds: float) -> str:
     return f"{math.ceil(seconds)} s" if seconds < 120 else f"{math.ceil(seconds / 60)} min"
+
+
+def folds(fold_runs) -> list[str]:
+    """How much the folds of a K-fold run disagree: the spread of their lowest validation losses."""
+    lows = [min(r.val_data_loss for r in records) for records in fold_runs if records]
+    if len(lows) < 2:
+        return []
+    mean = sum(lows) / len(lows)
+    sd = (sum((v - mean) ** 2 for v in lows) / len(lows)) ** 0.5
+    share = sd / mean if mean else 0.0
+    word = "agree closely" if share < 0.05 else "disagree noticeably" if share > 0.15 else "differ somewhat"
+    return [
+        f"The {len(lows)} folds {word}: their lowest validation losses run from {min(lows):.3f} to "
+        f"{max(lows):.3f} (standard deviation {sd:.3f}, {share:.0%} of the mean); the curves show "
+        "their mean, the band one standard deviation."
+    ]

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 # fixed bins for the first hidden layer's weight histogram, so runs compare bin by bin
 HIST_EDGES = tuple(round(-0.3 + 0.01 * i, 4) for i in range(61))
 SMALL_WEIGHT = 1e-3  # |w| below this counts as (practically) zero
@@ -75,3 +77,40 @@ def summary(records: list[EpochRecord], cached: bool) -> dict[str, Any]:
         "cached": cached,
     }
 
+
+
+def mean_records(runs: list[list[EpochRecord]]) -> list[EpochRecord]:
+    """The folds' mean record per epoch, over the epochs every fold has reached: each number averaged
+    (None where a fold has none), seconds the slowest fold's, the weight histogram summed."""
+    if not runs or not all(runs):
+        return []
+    epochs = min(len(r) for r in runs)
+    return [_mean_epoch([r[i] for r in runs]) for i in range(epochs)]
+
+
+def spread(runs: list[list[EpochRecord]], key: str) -> list[float]:
+    """The folds' standard deviation of one field per epoch (population: the folds are all there is)."""
+    epochs = min((len(r) for r in runs), default=0)
+    return [float(np.std([getattr(r[i], key) for r in runs])) for i in range(epochs)]
+
+
+def _mean_epoch(records: list[EpochRecord]) -> EpochRecord:
+    values = {}
+    for f in dataclasses.fields(EpochRecord):
+        got = [getattr(r, f.name) for r in records]
+        if f.name in ("epoch",):
+            values[f.name] = got[0]
+        elif f.name == "seconds":
+            values[f.name] = max(got)
+        elif f.name == "layers":
+            values[f.name] = tuple(_mean_layer(layer) for layer in zip(*got, strict=True))
+        elif f.name == "hist":
+            values[f.name] = tuple(int(v) for v in np.sum(got, axis=0))
+        else:
+            values[f.name] = None if any(g is None for g in got) else float(np.mean(got))
+    return EpochRecord(**values)
+
+
+def _mean_layer(stats) -> LayerStats:
+    norm, small = np.mean([(s.l2_norm, s.small_fraction) for s in stats], axis=0)
+    return LayerStats(float(norm), float(small))

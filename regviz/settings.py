@@ -9,7 +9,9 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-DATASETS = ("imdb", "reuters", "synthetic", "topics")  # problems.DATASETS says which problem each one is
+from regviz.splits import HOLDOUT, ITERATED, KFOLD, PROTOCOLS
+
+DATASETS = ("imdb", "reuters", "boston", "synthetic", "topics", "houses")  # problems.DATASETS: their types
 OPTIMIZERS = ("rmsprop", "adam", "sgd")
 # log-scale stops for the penalty sliders; 0 first so "off" is one step away
 PENALTY_STEPS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
@@ -33,7 +35,11 @@ PRESETS = {
 
 # the book's network for each dataset where it is not the IMDB one (chapter 3: Reuters 64-64); a run
 # on the dataset starts from these, and its link leaves them out
-DATASET_DEFAULTS: dict[str, dict[str, Any]] = {"reuters": {"width": 64}, "topics": {"width": 64}}
+# the book's Boston network and batch; 200 epochs, enough for its validation loss to turn up
+_TABULAR = {"width": 64, "batch_size": 16, "epochs": 200}
+DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
+    "reuters": {"width": 64}, "topics": {"width": 64}, "boston": _TABULAR, "houses": _TABULAR,
+}  # fmt: skip
 DATASET_FIELDS = sorted({name for fields in DATASET_DEFAULTS.values() for name in fields})
 
 
@@ -46,10 +52,11 @@ class SettingsError(ValueError):
         super().__init__(f"{name}={shown} is not allowed: {allowed}")
 
 
-def _spec(kind, default, help, lo=None, hi=None, choices=None, label=None, steps=None, effect=""):
-    # steps: the stops a slider offers (any in-range value stays valid, e.g. from a link or the CLI)
+def _spec(kind, default, help, lo=None, hi=None, choices=None, label=None, steps=None, effect="", hidden=0):
+    # steps: the stops a slider offers (any in-range value stays valid, e.g. from a link or the CLI);
+    # hidden: set by regviz itself (which fold of a K-fold run this is), never by a control or option
     meta = {"kind": kind, "lo": lo, "hi": hi, "choices": choices, "help": help, "label": label}
-    return field(default=default, metadata=meta | {"steps": steps, "effect": effect})
+    return field(default=default, metadata=meta | {"steps": steps, "effect": effect, "hidden": hidden})
 
 
 @dataclass(frozen=True)
@@ -62,8 +69,9 @@ class Settings:
         "dataset to train on",
         choices=DATASETS,
         label="Dataset",
-        effect="IMDB reviews (binary) and Reuters newswires (46 topics) as in the book; 'synthetic' and "
-        "'topics' are generated offline in their shapes and overfit the same way.",
+        effect="IMDB reviews (binary), Reuters newswires (46 topics) and Boston house prices (regression) "
+        "as in the book; 'synthetic', 'topics' and 'houses' are generated offline in their shapes and "
+        "overfit the same way.",
     )
     depth: int = _spec(
         int,
@@ -175,6 +183,36 @@ class Settings:
         steps=RATE_STEPS,
         effect="Step size. Larger steps fit (and overfit) faster until training becomes unstable.",
     )
+    validation: str = _spec(
+        str,
+        HOLDOUT,
+        "evaluation protocol: holdout, kfold or iterated (K-fold repeated on reshuffled rows)",
+        choices=PROTOCOLS,
+        label="Validation",
+        effect="Hold-out validates on fixed rows; K-fold trains one model per fold and shows their mean "
+        "and spread, the book's choice for a dataset as small as Boston.",
+    )
+    folds: int = _spec(
+        int,
+        4,
+        "folds of K-fold validation (kfold and iterated only)",
+        2,
+        10,
+        label="Folds",
+        effect="Each fold validates once on its share of the rows; more folds, more models, more data each.",
+    )
+    repeats: int = _spec(
+        int,
+        2,
+        "repeats of iterated K-fold (iterated only), the rows reshuffled before each",
+        2,
+        5,
+        label="Repeats",
+        effect="Iterated K-fold averages over several shuffles: a steadier estimate, at that many times "
+        "the cost.",
+    )
+    fold: int = _spec(int, -1, "which fold this run is (-1: the whole protocol)", -1, 9, hidden=True)
+    repeat: int = _spec(int, 0, "which repeat of iterated K-fold this fold is in", 0, 4, hidden=True)
     seed: int = _spec(
         int,
         0,
@@ -188,6 +226,27 @@ class Settings:
     def __post_init__(self):
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
+        # what a protocol does not use keeps its default, so that one experiment has one identity
+        if self.validation == HOLDOUT:
+            object.__setattr__(self, "folds", 4)
+            object.__setattr__(self, "fold", -1)
+        if self.validation != ITERATED:
+            object.__setattr__(self, "repeats", 2)
+            object.__setattr__(self, "repeat", 0)
+        if self.fold >= self.folds:
+            raise SettingsError("fold", self.fold, f"an integer from -1 to {self.folds - 1}")
+
+    def fold_runs(self) -> list[Settings]:
+        """The runs a K-fold experiment trains: one per fold (and repeat); a hold-out one is itself."""
+        if self.validation == HOLDOUT:
+            return [self]
+        repeats = self.repeats if self.validation == ITERATED else 1
+        return [self.replace(fold=f, repeat=r) for r in range(repeats) for f in range(self.folds)]
+
+    @property
+    def whole(self) -> Settings:
+        """The experiment a fold run belongs to (itself when it is not a fold)."""
+        return self.replace(fold=-1, repeat=0)
 
     def key(self) -> str:
         """Stable identity: a short hash of every field, the same in every process."""
@@ -234,6 +293,11 @@ class Settings:
                 kept[name] = _check(fields[name], raw)
             except SettingsError as e:
                 dropped.append((name, _short(raw), e.allowed))
+        protocol = kept.get("validation", HOLDOUT)
+        for name, applies in (("folds", (KFOLD, ITERATED)), ("repeats", (ITERATED,))):
+            if name in kept and protocol not in applies:
+                dropped.append((name, _short(params[name]), f"only with validation {' or '.join(applies)}"))
+                del kept[name]
         dataset = kept.pop("dataset", cls.dataset)
         return cls.for_dataset(dataset, **kept), dropped
 
@@ -261,8 +325,9 @@ class Settings:
 
 
 def fields() -> list[dataclasses.Field]:
-    """The declared settings, in order, with their metadata (kind, range, choices, help)."""
-    return list(dataclasses.fields(Settings))
+    """The settings a person sets, in order, with their metadata (kind, range, choices, help); not
+    the hidden ones regviz sets itself (a fold run's fold and repeat)."""
+    return [f for f in dataclasses.fields(Settings) if not f.metadata["hidden"]]
 
 
 def allowed(f: dataclasses.Field) -> str:

@@ -136,6 +136,14 @@ def _highest(key: str) -> Callable[[list[EpochRecord]], float | None]:
     return read
 
 
+def _lowest(key: str) -> Callable[[list[EpochRecord]], float | None]:
+    def read(records: list[EpochRecord]) -> float | None:
+        values = [getattr(r, key) for r in records if getattr(r, key) is not None]
+        return min(values) if values else None
+
+    return read
+
+
 METRICS = {
     "min_val_loss": Metric("lowest validation loss", _min_val_loss),
     "last_val_loss": Metric("validation loss, last epoch", lambda rs: rs[-1].val_data_loss if rs else None),
@@ -147,6 +155,7 @@ METRICS = {
     "val_accuracy": Metric("highest validation accuracy", _highest("val_accuracy"), lower_is_better=False),
     "val_auc": Metric("highest validation ROC AUC", _highest("val_auc"), lower_is_better=False),
     "val_top3": Metric("highest validation top-3 accuracy", _highest("val_top3"), lower_is_better=False),
+    "val_mae": Metric("lowest validation MAE", _lowest("val_mae")),
 }
 DEFAULT_METRIC = "min_val_loss"
 

@@ -62,7 +62,8 @@ class ViewCache:
         records_of = [r for _, r in shots]
         names = [pins.label(p.settings, reference) for p in pinned]
         labelled = tuple(zip(names, records_of, strict=True))
-        made = build(records, None if base is run else baseline, settings, keras_loss, labelled)
+        folds = (_folds_of(run), None if base is run else _folds_of(base))
+        made = build(records, None if base is run else baseline, settings, keras_loss, labelled, folds)
         if pinned:
             table = [pins.row("this run", settings, reference, records, run.state)]
             if base is not run:
@@ -78,19 +79,28 @@ class ViewCache:
         return made
 
 
-def build(records, baseline, settings: Settings, keras_loss: bool, pinned=()) -> RunView:
+def _folds_of(run):
+    # a K-fold run (runs.group.FoldGroup) also has each fold's records; a hold-out run has none
+    return run.fold_records() if hasattr(run, "fold_records") else None
+
+
+def build(records, baseline, settings: Settings, keras_loss: bool, pinned=(), folds=(None, None)) -> RunView:
     """The four figures, CSV and reading of records over baseline (None: the run is the baseline), with
-    pinned (label, records) pairs on the loss and metric charts."""
+    pinned (label, records) pairs on the loss and metric charts; for K-fold runs, folds holds each
+    fold's records of the run and of the baseline, and records are their means."""
     shown = baseline if baseline is not None else records
     last = records[-1] if records else None
     base_last = shown[-1] if shown else None
+    lines = reading.reading(records, shown, settings)
+    if folds[0]:
+        lines = [*lines, *reading.folds(folds[0])]
     return RunView(
-        loss=figures.loss_figure(records, shown, settings, keras_loss=keras_loss, pinned=pinned),
+        loss=figures.loss_figure(records, shown, settings, keras_loss=keras_loss, pinned=pinned, folds=folds),
         metrics=figures.metrics_figure(records, shown, settings, pinned=pinned),
         hist=figures.weights_histogram(last, base_last),
         norms=figures.weight_norms_figure(records, shown, settings.epochs),
         csv=figures.curves_csv(records, baseline),
-        reading=tuple(reading.reading(records, shown, settings)),
+        reading=tuple(lines),
         epochs=len(records),
     )
 

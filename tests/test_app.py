@@ -8,7 +8,6 @@ tests that only look at settings never pay for a training.
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import json
 import re
@@ -30,6 +29,7 @@ from streamlit.testing.v1 import app_test as app_test_module
 
 import regviz.service
 from regviz import data, sweep
+from regviz import settings as settings_mod
 from regviz.model import build_model, build_optimizer
 from regviz.runs.manager import INTERACTIVE, SWEEP
 from regviz.runs.threads import ThreadExecutor
@@ -41,7 +41,8 @@ from regviz.training import loop
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 SCRIPT_TIMEOUT = 120  # seconds for one script run; the first one imports tensorflow
 DEADLINE = 180.0  # seconds for a small run and its baseline to finish; only reached when something is broken
-FIELDS = [f.name for f in dataclasses.fields(Settings)]
+FIELDS = [f.name for f in settings_mod.fields()]  # what a person sets (not a fold run's own fold)
+PROTOCOL = ("validation", "folds", "repeats")  # their controls are tested with K-fold runs below
 SYNTH = {"dataset": "synthetic"}
 # a small regularized run on the offline data: two short trainings (run and baseline), a few seconds
 SMALL = Settings(dataset="synthetic", width=4, epochs=2, l2=0.001)
@@ -304,7 +305,7 @@ def test_every_setting_has_a_control_keyed_by_its_name(app):
     keys = [w.key for w in at.sidebar if getattr(w, "key", None) in FIELDS]
     assert sorted(keys) == sorted(FIELDS)
     assert shown_settings(at) == expected()
-    assert set(CHANGES) == set(FIELDS), "every control is exercised below"
+    assert set(CHANGES) | set(PROTOCOL) == set(FIELDS), "every control is exercised below"
 
 
 @pytest.mark.parametrize("name", list(CHANGES))
@@ -963,3 +964,61 @@ def test_a_store_that_cannot_be_reached_is_one_line_and_runs_still_train(app, mo
     (line,) = [w.value for w in at.warning if "Store of finished runs" in w.value]
     assert "127.0.0.1:9" in line and "hunter2" not in line and "\n" not in line
     assert all("done, 2 of 2 epochs" in p for p in progress(at))
+
+
+def test_a_regression_dataset_shows_its_error_and_says_how_its_features_are_scaled(app, media):
+    """houses (offline Boston): the network ends in one linear unit, the second chart is the mean
+    absolute error, the page says the features are standardised on the training part only, and the
+    CSV has MAE columns, no accuracy."""
+    at = finish(open_app({"dataset": "houses", "epochs": "3"}), app)
+    assert "Dense(64, relu) → Dense(64, relu) → Dense(1)" in at.caption[0].value
+    assert any("training part only" in c.value for c in at.caption)
+    lines = traces(charts(at)["Mean"])
+    assert {"train MAE (this run)", "validation MAE (this run)"} <= set(lines)
+    run = app.watched[0]
+    assert lines["validation MAE (this run)"]["y"] == pytest.approx([r.val_mae for r in run.records()])
+    header = downloaded(at, media).decode().splitlines()[0].split(",")
+    assert "val_mae" in header and "mae" in header and "val_accuracy" not in header
+
+
+# ---- K-fold validation ---------------------------------------------------------------------------------
+
+KFOLD_LINK = {"dataset": "houses", "validation": "kfold", "folds": "3", "epochs": "3", "width": "16"}
+
+
+def test_k_fold_trains_a_model_per_fold_and_draws_their_mean_band_and_folds(app):
+    """validation kfold, 3 folds: three fold runs each of run and baseline; the loss chart's validation
+    curve is the folds' mean (each fold faint, one standard deviation as a band), the reading says
+    how much the folds disagree."""
+    at = finish(open_app(KFOLD_LINK), app)
+    want = Settings.from_params(KFOLD_LINK)
+    assert {r.settings for r in app.watched} == {*want.fold_runs(), *want.baseline().fold_runs()}
+    folds = [list(loop.train(f)) for f in want.baseline().fold_runs()]  # the run is its own baseline here
+    lines = traces(charts(at)["Loss"])
+    mean = np.mean([[r.val_data_loss for r in f] for f in folds], axis=0)
+    assert lines["validation (this run)"]["y"] == pytest.approx(list(mean), rel=1e-6)
+    assert "validation ± 1 sd of 3 folds (this run)" in lines and "validation, each fold" in lines
+    assert sum(t.get("legendgroup") == "folds" for t in charts(at)["Loss"]["data"]) == 3
+    assert any("The 3 folds" in m.value for m in at.markdown)
+    assert "3-fold validation over 404 examples" in at.caption[0].value
+    assert at.query_params["validation"] == "kfold" and at.query_params["folds"] == "3"
+
+
+def test_a_k_fold_run_whose_folds_are_stored_appears_at_once(app, store_path):
+    """Every fold is a stored run: with all of them in the store, the page trains nothing."""
+    want = Settings.from_params(KFOLD_LINK)
+    store = RunStore(store_path)
+    for fold in want.fold_runs():
+        store.put(fold, data.load("houses").version, list(loop.train(fold)))
+    at = open_app(KFOLD_LINK)
+    assert all("from the store" in line for line in progress(at)) and app.trained == []
+
+
+def test_the_fold_controls_only_apply_to_the_protocols_that_use_them(app):
+    at = open_app(SYNTH)
+    assert controls(at)["folds"].disabled and controls(at)["repeats"].disabled
+    controls(at)["validation"].set_value("iterated").run()
+    assert not controls(at)["folds"].disabled and not controls(at)["repeats"].disabled
+    assert at.query_params["validation"] == "iterated"
+    runs = {r.settings for r in app.watched if r.settings.validation == "iterated"}
+    assert {(r.fold, r.repeat) for r in runs} == {(f, k) for f in range(4) for k in range(2)}

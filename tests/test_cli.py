@@ -154,3 +154,35 @@ def test_a_sweep_on_two_worker_processes_gives_the_cells_trained_in_this_process
         assert cells(both)[name]["best_epoch"] == cell["best_epoch"] and not cells(both)[name]["stored"]
     bad = run_cli("sweep", *SWEEP, *grid, "--workers", "0")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--workers" in bad.stderr
+
+
+def test_k_fold_prints_each_fold_epoch_then_the_mean_curves_summary(temporary_store):
+    """--validation kfold: one line per fold-epoch (with fold and repeat), then a summary of the folds'
+    mean curve: its best epoch, the mean validation loss and MAE there; stored folds the second time."""
+    args = ["train", "--dataset", "houses", "--validation", "kfold", "--folds", "3", "--epochs", "4"]
+    first = run_cli(*args, REGVIZ_STORE=str(temporary_store))
+    assert first.returncode == 0, first.stderr[-2000:]
+    lines = [json.loads(line) for line in first.stdout.splitlines()]
+    epochs, summary = lines[:-1], lines[-1]["summary"]
+    assert [(e["fold"], e["epoch"]) for e in epochs] == [(f, e) for f in (1, 2, 3) for e in (1, 2, 3, 4)]
+    mean = [sum(e["val_data_loss"] for e in epochs if e["epoch"] == k) / 3 for k in (1, 2, 3, 4)]
+    best = mean.index(min(mean)) + 1
+    assert summary["best_epoch"] == best and summary["min_val_data_loss"] == pytest.approx(min(mean))
+    mae = sum(e["val_mae"] for e in epochs if e["epoch"] == best) / 3
+    assert summary["val_mae_at_best"] == pytest.approx(mae) and summary["folds"] == 3
+    assert summary["cached"] is False
+    again = run_cli(*args, REGVIZ_STORE=str(temporary_store))
+    assert json.loads(again.stdout.splitlines()[-1])["summary"]["cached"] is True
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--folds", "1", "--validation", "kfold"], "folds='1'"),
+        (["--repeats", "3"], "only with validation iterated"),
+    ],
+)
+def test_bad_protocol_combinations_exit_2_with_one_line(args, words, capsys):
+    assert cli.main(["train", "--dataset", "houses", *args]) == cli.BAD_INPUT
+    err = capsys.readouterr().err.strip()
+    assert words in err and len(err.splitlines()) == 1

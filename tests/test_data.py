@@ -399,3 +399,32 @@ def test_the_offline_topics_are_reuters_shaped_and_fixed_by_their_seed():
     np.testing.assert_array_equal(a.x_train.indices, b.x_train.indices)
     counts = np.bincount(a.y_train.astype(int), minlength=46)
     assert len(a.y_val) == 1000 and counts.max() > 10 * np.median(counts)
+
+
+BOSTON_FILE = REPO.parent / "shared" / "data" / "boston_housing.npz"
+
+
+@pytest.mark.skipif(not BOSTON_FILE.is_file(), reason=f"no Boston Housing file at {BOSTON_FILE}")
+def test_boston_from_a_local_file_holds_out_a_quarter_of_its_training_rows(monkeypatch, fresh_cache):
+    """REGVIZ_BOSTON_PATH: 13 features as read (standardising is each run's own step), the first 101
+    training tracts validate, the test split apart; a regression problem."""
+    monkeypatch.setenv(data.BOSTON_PATH_ENV, str(BOSTON_FILE))
+    ds = data.load("boston")
+    with np.load(BOSTON_FILE) as f:
+        x_train, y_train = f["x_train"], f["y_train"]
+    assert (len(ds.y_val), len(ds.y_train), len(ds.y_test)) == (101, 303, 102)
+    assert (ds.problem, ds.classes, ds.num_features) == ("regression", 1, 13)
+    np.testing.assert_allclose(ds.x_val.values, x_train[:101], rtol=1e-6)
+    np.testing.assert_allclose(ds.y_train, y_train[101:], rtol=1e-6)
+
+
+def test_a_failed_boston_download_is_one_line_naming_the_offline_houses(monkeypatch, fresh_cache):
+    def no_network(*args, **kwargs):
+        raise OSError("network unreachable (test)")
+
+    monkeypatch.delenv(data.BOSTON_PATH_ENV, raising=False)
+    monkeypatch.setattr(keras.datasets.boston_housing, "load_data", no_network)
+    with pytest.raises(data.DatasetUnavailable) as e:
+        data.load("boston")
+    assert "Boston" in str(e.value) and "houses" in str(e.value) and "\n" not in str(e.value)
+    assert data.offline_for("boston") == "houses"

@@ -3,6 +3,7 @@ and formulas written here; the offline multiclass dataset overfits; the book's R
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from pathlib import Path
@@ -145,3 +146,102 @@ def test_the_books_reuters_findings(monkeypatch):
     assert accuracy.max() >= 0.75
     _, narrow = mean_curves(last_width=4)
     assert narrow.max() <= accuracy.max() - 0.04, (narrow.max(), accuracy.max())
+
+
+BOSTON = Path(os.environ.get(data.BOSTON_PATH_ENV) or SHARED / "boston_housing.npz")
+
+
+def test_a_regression_dataset_gets_one_linear_unit_and_the_mean_squared_error():
+    settings = Settings.for_dataset("boston")
+    out = build_model(settings, 13).layers[-1]
+    assert out.units == 1 and out.activation.__name__ == "linear"
+    code = keras_code(settings, 13)
+    assert "layers.Dense(1)," in code and 'loss="mse"' in code and 'metrics=["mae"]' in code
+    assert (settings.width, settings.batch_size, settings.epochs) == (64, 16, 200)  # the book's network
+
+
+def test_standardising_uses_the_training_part_only():
+    """Mean 0 and standard deviation 1 on the training part; the other parts get the training part's
+    transform, whatever their own values: changing every validation row changes nothing on the
+    training side."""
+    rng = np.random.default_rng(0)
+    train_rows = data.DenseRows(rng.normal(5.0, 3.0, (200, 4)).astype(np.float32))
+    val_rows = data.DenseRows(rng.normal(-40.0, 9.0, (50, 4)).astype(np.float32))
+    t, v = data.standardize(train_rows, val_rows)
+    np.testing.assert_allclose(t.values.mean(axis=0), 0.0, atol=1e-5)
+    np.testing.assert_allclose(t.values.std(axis=0), 1.0, atol=1e-5)
+    mean, std = train_rows.values.mean(axis=0), train_rows.values.std(axis=0)
+    np.testing.assert_allclose(v.values, (val_rows.values - mean) / std, rtol=1e-5)
+    t2, _ = data.standardize(train_rows, data.DenseRows(val_rows.values * 1000 + 7))
+    np.testing.assert_array_equal(t.values, t2.values)
+
+
+def test_a_runs_training_side_never_sees_its_validation_rows(monkeypatch):
+    """Two datasets that differ only in their validation rows train the same training curve."""
+    base = data.houses(n_train=300, n_test=50)
+    other = dataclasses.replace(base, x_val=data.DenseRows(base.x_val.values * 3.0 + 100.0))
+    settings = Settings.for_dataset("houses", epochs=3)
+    a, b = list(train(settings, dataset=base)), list(train(settings, dataset=other))
+    assert [r.data_loss for r in a] == [r.data_loss for r in b] and [r.mae for r in a] == [r.mae for r in b]
+    assert a[-1].val_data_loss != b[-1].val_data_loss
+
+
+def test_regression_learning_equals_plain_keras_fit_on_the_same_batches():
+    """Standardised houses, the same batches from the same initial weights: Keras's fit (mse, mae)
+    and regviz's dense path give the same epochs, to 1e-3."""
+    ds = data.houses()
+    settings = Settings.for_dataset("houses", epochs=5, width=32)
+    x_train, x_val = data.standardize(ds.x_train, ds.x_val)
+    ours = list(train(settings, dataset=ds))
+    seed_keras(settings.seed)
+    model = build_model(settings, 13)
+    model.compile(optimizer=build_optimizer(settings), loss="mse", metrics=["mae"])
+    x, y = tf.constant(x_train.values), tf.constant(ds.y_train)
+    n = len(ds.y_train)
+    orders = np.stack(list(itertools.islice(batch_orders(settings.seed, n), settings.epochs)))
+    batches = (
+        tf.data.Dataset.from_tensor_slices(orders)
+        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(settings.batch_size))
+        .map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
+    )
+    theirs = model.fit(
+        batches, epochs=settings.epochs, steps_per_epoch=-(-n // settings.batch_size),
+        validation_data=(x_val.values, ds.y_val), shuffle=False, verbose=0,
+    ).history  # fmt: skip
+    np.testing.assert_allclose([r.val_data_loss for r in ours], theirs["val_loss"], rtol=1e-3)
+    np.testing.assert_allclose([r.val_mae for r in ours], theirs["val_mae"], rtol=1e-3)
+    np.testing.assert_allclose([r.loss for r in ours], theirs["loss"], rtol=1e-3)
+    np.testing.assert_allclose([r.mae for r in ours], theirs["mae"], rtol=1e-3)
+    assert all(r.accuracy is None and r.val_accuracy is None for r in ours)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_offline_regression_dataset_overfits_with_the_books_network(seed):
+    """houses, 64-64, batch 16, its default 200 epochs: validation loss reaches its minimum, then
+    rises >= 20 % above it."""
+    val = [r.val_data_loss for r in train(Settings.for_dataset("houses", seed=seed))]
+    best = int(np.argmin(val))
+    assert best < 190 and max(val[best:]) >= 1.2 * val[best], (best, max(val[best:]) / val[best])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BOSTON.is_file(), reason=f"no Boston Housing file at {BOSTON}")
+def test_boston_hold_out_reaches_the_books_error(monkeypatch):
+    """Boston, the book's 64-64 at batch 16, hold-out of 101 tracts: best validation MAE below 3.5
+    ($3,500), the book's order of magnitude (its 4-fold mean is about 2.5)."""
+    monkeypatch.setenv(data.BOSTON_PATH_ENV, str(BOSTON))
+    records = list(train(Settings.for_dataset("boston")))
+    assert min(r.val_mae for r in records) < 3.5
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not BOSTON.is_file(), reason=f"no Boston Housing file at {BOSTON}")
+def test_boston_four_fold_reaches_the_books_error(monkeypatch):
+    """The book's Boston experiment: 4-fold K-fold, 64-64, batch 16, 100 epochs: the mean validation
+    MAE at its best is below 3.5 ($3,500); each fold standardised on its own training part."""
+    monkeypatch.setenv(data.BOSTON_PATH_ENV, str(BOSTON))
+    settings = Settings.for_dataset("boston", validation="kfold", folds=4, epochs=100)
+    folds = [list(train(fold)) for fold in settings.fold_runs()]
+    mean = np.mean([[r.val_mae for r in records] for records in folds], axis=0)
+    assert len(folds) == 4 and mean.min() < 3.5, mean.min()

@@ -28,7 +28,13 @@ NUMERIC = {  # name: (lo, hi, is_int)
     "learning_rate": (1e-5, 1.0, False),
     "seed": (0, 2**31 - 1, True),
 }
-CHOICES = {"dataset": ("imdb", "reuters", "synthetic", "topics"), "optimizer": ("rmsprop", "adam", "sgd")}
+CHOICES = {
+    "dataset": ("imdb", "reuters", "boston", "synthetic", "topics", "houses"),
+    "optimizer": ("rmsprop", "adam", "sgd"),
+}
+# the evaluation protocol's fields depend on each other (folds only with K-fold, a fold run's own
+# fold and repeat): tests/test_splits.py checks them
+PROTOCOL = {"validation", "folds", "repeats", "fold", "repeat"}
 # one valid value other than the default for every field
 OTHER = {
     "dataset": "synthetic", "depth": 3, "width": 4, "last_width": 8, "l1": 1e-4, "l2": 1e-3, "dropout": 0.5,
@@ -81,7 +87,7 @@ def test_defaults_are_the_books_experiment():
 
 def test_every_field_is_covered_here():
     """This file checks every declared setting (a new field must be added to the tables above)."""
-    assert {f.name for f in dataclasses.fields(Settings)} == set(NUMERIC) | set(CHOICES)
+    assert {f.name for f in dataclasses.fields(Settings)} == set(NUMERIC) | set(CHOICES) | PROTOCOL
 
 
 BAD_TYPE = [(name, value) for name in NUMERIC for value in ("abc", None, True, [1], {"a": 1})]

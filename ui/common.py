@@ -16,6 +16,7 @@ from regviz.views import ViewCache
 
 POLL_SECONDS = 0.5  # how often a page polls a short run in progress (longer ones: views.poll_seconds)
 BASIC = ("dataset", "width", "depth", "last_width", "l2", "l1", "dropout", "train_fraction", "epochs")
+VALIDATION = ("validation", "folds", "repeats")
 ADVANCED = ("optimizer", "learning_rate", "batch_size", "seed")
 NOT_SETTINGS = ("pin", "vary", "metric")  # link parameters of the pages, not of a run
 
@@ -124,7 +125,10 @@ def control(f) -> None:
     """The widget for one setting, keyed by the setting's name."""
     m, help = f.metadata, f"{f.metadata['effect']} ({settings_mod.allowed(f)})"
     changed = _dataset_changed if f.name == "dataset" else _clear_link_notice
-    common = dict(key=f.name, help=help, on_change=changed)
+    # folds and repeats only mean something for the protocols that use them
+    unused = {"folds": ("holdout",), "repeats": ("holdout", "kfold")}.get(f.name, ())
+    off = st.session_state.get("validation") in unused
+    common = dict(key=f.name, help=help, on_change=changed, disabled=off)
     if m["choices"]:
         st.selectbox(m["label"], m["choices"], **common)
     elif m["steps"]:
@@ -165,6 +169,9 @@ def sidebar() -> None:
         )
         st.subheader("Network and regularization")
         for name in BASIC:
+            control(by_name[name])
+        st.subheader("Evaluation protocol")
+        for name in VALIDATION:
             control(by_name[name])
         with st.expander("Advanced"):
             for name in ADVANCED:

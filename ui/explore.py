@@ -10,6 +10,7 @@ import streamlit as st
 from regviz import data, pins, problems, reading, remedies
 from regviz import views as views_mod
 from regviz.listing import keras_code
+from regviz.runs import group
 from regviz.settings import Settings
 from ui.common import (
     POLL_SECONDS,
@@ -45,13 +46,21 @@ def header(settings: Settings, info: data.DatasetInfo | None) -> None:
     head = f"Dense({problem.units(classes)}{', ' + problem.activation if problem.activation else ''})"
     layers = " → ".join([f"Dense({units}, relu)" for units in settings.widths()] + [head])
     rows = "loading the data"
-    if info is not None:
+    if info is not None and settings.validation == "holdout":
         rows = f"{info.training_rows(settings.train_fraction):,} training examples"
+    elif info is not None:
+        repeats = f", {settings.repeats} times reshuffled" if settings.validation == "iterated" else ""
+        rows = f"{settings.folds}-fold validation over {info.n_train + info.n_val:,} examples{repeats}"
     st.caption(
         f"{layers} on {settings.dataset.upper()} ({rows}), "
         f"{reading.regularizers(settings) or 'no regularization'}. "
         "Solid lines: this run. Dashed: the same network without regularization (the baseline)."
     )
+    if settings.dataset in problems.TABULAR:
+        st.caption(
+            "The features are standardised with the mean and standard deviation of the training part "
+            "only, never of the validation or test rows (the workflow's step 4)."
+        )
 
 
 def waiting(settings: Settings) -> None:
@@ -93,7 +102,8 @@ def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
         st.progress(share, text=text)
         label = "Retry this run" if who == "this run" else "Retry the baseline"
         if r.state == "failed" and st.button(label, key=f"retry-{who}"):
-            service().manager.retry(r.settings, session_token())
+            for fold in r.settings.fold_runs():
+                service().manager.retry(fold, session_token())
             st.rerun()
     view = views().view(run, base, settings, st.session_state.get("keras_loss", False), pinned)
     view = views_mod.to_draw(st.session_state, view, run, base) if poll else view
@@ -224,13 +234,13 @@ def explore() -> None:
     ):
         st.caption(KERAS_LOSS_NOTE)
     manager, token = service().manager, session_token()
-    manager.unwatch(token, keep=[settings, settings.baseline(), *pinned])
+    manager.unwatch(token, keep=group.kept([settings, settings.baseline(), *pinned]))
     if info is None:
         st.fragment(waiting, run_every=POLL_SECONDS)(settings)
     else:
-        run = manager.watch(settings, token)
-        base = run if settings.is_baseline else manager.watch(settings.baseline(), token)
-        pin_runs = [manager.watch(p, token) for p in pinned]
+        run = group.watch(manager, settings, token)  # a K-fold run: its folds, read as their mean
+        base = run if settings.is_baseline else group.watch(manager, settings.baseline(), token)
+        pin_runs = [group.watch(manager, p, token) for p in pinned]
         first_epoch(run)
         poll = not (run.finished and base.finished and all(p.finished for p in pin_runs))
         views_mod.forget_drawn(st.session_state)  # a full run draws the newest view, whatever the gap

@@ -6,6 +6,7 @@ import streamlit as st
 
 from regviz import figures, reading, remedies
 from regviz.records import best_epoch
+from regviz.runs import group
 from ui.common import (
     POLL_SECONDS,
     ensure_dataset,
@@ -35,11 +36,11 @@ def remedies_page() -> None:
     problem_line()
     wanted = remedies.runs(dataset, seed)
     manager, token = service().manager, session_token()
-    manager.unwatch(token, keep=wanted)
+    manager.unwatch(token, keep=group.kept(wanted))
     if info is None:
         st.fragment(waiting_for_data, run_every=POLL_SECONDS)(dataset)
         return
-    runs = [manager.watch(settings, token) for settings in wanted]
+    runs = [group.watch(manager, settings, token) for settings in wanted]
     poll = not all(r.finished for r in runs)
     st.fragment(remedy_grid, run_every=POLL_SECONDS if poll else None)(runs, poll)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 from regviz import sweep, sweep_figures
+from regviz.runs import group
 from regviz.runs.manager import SWEEP
 from regviz.settings import Settings, SettingsError
 from ui.common import (
@@ -188,14 +189,14 @@ def sweep_page() -> None:
     manager, token = service().manager, session_token()
     watcher, cells = sweep_watcher(token), sweep.cells(base, grid) if grid else []
     manager.unwatch(token)  # the other pages' runs: this one does not show them
-    manager.unwatch(watcher, keep=cells)  # cells of an earlier grid that nobody else waits for stop
+    manager.unwatch(watcher, keep=group.kept(cells))  # an earlier grid's cells nobody else waits for stop
     sync_link(base)
     if not grid:
         return
     if info is None:
         st.fragment(waiting_for_data, run_every=POLL_SECONDS)(base.dataset)
         return
-    runs = [manager.watch(cell, watcher, SWEEP) for cell in cells]
+    runs = [group.watch(manager, cell, watcher, SWEEP) for cell in cells]
     poll = not all(r.finished for r in runs)
     st.fragment(cells_view, run_every=POLL_SECONDS if poll else None)(grid, runs, poll)
 

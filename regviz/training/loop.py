@@ -24,6 +24,7 @@ from regviz import data as datasets
 from regviz.problems import BINARY, REGRESSION
 from regviz.records import EpochRecord, LayerStats
 from regviz.settings import Settings
+from regviz.splits import HOLDOUT, ITERATED
 from regviz.training.batches import batches_function
 from regviz.training.metrics import validation_metrics
 from regviz.training.sparse import tensors
@@ -38,8 +39,43 @@ class Cancelled(Exception):
 def train(settings: Settings, cancel: threading.Event | None = None, dataset=None) -> Iterator[EpochRecord]:
     """Train from scratch, yielding each epoch's record as soon as the epoch ends."""
     dataset = dataset or datasets.load(settings.dataset)
-    x, y = dataset.training_rows(settings.train_fraction)
-    yield from fit(settings, x, y, dataset.x_val, dataset.y_val, cancel)
+    x, y, x_val, y_val = rows_of(settings, dataset)
+    if isinstance(x, datasets.DenseRows):
+        x, x_val = datasets.standardize(x, x_val)  # with the training part's statistics only
+        yield from fit_dense(settings, x, y, x_val, y_val, cancel)
+        return
+    yield from fit(settings, x, y, x_val, y_val, cancel)
+
+
+def rows_of(settings: Settings, dataset):
+    """(x_train, y_train, x_val, y_val) of a hold-out run or of one fold of a K-fold run."""
+    if settings.validation == HOLDOUT:
+        x, y = dataset.training_rows(settings.train_fraction)
+        return x, y, dataset.x_val, dataset.y_val
+    if settings.fold < 0:
+        raise ValueError("a K-fold experiment trains as its fold runs (Settings.fold_runs)")
+    shuffle = settings.validation == ITERATED
+    s = settings
+    return dataset.fold(s.folds, s.fold, s.repeat, s.seed, shuffle, s.train_fraction)
+
+
+def fit_dense(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator[EpochRecord]:
+    """Train on dense (already standardised) rows, yielding per epoch: one traced call an epoch (a
+    tabular epoch takes milliseconds, so a cancel is seen between epochs)."""
+    start = time.perf_counter()
+    orders = batch_orders(settings.seed, len(y_train))
+    with regviz_graph_options():
+        x, y = tf.constant(x_train.values), tf.constant(y_train, tf.float32)
+        val = (tf.constant(x_val.values), tf.constant(y_val, tf.float32))
+    with pool.lease(settings, x_train.n_cols) as trainer:
+        for epoch in range(1, settings.epochs + 1):
+            if _is_set(cancel):
+                return
+            with regviz_graph_options():
+                sums = trainer.run_epoch(x, y, tf.constant(next(orders), tf.int32))
+                evaluated = trainer.evaluate(*val)
+            seconds = time.perf_counter() - start
+            yield _record(epoch, sums, len(y_train), evaluated, y_val, seconds, trainer.kind)
 
 
 def fit(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator[EpochRecord]:

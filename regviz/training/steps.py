@@ -126,6 +126,46 @@ def epoch_functions(model, optimizer, n_cols, batch_size, kind: str = BINARY):
     return fused, run_steps
 
 
+def dense_epoch_function(model, optimizer, batch_size, kind: str):
+    """run_epoch(x, y, order) for dense rows (tabular data, a handful of columns): one traced call per
+    epoch, the batches gathered in order; returns (data loss, penalty, hits, rows) summed. The first
+    layer is an ordinary matmul here: the sparse product only pays on multi-hot rows."""
+    params = model.trainable_variables
+    loss_of, hits_of = data_loss(kind), hits(kind)
+
+    def apply(grads):
+        with tf.GradientTape() as tape:
+            penalty = _penalty(model)
+        if model.losses:
+            extra = tape.gradient(penalty, params)
+            grads = [g if e is None else g + e for g, e in zip(grads, extra, strict=True)]
+        optimizer.apply(grads, params)
+        return penalty
+
+    def step(x, y, order, i, sums):
+        start = i * batch_size
+        idx = order[start : tf.minimum(start + batch_size, tf.size(order))]
+        xb, yb = tf.gather(x, idx), tf.gather(y, idx)
+        with tf.GradientTape() as tape:
+            out = after_first_matmul(model, tf.matmul(xb, model.layers[0].kernel), training=True)
+            loss = tf.reduce_mean(loss_of(yb, out))
+        grads = tape.gradient(loss, params)
+        penalty = apply(grads)
+        nb = tf.cast(tf.size(idx), tf.float32)
+        return i + 1, sums + tf.stack([loss * nb, penalty * nb, hits_of(yb, out), nb])
+
+    spec = [tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32)]
+    spec.append(tf.TensorSpec([None], tf.int32))
+
+    @tf.function(autograph=False, input_signature=spec)
+    def run_epoch(x, y, order):
+        count = (tf.size(order) + batch_size - 1) // batch_size
+        loop = tf.while_loop(lambda i, _: i < count, lambda i, s: step(x, y, order, i, s), [0, tf.zeros([4])])
+        return loop[1]
+
+    return run_epoch
+
+
 def eval_function(model, kind: str = BINARY):
     """evaluate(a1, y) for a1 = the validation rows' first_matmul: predictions, losses, weight statistics."""
     first = model.layers[0]

@@ -12,12 +12,14 @@ import contextlib
 import threading
 from collections import OrderedDict
 
+import tensorflow as tf
+
 from regviz import problems
 from regviz.model import build_model, build_optimizer
 from regviz.settings import Settings
 from regviz.training import factors
 from regviz.training.sparse import first_matmul
-from regviz.training.steps import epoch_functions, eval_function
+from regviz.training.steps import dense_epoch_function, epoch_functions, eval_function
 from regviz.training.tf_private import seed_keras
 
 POOL_SIZE = 4  # idle trainers kept for reuse; a 512-wide one holds about 70 MB
@@ -38,8 +40,13 @@ class _Trainer:
         self.factors = factors.Factors(self.model, settings)  # before the first trace
         self.fresh = True
         # traced at their first call, which fit makes under _regviz_graph_options like every other
-        functions = epoch_functions(self.model, self.optimizer, n_cols, settings.batch_size, self.kind)
-        self.fused_step, self.run_steps = functions
+        self.tabular = settings.dataset in problems.TABULAR
+        if self.tabular:  # dense rows: one traced call per epoch, keras's optimizer step
+            self.fused_step, self.run_steps = None, None
+            self.run_epoch = dense_epoch_function(self.model, self.optimizer, settings.batch_size, self.kind)
+        else:
+            functions = epoch_functions(self.model, self.optimizer, n_cols, settings.batch_size, self.kind)
+            self.fused_step, self.run_steps = functions
         self._evaluate = eval_function(self.model, self.kind)
         self.pace = Pace()  # not reset: the step time is the architecture's, whichever run measured it
 
@@ -59,7 +66,8 @@ class _Trainer:
     def evaluate(self, x, y):
         """Validation predictions and data loss, penalty and weight statistics of the current weights."""
         # the product outside the traced function: a CSR matrix passed in loses its shape information
-        return self._evaluate(first_matmul(x, self.model.layers[0].kernel), y)
+        kernel = self.model.layers[0].kernel
+        return self._evaluate(tf.matmul(x, kernel) if self.tabular else first_matmul(x, kernel), y)
 
 
 class Pace:
@@ -94,7 +102,8 @@ def _architecture(settings: Settings, n_cols: int) -> tuple:
     rate, penalties and dropout rate (variables: see factors.py), only which of those are nonzero."""
     s = settings
     head = problems.of_dataset(s.dataset)  # the problem type and the classes: the loss and the head
-    return (n_cols, *head, tuple(s.widths()), *factors.structure(s), s.optimizer, s.batch_size)
+    tabular = s.dataset in problems.TABULAR
+    return (n_cols, *head, tabular, tuple(s.widths()), *factors.structure(s), s.optimizer, s.batch_size)
 
 
 class _Pool:
