@@ -72,7 +72,9 @@ def loss_figure(
     each fold's records of the run and of the baseline) are their means, each fold's validation
     curve drawn faint and a band of one standard deviation around the mean validation curve."""
     train_key, val_key = ("loss", "val_loss") if keras_loss else ("data_loss", "val_data_loss")
-    fig = _frame("Loss per epoch", _loss_title(keras_loss), _total(total_epochs or settings.epochs, pinned))
+    total = _total(total_epochs or settings.epochs, pinned)
+    fig = _frame("Loss per epoch", _loss_title(keras_loss, settings), total)
+    _log_scale_for_regression(fig, settings)
     series = _series(run, baseline, settings)
     run_folds, base_folds = folds
     for label, fold_runs in ((BASELINE, base_folds), (RUN, run_folds)):
@@ -103,6 +105,7 @@ def metrics_figure(
     title, axis = METRIC_TITLES[problem.kind]
     fig = _frame(title, axis, _total(total_epochs or settings.epochs, pinned))
     fig.update_layout(height=METRICS_PX)
+    _log_scale_for_regression(fig, settings)
     series = _series(run, baseline, settings)
     train_label = "train " + problem.main.label.removeprefix("validation ")
     for label, records in series:
@@ -261,10 +264,19 @@ def _add_folds(fig: go.Figure, fold_runs, key: str, label: str) -> None:
         ))  # fmt: skip
 
 
-def _loss_title(keras_loss: bool) -> str:
+def _loss_title(keras_loss: bool, settings: Settings | None = None) -> str:
+    kind = problems.of_dataset(settings.dataset)[0].kind if settings is not None else problems.BINARY
+    what = "mean squared error" if kind == problems.REGRESSION else "cross-entropy"
     if keras_loss:
-        return "loss as Keras reports it (cross-entropy + penalty)"
-    return "data loss (cross-entropy, penalty left out)"
+        return f"loss as Keras reports it ({what} + penalty)"
+    return f"data loss ({what}, penalty left out)"
+
+
+def _log_scale_for_regression(fig: go.Figure, settings: Settings) -> None:
+    # a regression's squared error falls by orders of magnitude in the first epochs: on a log axis the
+    # later epochs, where overfitting shows, are not a flat line at the bottom
+    if problems.of_dataset(settings.dataset)[0].kind == problems.REGRESSION:
+        fig.update_yaxes(type="log")
 
 
 def _gap_band(run, train_key: str, val_key: str) -> go.Scatter:

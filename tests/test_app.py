@@ -57,6 +57,7 @@ BOOK = {
     "L1 0.001": {"l1": 0.001},
     "Reuters 64-64": {"dataset": "reuters", "width": 64},
     "Reuters bottleneck 64-4": {"dataset": "reuters", "width": 64, "last_width": 4},
+    "Boston 4-fold": {"dataset": "boston", "validation": "kfold", "folds": 4, "epochs": 300},
 }
 SETTLED = ("done", "from the store", "failed", "cancelled")  # words of a progress line that will not change
 
@@ -970,7 +971,7 @@ def test_a_regression_dataset_shows_its_error_and_says_how_its_features_are_scal
     """houses (offline Boston): the network ends in one linear unit, the second chart is the mean
     absolute error, the page says the features are standardised on the training part only, and the
     CSV has MAE columns, no accuracy."""
-    at = finish(open_app({"dataset": "houses", "epochs": "3"}), app)
+    at = finish(open_app({"dataset": "houses", "epochs": "3", "validation": "holdout"}), app)
     assert "Dense(64, relu) → Dense(64, relu) → Dense(1)" in at.caption[0].value
     assert any("training part only" in c.value for c in at.caption)
     lines = traces(charts(at)["Mean"])
@@ -1001,7 +1002,8 @@ def test_k_fold_trains_a_model_per_fold_and_draws_their_mean_band_and_folds(app)
     assert sum(t.get("legendgroup") == "folds" for t in charts(at)["Loss"]["data"]) == 3
     assert any("The 3 folds" in m.value for m in at.markdown)
     assert "3-fold validation over 404 examples" in at.caption[0].value
-    assert at.query_params["validation"] == "kfold" and at.query_params["folds"] == "3"
+    assert "validation" not in at.query_params  # 4-fold K-fold is houses' own default protocol
+    assert at.query_params["folds"] == "3"
 
 
 def test_a_k_fold_run_whose_folds_are_stored_appears_at_once(app, store_path):
@@ -1022,3 +1024,22 @@ def test_the_fold_controls_only_apply_to_the_protocols_that_use_them(app):
     assert at.query_params["validation"] == "iterated"
     runs = {r.settings for r in app.watched if r.settings.validation == "iterated"}
     assert {(r.fold, r.repeat) for r in runs} == {(f, k) for f in range(4) for k in range(2)}
+
+
+def test_the_final_evaluation_trains_on_all_training_data_and_reports_test_figures_once(app):
+    """The expander's button trains the settings on the whole training split for the validation
+    curve's best epoch and shows the test figures, labelled as test, from that run's one evaluation."""
+    at = finish(open_app(SMALL_LINK), app)
+    run = next(r for r in app.watched if r.settings == SMALL)
+    best = min(run.records(), key=lambda r: r.val_data_loss).epoch
+    at.button(key="final_button").click().run()
+    at = finish(at, app)
+    final = SMALL.final_run(best)
+    assert final in {r.settings for r in app.watched}
+    ds = data.load("synthetic")
+    x, y = ds.whole_training_split()
+    want = list(loop.fit(final, x, y, ds.x_test, ds.y_test))[-1]
+    (line,) = [s.value for s in at.success if "Test figures" in s.value]
+    assert f"for {best} epochs" in line
+    assert f"test loss (binary cross-entropy) {want.val_data_loss:.4f}" in line
+    assert f"test accuracy {want.val_accuracy:.4f}" in line and "test ROC AUC" in line

@@ -37,6 +37,7 @@ ARTIFACTS = ROOT / "test-artifacts"
 IMDB = Path(os.environ.get("REGVIZ_IMDB_PATH") or ROOT.parent / "shared" / "data" / "imdb_acl.npz")
 # without the real reviews, the offline dataset keeps the browser tests running instead of skipping
 DATASET = {} if IMDB.is_file() else {"dataset": "synthetic"}
+BOSTON = ROOT.parent / "shared" / "data" / "boston_housing.npz"
 # more epochs than the default 20, so even an idle machine streams for seconds against a 0.5 s poll
 EPOCHS = 30
 START = {**DATASET, "epochs": str(EPOCHS)}
@@ -134,6 +135,7 @@ def serve(tmp_path_factory, name: str, **env_extra: str):
     store = tmp_path_factory.mktemp("browser") / "runs.sqlite"
     # the conftest's REGVIZ_STORE monkeypatch does not reach a subprocess: pass the env explicitly
     env = {**os.environ, "REGVIZ_STORE": str(store), "REGVIZ_IMDB_PATH": str(IMDB) if IMDB.is_file() else ""}
+    env["REGVIZ_BOSTON_PATH"] = str(BOSTON) if BOSTON.is_file() else ""  # else: the offline houses
     # no background training unless a test asks for it: these tests count and time the visitors' runs
     env["REGVIZ_PREFETCH"] = "0"
     out, err = ARTIFACTS / f"{name}.stdout.log", ARTIFACTS / f"{name}.stderr.log"
@@ -616,4 +618,38 @@ def test_a_sweep_link_fills_its_cells_in_and_a_click_opens_that_run(server, open
     assert opened["l2"] == "0.001" and opened["dropout"] == "0.5" and opened["width"] == "32"
     wait_finished(page, bars=2)  # the run and its baseline, both cells the sweep trained
     assert page.get_by_test_id("stException").count() == 0
+    assert UNCAUGHT not in server.log.read_text()
+
+
+BAND = """
+() => [...document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")]
+  .some(p => p.data && p.data.some(t => (t.name || "").startsWith("validation ± 1 sd of 4 folds (this run)")
+    && t.x.length >= 2 * arguments[0]))
+"""
+
+
+def test_boston_streams_its_folds_band_and_the_link_switches_to_hold_out_and_back(server, open_page):
+    """Pick Boston in the sidebar: its 4 folds train and the band around their mean grows as epochs
+    stream in; the link with validation=holdout shows one run without a band, and back again."""
+    page = open_page(server.url + query({**DATASET, "epochs": "3"}))
+    wait_finished(page, bars=1)
+    dataset = page.get_by_test_id("stSelectbox").filter(has_text="Dataset")
+    dataset.click()
+    page.get_by_role("option", name="boston").click()
+    page.wait_for_url(re.compile(r"dataset=boston"))
+    page.wait_for_function(BAND.replace("arguments[0]", "3"), polling=100)  # 3 epochs of mean in, at least
+    assert "validation=" not in page.url  # 4-fold is Boston's own default
+    wait_finished(page, bars=1)
+    shoot(page, "08-boston-folds")
+    folds = page.evaluate(
+        "() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => p.data || [])"
+        ".filter(t => t.legendgroup === 'folds').length"
+    )
+    assert folds == 4
+    holdout = open_page(page.url + "&validation=holdout")
+    wait_finished(holdout, bars=1)
+    assert not holdout.evaluate(BAND.replace("arguments[0]", "1"))
+    again = open_page(holdout.url.replace("&validation=holdout", "").replace("validation=holdout&", ""))
+    wait_finished(again, bars=1)
+    assert again.evaluate(BAND.replace("arguments[0]", "3"))
     assert UNCAUGHT not in server.log.read_text()

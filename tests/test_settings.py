@@ -33,8 +33,8 @@ CHOICES = {
     "optimizer": ("rmsprop", "adam", "sgd"),
 }
 # the evaluation protocol's fields depend on each other (folds only with K-fold, a fold run's own
-# fold and repeat): tests/test_splits.py checks them
-PROTOCOL = {"validation", "folds", "repeats", "fold", "repeat"}
+# fold and repeat, the final run's flag): tests/test_splits.py checks them
+PROTOCOL = {"validation", "folds", "repeats", "fold", "repeat", "final"}
 # one valid value other than the default for every field
 OTHER = {
     "dataset": "synthetic", "depth": 3, "width": 4, "last_width": 8, "l1": 1e-4, "l2": 1e-3, "dropout": 0.5,

@@ -3,6 +3,8 @@ that partition the training split, reshuffled between repeats, the same for a se
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -49,8 +51,9 @@ def test_k_fold_settings_name_their_fold_runs_and_refuse_what_a_protocol_does_no
         with pytest.raises(SettingsError) as e:
             Settings.from_params(params)
         assert words in str(e.value)
-    link = Settings.for_dataset("boston", validation="kfold").to_params()
-    assert link == {"dataset": "boston", "validation": "kfold"}  # folds 4 is the default
+    assert Settings.for_dataset("boston").to_params() == {"dataset": "boston"}  # the book's 4-fold
+    link = Settings.for_dataset("houses", validation="holdout").to_params()
+    assert link == {"dataset": "houses", "validation": "holdout"}
 
 
 def test_a_fold_trains_on_the_rest_of_the_training_split_and_never_on_the_test_split():
@@ -81,3 +84,19 @@ def test_out_of_range_protocols_are_one_clear_message(fields, words):
     with pytest.raises(SettingsError) as e:
         Settings(**fields)
     assert words in str(e.value)
+
+
+def test_the_test_split_is_used_by_the_final_run_only():
+    """Hold-out and K-fold runs give the same records whatever the test split holds; the final run
+    trains on every training row and evaluates on the test split."""
+    from regviz.training.loop import rows_of, train
+
+    ds = data.houses(n_train=200, n_test=40)
+    broken = dataclasses.replace(ds, x_test=data.DenseRows(np.full_like(ds.x_test.values, np.nan)))
+    for settings in (Settings.for_dataset("houses", epochs=2, validation="holdout"),
+                     Settings.for_dataset("houses", epochs=2).fold_runs()[1]):  # fmt: skip
+        a, b = list(train(settings, dataset=ds)), list(train(settings, dataset=broken))
+        assert [r.val_data_loss for r in a] == [r.val_data_loss for r in b]
+    final = Settings.for_dataset("houses", epochs=2, train_fraction=0.5).final_run(2)
+    x, y, x_val, y_val = rows_of(final, ds)
+    assert len(y) == 200 and (x_val.values == ds.x_test.values).all() and final.train_fraction == 1.0

@@ -10,6 +10,7 @@ import streamlit as st
 from regviz import data, pins, problems, reading, remedies
 from regviz import views as views_mod
 from regviz.listing import keras_code
+from regviz.records import best_epoch
 from regviz.runs import group
 from regviz.settings import Settings
 from ui.common import (
@@ -214,6 +215,51 @@ def share_and_code(settings: Settings, info: data.DatasetInfo | None) -> None:
         st.code(keras_code(settings, features), language="python")
 
 
+def final_evaluation(settings: Settings, run) -> None:
+    """The workflow's last step: these settings trained on the whole training split for a chosen number
+    of epochs (default: the validation curve's best epoch), then measured once on the test split."""
+    final = st.session_state.get("final_run")
+    with st.expander("Final evaluation on the test split", expanded=final is not None):
+        st.caption(
+            "The workflow's last step: train on every training example (validation rows included) for "
+            "the epochs the validation curve chose, then measure once on the test split, which nothing "
+            "else ever touches. Do not tune on these figures."
+        )
+        best = best_epoch(run.records()) if run.finished else None
+        epochs = st.number_input(
+            "Epochs (default: the best epoch of the validation curve)", 1, 500, value=best or settings.epochs,
+            key=f"final_epochs_{settings.key()}_{best}",
+        )  # fmt: skip
+        if st.button("Train on all training data and test", key="final_button", icon=":material/flag:"):
+            final = st.session_state.final_run = settings.final_run(int(epochs))
+        if final is not None:
+            done = service().manager.watch(final, session_token()).finished
+            st.fragment(final_result, run_every=None if done else POLL_SECONDS)(final, not done)
+
+
+def final_result(final: Settings, poll: bool) -> None:
+    """The final run's progress, then its test figures, labelled as such; polled while it trains."""
+    run = service().manager.watch(final, session_token())
+    if run.state != "done":
+        st.progress(*reading.status(run, "final run"))
+    else:
+        last, problem = run.records()[-1], problems.of_dataset(final.dataset)[0]
+        shown = [f"test loss ({problem.loss}) {last.val_data_loss:.4f}"]
+        for metric in problem.metrics:
+            if (value := getattr(last, metric.field)) is not None:
+                shown.append(f"{metric.label.replace('validation', 'test')} {value:.4f}")
+        st.success(
+            f"Test figures, trained on the whole training split for {final.epochs} epochs (the test split "
+            f"was used for nothing else): {'; '.join(shown)}."
+        )
+    if poll and run.finished:
+        st.rerun()  # one full rerun turns polling off
+
+
+def _same_experiment(final: Settings, settings: Settings) -> bool:
+    return final.replace(epochs=settings.epochs) == settings.final_run(settings.epochs)
+
+
 def explore() -> None:
     """The main page, top to bottom: settings, work, output."""
     seed_from_link("explore")
@@ -234,7 +280,11 @@ def explore() -> None:
     ):
         st.caption(KERAS_LOSS_NOTE)
     manager, token = service().manager, session_token()
-    manager.unwatch(token, keep=group.kept([settings, settings.baseline(), *pinned]))
+    final = st.session_state.get("final_run")
+    if final is not None and not _same_experiment(final, settings):
+        final = st.session_state.final_run = None  # another experiment now: its final run is not this one's
+    finals = [final] if final is not None else []
+    manager.unwatch(token, keep=group.kept([settings, settings.baseline(), *pinned, *finals]))
     if info is None:
         st.fragment(waiting, run_every=POLL_SECONDS)(settings)
     else:
@@ -247,6 +297,7 @@ def explore() -> None:
         every = poll_seconds(run, base) if poll else None
         st.fragment(live, run_every=every)(run, base, settings, poll, pin_runs)
         pin_controls(settings, pinned)
+        final_evaluation(settings, run)
         wanted = (settings.dataset, settings.seed)
         if prefetch_on() and st.session_state.get("prefetched") != wanted:  # once, not at every move
             manager.prefetch(remedies.runs(*wanted))  # the remedies page, trained while nobody waits

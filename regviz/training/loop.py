@@ -48,7 +48,11 @@ def train(settings: Settings, cancel: threading.Event | None = None, dataset=Non
 
 
 def rows_of(settings: Settings, dataset):
-    """(x_train, y_train, x_val, y_val) of a hold-out run or of one fold of a K-fold run."""
+    """(x_train, y_train, x_val, y_val) of a hold-out run, of one fold of a K-fold run, or of the
+    final run (every training row; the test split, used by nothing else, in the validation's place)."""
+    if settings.final:
+        x, y = dataset.whole_training_split()
+        return x, y, dataset.x_test, dataset.y_test
     if settings.validation == HOLDOUT:
         x, y = dataset.training_rows(settings.train_fraction)
         return x, y, dataset.x_val, dataset.y_val
