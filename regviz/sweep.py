@@ -160,6 +160,15 @@ METRICS = {
 DEFAULT_METRIC = "min_val_loss"
 
 
+def fold_spread(metric: str, fold_records) -> float | None:
+    """For a K-fold cell: the standard deviation over its folds of the metric read off each fold."""
+    values = [METRICS[metric].read(records) for records in fold_records]
+    if len(values) < 2 or any(v is None for v in values):
+        return None
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+
+
 def best_cell(values: list[float | None], metric: str) -> int | None:
     """Index of the best value (None values skipped; the first of equals), None when no value is known."""
     known = [(v, i) for i, v in enumerate(values) if v is not None]

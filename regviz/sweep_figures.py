@@ -20,6 +20,7 @@ PENDING_COLOR = "#D5DAE5"
 BEST_LINE = "#000000"
 CURVE_COLOR = "#D55E00"
 HEATMAP_PX = 520
+Spread = list[float | None] | None  # per cell: the standard deviation over its folds (K-fold cells)
 CURVE_PX = 440
 
 
@@ -91,15 +92,28 @@ def heatmap(
     return fig
 
 
-def validation_curve(name: str, xs: list[Any], values: list[float | None], metric: str) -> go.Figure:
+def validation_curve(
+    name: str, xs: list[Any], values: list[float | None], metric: str, spread: Spread = None
+) -> go.Figure:
     """One setting: the metric against the setting (log axis for penalties and rates), the best starred,
-    in the manner of scikit-learn's ValidationCurveDisplay. Unfinished cells are left out until done."""
+    in the manner of scikit-learn's ValidationCurveDisplay; with K-fold cells (spread: each cell's
+    standard deviation over its folds), the mean with a band of one standard deviation. Unfinished
+    cells are left out until done."""
     m = sweep.METRICS[metric]
     log = name in sweep.LOG_SETTINGS or name in ("width", "batch_size")
     at = _positions(xs, log)
     done = [i for i, v in enumerate(values) if v is not None]
     best = sweep.best_cell(values, metric)
-    fig = go.Figure(
+    fig = go.Figure()
+    banded = [i for i in done if spread and spread[i] is not None]
+    if banded:
+        upper = [values[i] + spread[i] for i in banded]
+        lower = [values[i] - spread[i] for i in banded]
+        fig.add_trace(go.Scatter(
+            x=[at[i] for i in banded] + [at[i] for i in banded][::-1], y=upper + lower[::-1], fill="toself",
+            mode="none", fillcolor="rgba(213, 94, 0, 0.15)", hoverinfo="skip", name="± 1 sd over the folds",
+        ))  # fmt: skip
+    fig.add_trace(
         go.Scatter(
             x=[at[i] for i in done], y=[values[i] for i in done], customdata=done,
             mode="lines+markers", line={"color": CURVE_COLOR}, marker={"size": 10},

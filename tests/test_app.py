@@ -1043,3 +1043,23 @@ def test_the_final_evaluation_trains_on_all_training_data_and_reports_test_figur
     assert f"for {best} epochs" in line
     assert f"test loss (binary cross-entropy) {want.val_data_loss:.4f}" in line
     assert f"test accuracy {want.val_accuracy:.4f}" in line and "test ROC AUC" in line
+
+
+def test_a_sweep_of_k_fold_runs_draws_each_cells_fold_mean_with_its_band(app):
+    """K-fold cells: the validation curve is each cell's folds' mean value, with a band of one standard
+    deviation over the folds; every fold is a run the sweep watches."""
+    link = {"dataset": "houses", "epochs": "2", "folds": "2", "width": "8", "vary": ["dropout:0,0.5"]}
+    at = open_app({k: v for k, v in link.items() if k != "vary"})  # the session's settings: houses
+    at.query_params.update(link)
+    at.switch_page("ui/sweep.py").run()
+    app.open()
+    for run in app.watched:
+        assert run.wait(DEADLINE)
+    at.run()
+    band, line, _best = sweep_chart(at)["data"]
+    assert band["fill"] == "toself" and len(line["y"]) == 2
+    base = Settings.from_params({k: v for k, v in link.items() if k != "vary"})
+    for i, dropout in enumerate((0.0, 0.5)):
+        folds = [list(loop.train(f)) for f in base.replace(dropout=dropout).fold_runs()]
+        mean = np.mean([[r.val_data_loss for r in f] for f in folds], axis=0)
+        assert line["y"][i] == pytest.approx(mean.min(), rel=1e-6)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from regviz import sweep_figures
@@ -52,3 +53,24 @@ def test_the_validation_curve_of_a_penalty_is_on_a_log_axis_with_zero_a_decade_b
 def test_a_validation_curve_of_dropout_is_linear_and_has_no_star_before_any_cell_is_done():
     fig = sweep_figures.validation_curve("dropout", [0.0, 0.5], [None, None], "gap")
     assert fig.layout.xaxis.type is None and len(fig.data) == 1 and list(fig.data[0].x) == []
+
+
+def test_k_fold_cells_get_a_band_of_one_standard_deviation_over_their_folds():
+    """The issue's 'mean ± band': each K-fold cell's spread over its folds around its (mean) value."""
+    from regviz import sweep
+
+    fold_records = [[_rec(0.30)], [_rec(0.34)], [_rec(0.32)]]
+    sd = sweep.fold_spread("min_val_loss", fold_records)
+    assert sd == pytest.approx(float(np.std([0.30, 0.34, 0.32])))
+    fig = sweep_figures.validation_curve("l2", [0.0, 1e-3], [0.32, 0.30], "min_val_loss", [sd, 0.01])
+    band = fig.data[0]
+    assert band.fill == "toself" and list(band.y) == pytest.approx([0.32 + sd, 0.31, 0.29, 0.32 - sd])
+    assert sweep.fold_spread("min_val_loss", [[_rec(0.3)]]) is None  # one fold: no spread
+
+
+def _rec(val_loss):
+    import dataclasses
+
+    from tests.test_runs import record
+
+    return dataclasses.replace(record(1), val_data_loss=val_loss)

@@ -122,6 +122,9 @@ def cells_view(grid: dict, runs, poll: bool) -> None:
     """The chart (clicking a cell opens its run) and a table of the cells, best first; polled."""
     metric = st.session_state.sweep_metric
     values = [sweep.METRICS[metric].read(r.records()) if r.state == "done" else None for r in runs]
+    # a K-fold cell (runs.group.FoldGroup) reads its folds' mean; its spread is over the folds
+    spread = [sweep.fold_spread(metric, r.fold_records()) if hasattr(r, "fold_records") and v is not None
+              else None for r, v in zip(runs, values, strict=True)]  # fmt: skip
     states = [_state(r) for r in runs]
     done = sum(r.state == "done" for r in runs)
     st.progress(done / len(runs), text=f"{done} of {len(runs)} cells done")
@@ -129,7 +132,7 @@ def cells_view(grid: dict, runs, poll: bool) -> None:
         fig = sweep_figures.heatmap(grid, values, states, metric)
     else:
         ((name, xs),) = grid.items()
-        fig = sweep_figures.validation_curve(name, xs, values, metric)
+        fig = sweep_figures.validation_curve(name, xs, values, metric, spread)
     # a new key after each click: back on this page, the chart comes without the old selection
     key = f"sweep_chart_{st.session_state.get('sweep_clicks', 0)}"
     event = st.plotly_chart(fig, key=key, theme=None, on_select="rerun", selection_mode="points")
