@@ -249,26 +249,24 @@ def _load_cached(name: str, path: str) -> Dataset:
 
 
 def _imdb(path: str) -> Dataset:
-    if path:
-        (xtr, ytr), (xte, yte) = _read_npz(Path(path))
-        version = "npz-" + _file_digest(Path(path))
-        source = f"IMDB reviews from {path}"
-    else:
-        (xtr, ytr), (xte, yte) = _download("imdb", IMDB_PATH_ENV)
-        version = "keras-imdb-" + str(NUM_WORDS)
-        source = "IMDB reviews (keras.datasets.imdb)"
+    (xtr, ytr), (xte, yte), version, source = _source(path, "imdb", "IMDB", "reviews", IMDB_PATH_ENV)
     return _split("imdb", version, multi_hot(xtr), ytr, multi_hot(xte), yte, source)
 
 
-def _reuters(path: str) -> Dataset:
+def _source(path: str, keras_name: str, short: str, rows: str, env: str):
+    """(train, test, version, description) from a local file in Keras's shapes, else Keras's download."""
+    what = f"{short} {rows}".strip()
     if path:
-        (xtr, ytr), (xte, yte) = _read_npz(Path(path), "Reuters", REUTERS_PATH_ENV)
-        version = "npz-" + _file_digest(Path(path))
-        source = f"Reuters newswires from {path}"
-    else:
-        (xtr, ytr), (xte, yte) = _download("reuters", REUTERS_PATH_ENV)
-        version = "keras-reuters-" + str(NUM_WORDS)
-        source = "Reuters newswires (keras.datasets.reuters)"
+        train, test = _read_npz(Path(path), short, env)
+        return train, test, "npz-" + _file_digest(Path(path)), f"{what} from {path}"
+    train, test = _download(keras_name, env)
+    words = "" if keras_name == "boston_housing" else f"-{NUM_WORDS}"
+    return train, test, f"keras-{keras_name}{words}", f"{what} (keras.datasets.{keras_name})"
+
+
+def _reuters(path: str) -> Dataset:
+    train, test, version, source = _source(path, "reuters", "Reuters", "newswires", REUTERS_PATH_ENV)
+    (xtr, ytr), (xte, yte) = train, test
     x, y, n = multi_hot(xtr), np.asarray(ytr, np.float32), REUTERS_VALIDATION
     return Dataset(
         "reuters", version, x.skip(n), y[n:], x.take(n), y[:n], multi_hot(xte), np.asarray(yte, np.float32),
@@ -286,14 +284,8 @@ def _split(name, version, x, y, x_test, y_test, description) -> Dataset:
 
 
 def _boston(path: str) -> Dataset:
-    if path:
-        (xtr, ytr), (xte, yte) = _read_npz(Path(path), "Boston Housing", BOSTON_PATH_ENV)
-        version = "npz-" + _file_digest(Path(path))
-        source = f"Boston Housing from {path}"
-    else:
-        (xtr, ytr), (xte, yte) = _download("boston_housing", BOSTON_PATH_ENV)
-        version = "keras-boston-housing"
-        source = "Boston Housing (keras.datasets.boston_housing)"
+    train, test, version, source = _source(path, "boston_housing", "Boston Housing", "", BOSTON_PATH_ENV)
+    (xtr, ytr), (xte, yte) = train, test
     return _tabular("boston", version, xtr, ytr, xte, yte, source)
 
 

@@ -98,3 +98,23 @@ def imdb_path() -> Path:
 def small_dataset() -> data.Dataset:
     """2000 training, 1000 validation and 500 test reviews over a 2000-word vocabulary."""
     return make_small_dataset()
+
+
+def regviz_batches(x, y, settings):
+    """regviz's batches as a tf.data pipeline for plain Keras `fit`: epoch by epoch, the rows in the
+    order `batch_orders` gives regviz (same seed), so both train on the same batches; and the steps
+    per epoch."""
+    import itertools
+
+    import tensorflow as tf
+
+    from regviz.training.loop import batch_orders
+
+    n = int(x.shape[0])
+    orders = np.stack(list(itertools.islice(batch_orders(settings.seed, n), settings.epochs)))
+    batches = (
+        tf.data.Dataset.from_tensor_slices(orders)
+        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(settings.batch_size))
+        .map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
+    )
+    return batches, -(-n // settings.batch_size)

@@ -4,7 +4,6 @@ and formulas written here; the offline multiclass dataset overfits; the book's R
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 from pathlib import Path
 
@@ -12,12 +11,13 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import regviz_batches
 
 from regviz import data, problems
 from regviz.listing import keras_code
 from regviz.model import build_model, build_optimizer
 from regviz.settings import Settings
-from regviz.training.loop import batch_orders, fit, train
+from regviz.training.loop import fit, train
 from regviz.training.metrics import precision_recall, top_k, validation_metrics
 from regviz.training.tf_private import seed_keras
 
@@ -96,16 +96,10 @@ def test_multiclass_learning_equals_plain_keras_fit_on_the_same_batches(small_to
         metrics=["accuracy", keras.metrics.SparseTopKCategoricalAccuracy(k=3, name="top3")],
     )  # fmt: skip
     x, y = tf.constant(ds.x_train.to_dense()), tf.constant(ds.y_train.astype(np.int32))
-    n = len(ds.y_train)
-    orders = np.stack(list(itertools.islice(batch_orders(settings.seed, n), settings.epochs)))
-    batches = (
-        tf.data.Dataset.from_tensor_slices(orders)
-        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(settings.batch_size))
-        .map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
-    )
+    batches, steps = regviz_batches(x, y, settings)
     val = (ds.x_val.to_dense(), ds.y_val.astype(np.int32))
     theirs = model.fit(
-        batches, epochs=settings.epochs, steps_per_epoch=-(-n // settings.batch_size), validation_data=val,
+        batches, epochs=settings.epochs, steps_per_epoch=steps, validation_data=val,
         shuffle=False, verbose=0,
     ).history  # fmt: skip
     assert theirs["val_loss"][-1] < theirs["val_loss"][0]  # keras learned something
@@ -197,15 +191,9 @@ def test_regression_learning_equals_plain_keras_fit_on_the_same_batches():
     model = build_model(settings, 13)
     model.compile(optimizer=build_optimizer(settings), loss="mse", metrics=["mae"])
     x, y = tf.constant(x_train.values), tf.constant(ds.y_train)
-    n = len(ds.y_train)
-    orders = np.stack(list(itertools.islice(batch_orders(settings.seed, n), settings.epochs)))
-    batches = (
-        tf.data.Dataset.from_tensor_slices(orders)
-        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(settings.batch_size))
-        .map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
-    )
+    batches, steps = regviz_batches(x, y, settings)
     theirs = model.fit(
-        batches, epochs=settings.epochs, steps_per_epoch=-(-n // settings.batch_size),
+        batches, epochs=settings.epochs, steps_per_epoch=steps,
         validation_data=(x_val.values, ds.y_val), shuffle=False, verbose=0,
     ).history  # fmt: skip
     np.testing.assert_allclose([r.val_data_loss for r in ours], theirs["val_loss"], rtol=1e-3)

@@ -3,7 +3,6 @@ ROC AUC, and learning that matches plain Keras."""
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import queue
@@ -17,7 +16,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import REPO, make_small_dataset, subprocess_env
+from conftest import REPO, make_small_dataset, regviz_batches, subprocess_env
 from keras import layers, regularizers
 
 from regviz import data
@@ -25,7 +24,7 @@ from regviz.model import build_model
 from regviz.records import EpochRecord
 from regviz.settings import Settings
 from regviz.training import loop, sparse, trainers
-from regviz.training.loop import batch_orders, train
+from regviz.training.loop import train
 from regviz.training.metrics import roc_auc
 from regviz.training.steps import forward
 from regviz.training.tf_private import seed_keras
@@ -544,14 +543,7 @@ def plain_keras_history(settings: Settings, ds: data.Dataset) -> dict:
         metrics=["accuracy", keras.metrics.BinaryCrossentropy(name="bce")],
     )
     x, y = tf.constant(ds.x_train.to_dense()), tf.constant(ds.y_train[:, None])
-    n = len(ds.y_train)
-    orders = np.stack(list(itertools.islice(batch_orders(settings.seed, n), settings.epochs)))
-    batches = (
-        tf.data.Dataset.from_tensor_slices(orders)
-        .flat_map(lambda order: tf.data.Dataset.from_tensor_slices(order).batch(settings.batch_size))
-        .map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
-    )
-    steps = -(-n // settings.batch_size)
+    batches, steps = regviz_batches(x, y, settings)
     val = (ds.x_val.to_dense(), ds.y_val[:, None])
     fit = model.fit(
         batches, epochs=settings.epochs, steps_per_epoch=steps, validation_data=val, shuffle=False, verbose=0

@@ -65,6 +65,26 @@ def hits(kind: str):
     return lambda y, out: tf.reduce_sum(tf.abs(out[:, 0] - y))
 
 
+def _step_function(model, optimizer, fused):
+    """apply(grads): add the penalty's gradient and take the optimizer's step (the fused kernels when
+    given, else keras's apply); returns the penalty before the step."""
+    params = model.trainable_variables
+
+    def apply(grads):
+        with tf.GradientTape() as tape:
+            penalty = _penalty(model)
+        if model.losses:
+            extra = tape.gradient(penalty, params)
+            grads = [g if e is None else g + e for g, e in zip(grads, extra, strict=True)]
+        if fused is not None:
+            fused(grads)
+        else:
+            optimizer.apply(grads, params)
+        return penalty
+
+    return apply
+
+
 def epoch_functions(model, optimizer, n_cols, batch_size, kind: str = BINARY):
     """The fused optimizer step (None: keras's apply), and the traced run_steps (see its docstring)."""
     params = model.trainable_variables
@@ -82,19 +102,7 @@ def epoch_functions(model, optimizer, n_cols, batch_size, kind: str = BINARY):
         grads = tape.gradient(loss, params)
         return loss, hits_of(yb, out), grads
 
-    def apply(grads):
-        """Add the penalty's gradient and take the optimizer's step; returns the penalty before it."""
-        with tf.GradientTape() as tape:
-            penalty = _penalty(model)
-        if model.losses:
-            extra = tape.gradient(penalty, params)
-            grads = [g if e is None else g + e for g, e in zip(grads, extra, strict=True)]
-        if fused is not None:
-            fused(grads)
-        else:
-            optimizer.apply(grads, params)
-        return penalty
-
+    apply = _step_function(model, optimizer, fused)
     if wide:
         apply = tf.function(apply, autograph=False, jit_compile=True)
 
@@ -133,14 +141,7 @@ def dense_epoch_function(model, optimizer, batch_size, kind: str):
     params = model.trainable_variables
     loss_of, hits_of = data_loss(kind), hits(kind)
 
-    def apply(grads):
-        with tf.GradientTape() as tape:
-            penalty = _penalty(model)
-        if model.losses:
-            extra = tape.gradient(penalty, params)
-            grads = [g if e is None else g + e for g, e in zip(grads, extra, strict=True)]
-        optimizer.apply(grads, params)
-        return penalty
+    apply = _step_function(model, optimizer, None)
 
     def step(x, y, order, i, sums):
         start = i * batch_size
