@@ -118,3 +118,40 @@ def regviz_batches(x, y, settings):
         .map(lambda i: (tf.gather(x, i), tf.gather(y, i)))
     )
     return batches, -(-n // settings.batch_size)
+
+
+class Collected:
+    """A job's records and end, as an executor hands them over, with a signal for waiting (the tests of
+    every executor: local workers, Ray)."""
+
+    def __init__(self, settings, owner: str = "tab", deadline: float = 180.0):
+        import threading
+        import time
+
+        from regviz.runs.seam import Job
+
+        self._clock, self.deadline = time.monotonic, deadline
+        self.records, self.ended, self.error, self.ended_at = [], threading.Event(), None, None
+        self.changed = threading.Condition()
+        self.job = Job(settings, self._record, self._end, owner=owner)
+
+    def _record(self, record):
+        with self.changed:
+            self.records.append(record)
+            self.changed.notify_all()
+
+    def _end(self, error):
+        self.error, self.ended_at = error, self._clock()
+        self.ended.set()
+        with self.changed:
+            self.changed.notify_all()
+
+    def wait_records(self, n: int) -> None:
+        """Wait until n records arrived (or the job ended); fail at the deadline."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.records) >= n or self.ended.is_set(), self.deadline)
+        assert len(self.records) >= n, f"ended after {len(self.records)} records: {self.error}"
+
+    def wait_end(self) -> None:
+        """Wait for the job's end; fail at the deadline."""
+        assert self.ended.wait(self.deadline), "the job never ended"

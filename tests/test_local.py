@@ -2,53 +2,26 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import signal
-import threading
 import time
 
 import pytest
+from conftest import Collected as _Collected
 
 from regviz import data
 from regviz.runs.local import LocalWorkers, WorkersUnavailable
-from regviz.runs.seam import Job
 from regviz.settings import Settings
 from regviz.training.loop import train
 
 DEADLINE = 180.0  # seconds; a worker starts in about 5 s (tensorflow, data, warm-up), more on a busy host
+Collected = functools.partial(_Collected, deadline=DEADLINE)  # this file's deadline
 SMALL = Settings(dataset="synthetic", width=4, epochs=3)
 LONG = Settings(dataset="synthetic", width=256, depth=2, epochs=60)  # tens of seconds: ends by a cancel
 
 
-class Collected:
-    """A job's records and end, as an executor hands them over, with a signal for waiting."""
-
-    def __init__(self, settings: Settings, owner: str = "tab"):
-        self.records, self.ended, self.error, self.ended_at = [], threading.Event(), None, None
-        self.changed = threading.Condition()
-        self.job = Job(settings, self._record, self._end, owner=owner)
-
-    def _record(self, record):
-        with self.changed:
-            self.records.append(record)
-            self.changed.notify_all()
-
-    def _end(self, error):
-        self.error, self.ended_at = error, time.monotonic()
-        self.ended.set()
-        with self.changed:
-            self.changed.notify_all()
-
-    def wait_records(self, n: int) -> None:
-        """Wait until n records arrived (or the job ended); fail at the deadline."""
-        with self.changed:
-            assert self.changed.wait_for(lambda: len(self.records) >= n or self.ended.is_set(), DEADLINE)
-        assert len(self.records) >= n, f"ended after {len(self.records)} records: {self.error}"
-
-    def wait_end(self) -> None:
-        """Wait for the job's end; fail at the deadline."""
-        assert self.ended.wait(DEADLINE), "the job never ended"
 
 
 @pytest.fixture

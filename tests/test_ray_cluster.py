@@ -7,6 +7,7 @@ configured."""
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import itertools
 import json
@@ -23,6 +24,7 @@ import threading
 import time
 
 import pytest
+from conftest import Collected as _Collected
 from conftest import subprocess_env
 
 from regviz import data
@@ -30,13 +32,13 @@ from regviz.records import EpochRecord
 from regviz.runs import ray_cluster
 from regviz.runs.manager import DONE
 from regviz.runs.ray_cluster import RayWorkers
-from regviz.runs.seam import Job
 from regviz.service import RunService, train_here
 from regviz.settings import Settings
 from regviz.store import RunStore
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 DEADLINE = 120.0  # seconds; an actor starts in about 5 s (tensorflow, data, warm-up), more on a busy host
+Collected = functools.partial(_Collected, deadline=DEADLINE)  # this file's deadline
 SMALL = Settings(dataset="synthetic", width=4, epochs=3)
 LONG = Settings(dataset="synthetic", width=256, depth=2, epochs=60)  # tens of seconds: ends by a cancel
 RAY_ENV = {
@@ -58,35 +60,6 @@ def need_ray() -> None:
         pytest.skip("ray is not installed (pip install -r requirements-ray.txt)")
 
 
-class Collected:
-    """A job's records and end, as an executor hands them over, with a signal for waiting."""
-
-    def __init__(self, settings: Settings):
-        self.records: list[EpochRecord] = []
-        self.ended, self.error, self.ended_at = threading.Event(), None, None
-        self.changed = threading.Condition()
-        self.job = Job(settings, self._record, self._end, owner="tab")
-
-    def _record(self, record):
-        with self.changed:
-            self.records.append(record)
-            self.changed.notify_all()
-
-    def _end(self, error):
-        self.error, self.ended_at = error, time.monotonic()
-        with self.changed:
-            self.ended.set()
-            self.changed.notify_all()
-
-    def wait_records(self, n: int) -> None:
-        """Wait until n records arrived (or the job ended); fail at the deadline."""
-        with self.changed:
-            assert self.changed.wait_for(lambda: len(self.records) >= n or self.ended.is_set(), DEADLINE)
-        assert len(self.records) >= n, f"ended after {len(self.records)} records: {self.error}"
-
-    def wait_end(self) -> None:
-        """Wait for the job's end; fail at the deadline."""
-        assert self.ended.wait(DEADLINE), "the job never ended"
 
 
 def assert_same_run(got: list[EpochRecord], settings: Settings) -> None:
