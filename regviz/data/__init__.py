@@ -1,0 +1,70 @@
+"""Datasets: loaded once per process, kept as sparse multi-hot or dense rows, split as the book does.
+
+One module per source: `book.py` (IMDB, Reuters, Boston Housing from files or Keras's download),
+`offline.py` (generated in their shapes); this one is the registry every caller goes through.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+
+from regviz import problems
+from regviz.data.book import (
+    BOSTON_PATH_ENV,
+    BOSTON_VALIDATION,
+    IMDB_PATH_ENV,
+    OFFLINE_DATASETS,
+    REUTERS_PATH_ENV,
+    REUTERS_VALIDATION,
+    VALIDATION_SIZE,
+    _boston,
+    _imdb,
+    _reuters,
+)
+from regviz.data.dataset import Dataset, DatasetInfo, DatasetUnavailable, describe
+from regviz.data.offline import houses, synthetic, topics
+from regviz.data.rows import NUM_WORDS, DenseRows, SparseRows, multi_hot, standardize
+from regviz.problems import BINARY, MULTICLASS, REGRESSION
+
+__all__ = [
+    "BOSTON_PATH_ENV", "BOSTON_VALIDATION", "IMDB_PATH_ENV", "NUM_WORDS", "OFFLINE_DATASETS",
+    "REUTERS_PATH_ENV", "REUTERS_VALIDATION", "VALIDATION_SIZE", "Dataset", "DatasetInfo",
+    "DatasetUnavailable", "DenseRows", "SparseRows", "describe", "houses", "load", "multi_hot",
+    "offline_for", "standardize", "synthetic", "topics",
+]  # fmt: skip
+OFFLINE_FOR = {BINARY: "synthetic", MULTICLASS: "topics", REGRESSION: "houses"}  # after a failed download
+
+
+def offline_for(name: str) -> str:
+    """The offline dataset of the same problem type, for when `name` cannot be loaded."""
+    return OFFLINE_FOR.get(problems.of_dataset(name)[0].kind, OFFLINE_DATASETS[0])
+
+
+_lock = threading.Lock()
+
+
+def load(name: str) -> Dataset:
+    """The named dataset, prepared once per process and shared by every run."""
+    with _lock:
+        envs = {"imdb": IMDB_PATH_ENV, "reuters": REUTERS_PATH_ENV, "boston": BOSTON_PATH_ENV}
+        path = os.environ.get(envs.get(name, ""), "")
+        return _load_cached(name, path)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, path: str) -> Dataset:
+    if name == "imdb":
+        return _imdb(path)
+    if name == "reuters":
+        return _reuters(path)
+    if name == "synthetic":
+        return synthetic()
+    if name == "topics":
+        return topics()
+    if name == "boston":
+        return _boston(path)
+    if name == "houses":
+        return houses()
+    raise DatasetUnavailable(f"unknown dataset {name!r}; choose one of: {', '.join(problems.DATASETS)}")
