@@ -6,6 +6,7 @@ Every other module asks this one rather than testing a dataset's name: a new pro
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 BINARY, MULTICLASS, REGRESSION = "binary", "multiclass", "regression"
@@ -78,6 +79,29 @@ DATASETS = {
 }
 # datasets of continuous features (dense rows, standardised on the training part), not multi-hot words
 TABULAR = frozenset({"boston", "houses"})
+# an uploaded file's dataset: its problem type and classes in the name, so that every process knows
+# them without the file (a share link carries the name, never the data), then a hash of the file's
+# content, its target and its type
+UPLOAD = re.compile(r"csv-(binary|multiclass|regression)-([0-9]{1,3})-([0-9a-f]{16})")
+
+
+def upload_name(kind: str, classes: int, key: str) -> str:
+    """The dataset name of an uploaded file of this problem type, classes and content key."""
+    return f"csv-{kind}-{classes}-{key}"
+
+
+def is_upload(name: str) -> bool:
+    """True for an uploaded file's dataset name (with classes its type can have)."""
+    match = UPLOAD.fullmatch(name) if isinstance(name, str) else None
+    if match is None:
+        return False
+    classes = int(match[2])
+    return classes == {BINARY: 2, REGRESSION: 1}.get(match[1], classes) and 1 <= classes <= 100
+
+
+def is_tabular(name: str) -> bool:
+    """Dense feature rows (the book's Boston, its offline twin, uploaded files), not multi-hot words."""
+    return name in TABULAR or is_upload(name)
 
 
 def problem(kind: str) -> Problem:
@@ -87,5 +111,8 @@ def problem(kind: str) -> Problem:
 
 def of_dataset(name: str) -> tuple[Problem, int]:
     """A dataset's problem type and its number of classes (2 for binary, 1 for regression)."""
+    if is_upload(name):
+        match = UPLOAD.fullmatch(name)
+        return PROBLEMS[match[1]], int(match[2])
     kind, classes = DATASETS[name]
     return PROBLEMS[kind], classes

@@ -44,6 +44,14 @@ class EpochRecord:
     mae: float | None = None  # regression: mean absolute error, training side (batch-averaged)
     val_mae: float | None = None
 
+    def in_target_units(self, scale: float) -> EpochRecord:
+        """A regression record of a target trained divided by `scale`: its absolute errors back in the
+        target's units (the losses stay those of the scaled target, the ones the optimizer saw)."""
+        if scale == 1.0:
+            return self
+        back = {k: getattr(self, k) * scale for k in ("mae", "val_mae") if getattr(self, k) is not None}
+        return dataclasses.replace(self, **back)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready dict."""
         return dataclasses.asdict(self)

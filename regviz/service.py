@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Iterator
 
-from regviz import data
+from regviz import data, problems
 from regviz.data import DatasetInfo, DatasetUnavailable
 from regviz.records import EpochRecord
 from regviz.runs.costs import CostModel
@@ -61,6 +61,8 @@ class RunService:
         self._asking: dict[str, float] = {}  # dataset -> when a background describe was started
         self._lock = threading.Lock()
         self._store_problem: str | None = None
+        self._holders: dict[str, set[str]] = {}  # uploaded file -> sessions holding it
+        self._keep: dict[str, set[str]] = {}  # uploaded file -> sessions that want its results stored
         self.costs = CostModel(self.known_info, max_run_seconds)
         self.manager = RunManager(self.executor, self.lookup, self.save, self.costs)
 
@@ -68,6 +70,8 @@ class RunService:
 
     def dataset_info(self, name: str, wait: bool = True) -> DatasetInfo | None:
         """The dataset's description; raises DatasetUnavailable. With wait=False: None while being asked."""
+        if problems.is_upload(name):  # held in this process, or not at all (data.UploadMissing)
+            return data.describe(data.load(name))
         known = self._known(name)
         if known is not None or not wait:
             if known is None:
@@ -77,6 +81,9 @@ class RunService:
 
     def known_info(self, name: str) -> DatasetInfo | None:
         """The description if already known, else None (never waits, never raises)."""
+        if problems.is_upload(name):
+            held = data.uploaded(name)
+            return data.describe(data.load(name)) if held is not None else None
         with self._lock:
             return self._infos.get(name)
 
@@ -115,6 +122,42 @@ class RunService:
             if name in self._infos or name in self._unavailable:
                 self._asking.pop(name, None)
 
+    # uploaded files: held in memory while a session that uploaded them is open, never stored
+
+    def add_upload(self, prepared: data.Prepared, session: str) -> None:
+        """Hold a session's uploaded file: its runs can train (the workers are sent it with them)."""
+        data.add_upload(prepared)
+        with self._lock:
+            self._holders.setdefault(prepared.name, set()).add(session)
+
+    def keep_results(self, name: str, session: str, keep: bool) -> None:
+        """Whether the runs of this session's uploaded file go to the store (their curves, never data)."""
+        with self._lock:
+            chosen = self._keep.setdefault(name, set())
+            chosen.add(session) if keep else chosen.discard(session)
+
+    def keeps(self, name: str) -> bool:
+        """True when a session holding this uploaded file asked for its results to be kept."""
+        with self._lock:
+            return bool(self._keep.get(name))
+
+    def drop_uploads(self, session: str) -> list[str]:
+        """The session ended: the files only it held are forgotten here and by the workers."""
+        gone = []
+        with self._lock:
+            for name, holders in list(self._holders.items()):
+                holders.discard(session)
+                self._keep.get(name, set()).discard(session)
+                if not holders:
+                    del self._holders[name]
+                    self._keep.pop(name, None)
+                    gone.append(name)
+        for name in gone:
+            data.forget_upload(name)
+            self.executor.forget(name)
+            log.info("uploaded data %s forgotten: its session ended", name)
+        return gone
+
     # the store, keyed by the data's version
 
     def lookup(self, settings: Settings) -> list[EpochRecord] | None:
@@ -123,7 +166,9 @@ class RunService:
         return self._through_store(lambda: self.store.get(settings, version))
 
     def save(self, settings: Settings, records: list[EpochRecord]) -> None:
-        """Keep a finished run for every later session."""
+        """Keep a finished run for every later session (an uploaded file's only when asked to)."""
+        if problems.is_upload(settings.dataset) and not self.keeps(settings.dataset):
+            return
         version = self.dataset_info(settings.dataset).version
         self._through_store(lambda: self.store.put(settings, version, records))
 

@@ -9,6 +9,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from regviz import problems
 from regviz.splits import HOLDOUT, ITERATED, KFOLD, PROTOCOLS
 
 DATASETS = ("imdb", "reuters", "boston", "synthetic", "topics", "houses")  # problems.DATASETS: their types
@@ -43,7 +44,15 @@ _TABULAR = {"width": 64, "batch_size": 16, "epochs": 300, "validation": "kfold"}
 DATASET_DEFAULTS: dict[str, dict[str, Any]] = {
     "reuters": {"width": 64}, "topics": {"width": 64}, "boston": _TABULAR, "houses": _TABULAR,
 }  # fmt: skip
-DATASET_FIELDS = sorted({name for fields in DATASET_DEFAULTS.values() for name in fields})
+# an uploaded file (unknown size): the book's tabular network on batches of 32, for 100 epochs, held out;
+# the page suggests K-fold for a small file
+UPLOAD_DEFAULTS: dict[str, Any] = {"width": 64, "batch_size": 32, "epochs": 100, "validation": HOLDOUT}
+DATASET_FIELDS = sorted({name for fields in (*DATASET_DEFAULTS.values(), UPLOAD_DEFAULTS) for name in fields})
+
+
+def dataset_defaults(dataset: str) -> dict[str, Any]:
+    """The fields a dataset sets apart from the book's IMDB experiment."""
+    return UPLOAD_DEFAULTS if problems.is_upload(dataset) else DATASET_DEFAULTS.get(dataset, {})
 
 
 class SettingsError(ValueError):
@@ -273,7 +282,7 @@ class Settings:
     @classmethod
     def for_dataset(cls, dataset: str = "imdb", **fields) -> Settings:
         """The dataset's defaults (DATASET_DEFAULTS over the book's IMDB ones), with these fields set."""
-        return cls(**{**DATASET_DEFAULTS.get(dataset, {}), "dataset": dataset, **fields})
+        return cls(**{**dataset_defaults(dataset), "dataset": dataset, **fields})
 
     def to_params(self) -> dict[str, str]:
         """Flat string dict of the fields that differ from the dataset's defaults (what a URL holds)."""
@@ -307,7 +316,7 @@ class Settings:
             except SettingsError as e:
                 dropped.append((name, _short(raw), e.allowed))
         dataset = kept.get("dataset", cls.dataset)
-        protocol = kept.get("validation", DATASET_DEFAULTS.get(dataset, {}).get("validation", HOLDOUT))
+        protocol = kept.get("validation", dataset_defaults(dataset).get("validation", HOLDOUT))
         for name, applies in (("folds", (KFOLD, ITERATED)), ("repeats", (ITERATED,))):
             if name in kept and protocol not in applies:
                 dropped.append((name, _short(params[name]), f"only with validation {' or '.join(applies)}"))
@@ -347,6 +356,8 @@ def fields() -> list[dataclasses.Field]:
 def allowed(f: dataclasses.Field) -> str:
     """Human description of what a field accepts."""
     m = f.metadata
+    if f.name == "dataset":
+        return "one of " + ", ".join(m["choices"]) + ", or an uploaded file's csv-... name"
     if m["choices"]:
         return "one of " + ", ".join(m["choices"])
     kind = "an integer" if m["kind"] is int else "a number"
@@ -356,6 +367,8 @@ def allowed(f: dataclasses.Field) -> str:
 def _check(f: dataclasses.Field, raw: Any) -> Any:
     m = f.metadata
     value = _coerce(f, raw)
+    if f.name == "dataset" and problems.is_upload(value):
+        return value  # an uploaded file's data: its problem type and classes are in its name
     if m["choices"] and value not in m["choices"]:
         raise SettingsError(f.name, raw, allowed(f))
     if m["lo"] is not None and not (m["lo"] <= value <= m["hi"]):

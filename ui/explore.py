@@ -57,7 +57,7 @@ def header(settings: Settings, info: data.DatasetInfo | None) -> None:
         f"{reading.regularizers(settings) or 'no regularization'}. "
         "Solid lines: this run. Dashed: the same network without regularization (the baseline)."
     )
-    if settings.dataset in problems.TABULAR:
+    if problems.is_tabular(settings.dataset):
         st.caption(
             "The features are standardised with the mean and standard deviation of the training part "
             "only, never of the validation or test rows (the workflow's step 4)."

@@ -23,6 +23,7 @@ from regviz.data.book import (
     _imdb,
     _reuters,
 )
+from regviz.data.csvfile import Prepared
 from regviz.data.dataset import Dataset, DatasetInfo, DatasetUnavailable, describe
 from regviz.data.offline import houses, synthetic, topics
 from regviz.data.rows import NUM_WORDS, DenseRows, SparseRows, multi_hot, standardize
@@ -32,7 +33,8 @@ __all__ = [
     "BOSTON_PATH_ENV", "BOSTON_VALIDATION", "IMDB_PATH_ENV", "NUM_WORDS", "OFFLINE_DATASETS",
     "REUTERS_PATH_ENV", "REUTERS_VALIDATION", "VALIDATION_SIZE", "Dataset", "DatasetInfo",
     "DatasetUnavailable", "DenseRows", "SparseRows", "describe", "houses", "load", "multi_hot",
-    "offline_for", "standardize", "synthetic", "topics",
+    "offline_for", "standardize", "synthetic", "topics", "UploadMissing", "add_upload", "forget_upload",
+    "upload_payload", "uploaded",
 ]  # fmt: skip
 OFFLINE_FOR = {BINARY: "synthetic", MULTICLASS: "topics", REGRESSION: "houses"}  # after a failed download
 
@@ -43,10 +45,57 @@ def offline_for(name: str) -> str:
 
 
 _lock = threading.Lock()
+# uploaded files of this process's sessions (a worker's: those it was sent), never on disk
+_uploads: dict[str, tuple[Prepared, Dataset, bytes]] = {}
+
+
+class UploadMissing(DatasetUnavailable):
+    """A link or a run names an uploaded file this process does not hold (another session's, or gone)."""
+
+
+def add_upload(prepared: Prepared | bytes) -> Prepared:
+    """Hold an uploaded file (prepared, or its payload as a worker receives it) until forgotten."""
+    if isinstance(prepared, bytes | bytearray):
+        payload, prepared = bytes(prepared), Prepared.from_payload(bytes(prepared))
+    else:
+        payload = prepared.to_payload()
+    with _lock:
+        if prepared.name not in _uploads:
+            _uploads[prepared.name] = (prepared, prepared.dataset(), payload)
+    return prepared
+
+
+def forget_upload(name: str) -> None:
+    """Drop an uploaded file: its session ended."""
+    with _lock:
+        _uploads.pop(name, None)
+
+
+def uploaded(name: str) -> Prepared | None:
+    """The uploaded file of this name, if this process holds it."""
+    with _lock:
+        held = _uploads.get(name)
+    return held[0] if held else None
+
+
+def upload_payload(name: str) -> bytes | None:
+    """The bytes a worker needs to train on the uploaded file, if this process holds it."""
+    with _lock:
+        held = _uploads.get(name)
+    return held[2] if held else None
 
 
 def load(name: str) -> Dataset:
     """The named dataset, prepared once per process and shared by every run."""
+    if problems.is_upload(name):
+        with _lock:
+            held = _uploads.get(name)
+        if held is None:
+            raise UploadMissing(
+                "this run's data is a file uploaded in another session (uploaded data is never shared or "
+                "kept); upload the same file to see its runs"
+            )
+        return held[1]
     with _lock:
         envs = {"imdb": IMDB_PATH_ENV, "reuters": REUTERS_PATH_ENV, "boston": BOSTON_PATH_ENV}
         path = os.environ.get(envs.get(name, ""), "")

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from regviz import splits
-from regviz.data.rows import SparseRows
+from regviz.data.rows import SparseRows, standardize
 from regviz.problems import BINARY
 
 
@@ -33,11 +34,20 @@ class Dataset:
     description: str
     problem: str = BINARY  # problems.BINARY, MULTICLASS or REGRESSION
     classes: int = 2
+    # tabular rows: the transform a run fits on its training rows and applies to the others (None:
+    # standardise every feature, the book's step for Boston), and its output width (0: the rows' own)
+    prepare: Callable[..., tuple] | None = None
+    features: int = 0
+    scale_target: bool = False  # regression on uploads: train on the target over its training spread
 
     @property
     def num_features(self) -> int:
         """Input width."""
-        return self.x_train.n_cols
+        return self.features or self.x_train.n_cols
+
+    def transform(self, train, *others) -> tuple:
+        """Tabular rows as the network sees them: the transform fit on `train`, applied to all."""
+        return (self.prepare or standardize)(train, *others)
 
     def training_rows(self, fraction: float) -> tuple[SparseRows, np.ndarray]:
         """The first ceil(fraction * n) training rows: less data, the book's first remedy reversed."""

@@ -17,6 +17,7 @@ again after a pause.
 from __future__ import annotations
 
 import atexit
+import base64
 import itertools
 import json
 import logging
@@ -30,6 +31,7 @@ import weakref
 from collections import deque
 from pathlib import Path
 
+from regviz import data, problems
 from regviz.data import DatasetInfo, DatasetUnavailable
 from regviz.records import EpochRecord
 from regviz.runs.manager import max_trainings_from_env
@@ -67,6 +69,7 @@ class _Worker:
         self.released: set[int] = set()  # cancelled jobs given up on while the worker still computes them
         self.asked: set[int] = set()  # describe requests waiting for this worker's answer
         self.tail: deque[str] = deque(maxlen=20)  # its last stderr lines, for a failed start
+        self.uploads: set[str] = set()  # uploaded files sent to it
         self._write = threading.Lock()
 
     def send(self, **command) -> bool:
@@ -127,7 +130,8 @@ class LocalWorkers:
             job.end(self._problem or "no training worker is running")
             return
         command = dict(job=job.id, owner=job.owner, priority=job.priority, settings=job.settings.as_dict())
-        worker.send(op="train", **command)  # if it died just now, its reader ends the job
+        worker.send(op="train", **command, **upload_for(worker.uploads, job.settings.dataset))
+        # if it died just now, its reader ends the job
 
     def cancel(self, job: Job) -> None:
         """Ask the worker to stop the job; stop the worker itself if it has not within the grace time."""
@@ -137,6 +141,14 @@ class LocalWorkers:
             return
         worker.send(op="cancel", job=job.id)
         _later(self.grace, self._release, worker, job)
+
+    def forget(self, dataset: str) -> None:
+        """An uploaded file's session ended: the workers that hold it drop it."""
+        with self._lock:
+            holding = [w for w in self._workers if w is not None and dataset in w.uploads]
+        for worker in holding:
+            worker.uploads.discard(dataset)
+            worker.send(op="forget", dataset=dataset)
 
     def describe(self, dataset: str, timeout: float | None = DESCRIBE_TIMEOUT_S) -> DatasetInfo:
         """Ask a worker to load and describe the dataset; raises DatasetUnavailable or WorkersUnavailable."""
@@ -148,7 +160,7 @@ class LocalWorkers:
                 raise WorkersUnavailable(self._problem or "no training worker is running")
             self._answers[request] = answer
             worker.asked.add(request)
-        worker.send(op="describe", req=request, dataset=dataset)
+        worker.send(op="describe", req=request, dataset=dataset, **upload_for(worker.uploads, dataset))
         if not answer[0].wait(timeout):
             with self._lock:
                 self._answers.pop(request, None)
@@ -330,6 +342,18 @@ class LocalWorkers:
 
     def _holding(self, job: Job) -> _Worker | None:
         return next((w for w in self._workers if w is not None and w.jobs.get(job.id) is job), None)
+
+
+def upload_for(sent: set[str], dataset: str) -> dict:
+    """{"upload": the file's payload} for a command on an uploaded file the worker has not been sent
+    (it travels with the command, so no ordering can separate them), else {}."""
+    if dataset in sent or not problems.is_upload(dataset):
+        return {}
+    payload = data.upload_payload(dataset)
+    if payload is None:
+        return {}  # not held here either: the worker says it is unavailable
+    sent.add(dataset)
+    return {"upload": base64.b64encode(payload).decode("ascii")}
 
 
 def runs_per_worker_from_env(environ=None) -> int:

@@ -16,6 +16,7 @@ machines need the same Python, TensorFlow and Keras, and the data (`REGVIZ_IMDB_
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 import logging
@@ -36,6 +37,7 @@ from regviz.runs.local import (
     STUCK_S,
     WorkersUnavailable,
     runs_per_worker_from_env,
+    upload_for,
 )
 from regviz.runs.manager import max_trainings_from_env
 from regviz.runs.seam import Job, one_line, shorten
@@ -97,7 +99,11 @@ class TrainingActor:
         return {"node": ray.util.get_node_ip_address(), "pid": os.getpid(), "threads": pools}
 
     def command(self, message: dict) -> None:
-        """A worker command: train or cancel (see worker.py)."""
+        """A worker command: train, cancel or forget (see worker.py)."""
+        if message.get("upload"):  # held even when its train comes too late: the next one lacks it
+            from regviz import data
+
+            data.add_upload(base64.b64decode(message.pop("upload")))
         job = message.get("job")
         with self._lock:
             # a threaded actor may run two calls out of order: a cancel can overtake its train
@@ -169,6 +175,7 @@ class _Actor:
         self.jobs: dict[int, Job] = {}
         self.released: set[int] = set()  # cancelled jobs given up on while the actor still computes them
         self.held: list[dict] = []  # commands for an actor not made yet
+        self.uploads: set[str] = set()  # uploaded files sent to its actor
         self.read = 0  # events read so far
 
 
@@ -213,7 +220,8 @@ class RayWorkers:
             if place is not None:
                 place.jobs[job.id] = job
                 self._send(place, op="train", job=job.id, owner=job.owner, priority=job.priority,
-                           settings=job.settings.as_dict())  # fmt: skip
+                           settings=job.settings.as_dict(),
+                           **upload_for(place.uploads, job.settings.dataset))  # fmt: skip
         if place is None:
             job.end(self._problem or "no Ray training actor is running")
 
@@ -232,6 +240,14 @@ class RayWorkers:
             job.end(None)
         else:
             _later(self.grace, self._release, place, job)
+
+    def forget(self, dataset: str) -> None:
+        """An uploaded file's session ended: the actors that hold it drop it."""
+        with self._lock:
+            for place in self._places:
+                if dataset in place.uploads:
+                    place.uploads.discard(dataset)
+                    self._send(place, op="forget", dataset=dataset)
 
     def describe(self, dataset: str, timeout: float | None = DESCRIBE_TIMEOUT_S) -> DatasetInfo:
         """Ask an actor to load and describe the dataset; raises DatasetUnavailable or WorkersUnavailable."""
@@ -339,6 +355,7 @@ class RayWorkers:
         options = dict(num_cpus=self.cpus, max_concurrency=CALLS_PER_ACTOR, runtime_env=_actor_env())
         try:
             place.handle = _actor_class().options(**options).remote(self.cpus, self.warm_dataset)
+            place.uploads = set()  # a new actor holds no uploaded file yet
         except Exception as e:  # a bad runtime_env, or Ray going away: tried again after a pause
             log.warning("cannot make a Ray training actor", exc_info=True)
             jobs, place.jobs, place.held = list(place.jobs.values()), {}, []

@@ -78,6 +78,9 @@ class Executor(Protocol):
     def problem(self) -> str | None:
         """One line when trainings cannot start here (no worker could start), else None."""
 
+    def forget(self, dataset: str) -> None:
+        """Drop an uploaded file (`data.add_upload`) wherever it was sent: its session ended."""
+
     def close(self, timeout: float | None = None) -> bool:
         """Cancel everything and stop; True if all stopped in time."""
 

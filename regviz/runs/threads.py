@@ -60,6 +60,9 @@ class ThreadExecutor:
         """Threads always start."""
         return None
 
+    def forget(self, dataset: str) -> None:
+        """Nothing to do: threads read this process's uploads (`data.forget_upload` drops them)."""
+
     def close(self, timeout: float | None = None) -> bool:
         """Cancel queued and running jobs and wait for the threads."""
         with self._work:

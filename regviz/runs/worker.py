@@ -10,6 +10,8 @@ else printed goes to stderr, so a stray print cannot break the protocol):
 
     in:  {"op": "train", "job": 7, "owner": "tab", "priority": 0, "settings": {...}}
          {"op": "cancel", "job": 7}   {"op": "describe", "req": 3, "dataset": "imdb"}
+         {"op": "forget", "dataset": "csv-..."}  (an uploaded file's session ended)
+         a train or describe on an uploaded file the worker lacks carries it: "upload": base64 bytes
     out: {"ev": "ready", "pid": 123}   {"ev": "record", "job": 7, "record": {...}}
          {"ev": "end", "job": 7, "error": null}
          {"ev": "described", "req": 3, "info": {...}, "error": null, "unavailable": false}
@@ -21,6 +23,7 @@ that dies, however it dies, leaves no worker behind.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import queue
@@ -74,7 +77,15 @@ class Worker:
     def command(self, message: dict) -> None:
         """Act on one command line from the server."""
         op = message.get("op")
-        if op == "train":
+        if message.get("upload"):  # an uploaded file, sent with the first command that needs it
+            from regviz import data
+
+            data.add_upload(base64.b64decode(message["upload"]))
+        if op == "forget":
+            from regviz import data
+
+            data.forget_upload(message.get("dataset", ""))
+        elif op == "train":
             with self._lock:
                 self._arrivals += 1
                 active = _Active(

@@ -40,11 +40,20 @@ def train(settings: Settings, cancel: threading.Event | None = None, dataset=Non
     """Train from scratch, yielding each epoch's record as soon as the epoch ends."""
     dataset = dataset or datasets.load(settings.dataset)
     x, y, x_val, y_val = rows_of(settings, dataset)
-    if isinstance(x, datasets.DenseRows):
-        x, x_val = datasets.standardize(x, x_val)  # with the training part's statistics only
-        yield from fit_dense(settings, x, y, x_val, y_val, cancel)
+    if not isinstance(x, datasets.DenseRows):
+        yield from fit(settings, x, y, x_val, y_val, cancel)
         return
-    yield from fit(settings, x, y, x_val, y_val, cancel)
+    x, x_val = dataset.transform(x, x_val)  # standardised (and encoded) with the training part's statistics
+    scale = target_scale(y) if dataset.scale_target else 1.0
+    for record in fit_dense(settings, x, y / scale, x_val, y_val / scale, cancel):
+        yield record.in_target_units(scale)
+
+
+def target_scale(y: np.ndarray) -> float:
+    """The training part's standard deviation of a regression target: an uploaded file's prices in
+    dollars would otherwise start the network a million squared dollars away and take ages to learn."""
+    spread = float(np.std(y))
+    return spread if spread > 0 and np.isfinite(spread) else 1.0
 
 
 def rows_of(settings: Settings, dataset):

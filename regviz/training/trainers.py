@@ -40,7 +40,7 @@ class _Trainer:
         self.factors = factors.Factors(self.model, settings)  # before the first trace
         self.fresh = True
         # traced at their first call, which fit makes under _regviz_graph_options like every other
-        self.tabular = settings.dataset in problems.TABULAR
+        self.tabular = problems.is_tabular(settings.dataset)
         if self.tabular:  # dense rows: one traced call per epoch, keras's optimizer step
             self.fused_step, self.run_steps = None, None
             self.run_epoch = dense_epoch_function(self.model, self.optimizer, settings.batch_size, self.kind)
@@ -102,7 +102,7 @@ def _architecture(settings: Settings, n_cols: int) -> tuple:
     rate, penalties and dropout rate (variables: see factors.py), only which of those are nonzero."""
     s = settings
     head = problems.of_dataset(s.dataset)  # the problem type and the classes: the loss and the head
-    tabular = s.dataset in problems.TABULAR
+    tabular = problems.is_tabular(s.dataset)
     return (n_cols, *head, tabular, tuple(s.widths()), *factors.structure(s), s.optimizer, s.batch_size)
 
 

@@ -1,0 +1,506 @@
+"""Your own data: a CSV (or TSV, or `;`-separated) file read, its target chosen, its problem type
+inferred, its features typed, and the transforms a run fits on its training rows only.
+
+Reading is pandas' (the separator found by the standard library's csv.Sniffer); the per-run
+transforms are scikit-learn's (`ColumnTransformer`: median imputation and standardisation of the
+numeric columns, most-frequent imputation and one-hot encoding of the categorical ones), the same
+pipeline the Keras listing of such a run spells out. Every problem with a file is an UploadError with
+a one-line message; nothing else escapes `read_table` or `prepare`.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import math
+import re
+import unicodedata
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from regviz import problems
+from regviz.data.dataset import Dataset
+from regviz.data.rows import DenseRows
+from regviz.problems import BINARY, MULTICLASS, REGRESSION
+
+MAX_MB = 20  # the upload limit; .streamlit/config.toml's server.maxUploadSize says the same
+MAX_COLUMNS = 1000  # a wider file is refused: one dense layer over it would dwarf the rest
+MAX_FEATURES = 2000  # the network's input width after one-hot encoding
+MAX_CATEGORIES = 50  # a text column with more distinct values is free text or an identifier: dropped
+MAX_CLASSES = 50  # a classification target's classes at most (Reuters has 46)
+FEW_CLASSES = 20  # whole-number targets with at most this many values are classes, not a quantity
+MIN_ROWS = 20  # a fifth is kept for the test, a quarter of the rest validates: fewer leaves too little
+MOSTLY_MISSING = 0.9  # a column missing in this share of rows or more is dropped
+NUMERIC_SHARE = 0.9  # a column is numeric when this share of its filled cells are numbers
+TEST_SHARE, VALIDATION_SHARE = 0.2, 0.25  # of all rows, then of the rest: 60/20/20 as train_test_split
+MISSING = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "#n/a"})  # cells read as missing
+SEPARATORS = ",;\t|"
+_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+_BINARY_MAGIC = {
+    b"PK\x03\x04": "a zip archive (an .xlsx workbook is one)", b"%PDF": "a PDF", b"\x89PNG": "a PNG image",
+    b"GIF8": "a GIF image", b"\xff\xd8\xff": "a JPEG image", b"\x1f\x8b": "a gzip archive",
+    b"\xd0\xcf\x11\xe0": "an old Excel or Word file",
+}  # fmt: skip
+UPLOAD_VERSION = "1"  # part of a file's dataset name: a change of reading or encoding is new data
+
+
+class UploadError(ValueError):
+    """A file that cannot be used; the message is one line that says why and what to do."""
+
+
+def safe_filename(name: str | None) -> str:
+    """The file's own name without folders, control characters or markup brackets, at most 80 long."""
+    base = re.split(r"[\\/]", str(name or ""))[-1]
+    base = "".join(c for c in base if unicodedata.category(c)[0] != "C" and c not in "<>\"'`")
+    base = " ".join(base.split()).strip(". ")
+    return (base[:77] + "...") if len(base) > 80 else (base or "upload.csv")
+
+
+def cell(text: object, limit: int = 40) -> str:
+    """A value or a column name as shown in a message: quoted, on one line, bounded."""
+    text = " ".join(str(text).split())
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
+
+
+# ---- reading ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Table:
+    """A file as read: every cell as text (stripped; missing ones empty), and how it was read."""
+
+    frame: pd.DataFrame
+    filename: str
+    separator: str
+    digest: str  # sha256 of the file's bytes
+    size: int  # bytes
+    notes: tuple[str, ...] = ()
+
+    @property
+    def separator_name(self) -> str:
+        """The separator in words."""
+        return _NAMES.get(self.separator, repr(self.separator))
+
+
+def read_table(content: bytes, filename: str = "upload.csv", max_mb: float = MAX_MB) -> Table:
+    """The file's table; raises UploadError for anything that is not a usable delimited text file."""
+    name = safe_filename(filename)
+    if not isinstance(content, bytes | bytearray):
+        raise UploadError(f"{name}: no file content was received")
+    content = bytes(content)
+    if len(content) > max_mb * 1024 * 1024:
+        raise UploadError(f"{name} is {len(content) / 2**20:.1f} MB; files up to {max_mb:g} MB can be used")
+    if not content.strip():
+        raise UploadError(f"{name} is empty")
+    text, notes = _decode(content, name)
+    separator = _separator(text)
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), sep=separator, dtype=str, keep_default_na=False, na_filter=False,
+            skipinitialspace=True, skip_blank_lines=True, engine="c",
+        )  # fmt: skip
+    except pd.errors.EmptyDataError:
+        raise UploadError(f"{name} has no header line and no rows") from None
+    except (pd.errors.ParserError, ValueError, csv.Error, UnicodeError, MemoryError) as e:
+        raise UploadError(
+            f"{name} is not a well-formed {_NAMES[separator]}-separated file: {_why(e)}"
+        ) from None
+    frame.columns = _column_names(frame.columns)
+    if frame.shape[1] > MAX_COLUMNS:
+        raise UploadError(f"{name} has {frame.shape[1]:,} columns; at most {MAX_COLUMNS:,} can be used")
+    if len(frame) == 0:
+        raise UploadError(f"{name} has a header line but no rows")
+    if frame.shape[1] < 2:
+        raise UploadError(
+            f"{name} has one column (no comma, semicolon, tab or pipe between values): a target and at "
+            "least one feature are needed"
+        )
+    frame = frame.apply(lambda column: column.str.strip())
+    digest = hashlib.sha256(content).hexdigest()
+    return Table(frame, name, separator, digest, len(content), tuple(notes))
+
+
+def _decode(content: bytes, name: str) -> tuple[str, list[str]]:
+    for magic, what in _BINARY_MAGIC.items():
+        if content.startswith(magic):
+            raise UploadError(f"{name} is {what}, not a CSV: save or export it as CSV and upload that")
+    head = content[:8192]
+    controls = sum(b < 32 and b not in (9, 10, 12, 13) for b in head)
+    if b"\x00" in head or controls > 0.01 * len(head):
+        raise UploadError(f"{name} is a binary file, not a CSV: save or export it as CSV and upload that")
+    try:
+        return content.decode("utf-8-sig"), []
+    except UnicodeDecodeError:
+        return content.decode("latin-1"), ["not UTF-8: read as Latin-1"]
+
+
+def _separator(text: str) -> str:
+    lines = [line for line in text[:65536].splitlines()[:50] if line.strip()]
+    sample = "\n".join(lines)
+    try:
+        found = csv.Sniffer().sniff(sample, delimiters=SEPARATORS).delimiter
+        if found in SEPARATORS:
+            return found
+    except csv.Error:
+        pass
+    # the sniffer gives up on ragged or one-line files: the separator the header line has most of
+    counts = {s: lines[0].count(s) for s in SEPARATORS} if lines else {}
+    best = max(counts, key=counts.get, default=",")
+    return best if counts.get(best) else ","
+
+
+def _column_names(columns) -> list[str]:
+    names, seen = [], set()
+    for i, raw in enumerate(columns):
+        name = " ".join(str(raw).split())[:60]
+        if not name or name.startswith("Unnamed: "):
+            name = f"column {i + 1}"
+        while name in seen:
+            name += "'"
+        seen.add(name)
+        names.append(name)
+    return names
+
+
+def _why(e: Exception) -> str:
+    text = " ".join(str(e).split()).replace("Error tokenizing data. C error: ", "")
+    return text[:160] or type(e).__name__
+
+
+# ---- columns ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Column:
+    """What one column holds: numbers or categories, its missing cells, and whether it is of use."""
+
+    name: str
+    kind: str  # "numeric", "categorical", or "dropped"
+    missing: int  # empty or NA-like cells, and in a numeric column the cells that are not numbers
+    non_numeric: int = 0  # text cells of a numeric column (counted as missing)
+    values: np.ndarray | None = None  # numeric: float64 with NaN; categorical: codes with NaN
+    categories: tuple[str, ...] = ()
+    why: str = ""  # dropped: the reason, as shown
+
+
+def column(name: str, cells: pd.Series) -> Column:
+    """Type one feature column: numeric, categorical, or dropped (constant, ID-like, mostly missing)."""
+    text = cells.astype(str)
+    empty = text.str.lower().isin(MISSING).to_numpy()
+    n, filled = len(text), int((~empty).sum())
+    if filled <= (1 - MOSTLY_MISSING) * n:
+        return Column(name, "dropped", n - filled, why=f"{(n - filled) / n:.0%} missing")
+    numbers = _numbers(text.where(~empty))
+    numeric = np.isfinite(numbers)
+    distinct = pd.unique(text[~empty])
+    if len(distinct) <= 1:
+        return Column(name, "dropped", n - filled, why="the same value in every row")
+    if numeric.sum() >= NUMERIC_SHARE * filled:
+        if _id_like(name, numbers, numeric, n):
+            return Column(
+                name, "dropped", n - filled, why="an identifier (a different whole number in every row)"
+            )
+        return Column(name, "numeric", int(n - numeric.sum()), int(filled - numeric.sum()), numbers)
+    if len(distinct) == n:
+        return Column(name, "dropped", 0, why="an identifier (a different value in every row)")
+    if len(distinct) > MAX_CATEGORIES:
+        return Column(
+            name, "dropped", n - filled, why=f"{len(distinct):,} different texts: free text, not categories"
+        )
+    categories = tuple(sorted(str(v) for v in distinct))
+    codes = pd.Categorical(text.where(~empty), categories=categories).codes.astype(np.float64)
+    codes[codes < 0] = np.nan
+    return Column(name, "categorical", n - filled, values=codes, categories=categories)
+
+
+def _numbers(cells: pd.Series) -> np.ndarray:
+    """Each cell as a float64, NaN where it is not a (finite) number."""
+    values = np.array(pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
+    values[~np.isfinite(values)] = np.nan
+    return values
+
+
+def _id_like(name: str, numbers: np.ndarray, numeric: np.ndarray, n: int) -> bool:
+    # a whole number unique to each row that counts rows (1..n, in any order) or is named as an id
+    if numeric.sum() != n or not np.all(numbers == np.round(numbers)) or len(np.unique(numbers)) != n:
+        return False
+    named = re.search(r"(^|[^a-z])(id|index|key|row|no)([^a-z]|$)", name.lower()) is not None
+    return named or numbers.max() - numbers.min() == n - 1
+
+
+# ---- the target and the problem type ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """The target column's labels: the problem types it allows and the one inferred."""
+
+    name: str
+    kind: str  # the inferred problem type
+    allowed: tuple[str, ...]  # the types it may be overridden to
+    labels: tuple[str, ...]  # classes, sorted (numerically when they are numbers); () for regression
+    why: str  # the inference in words
+
+
+def infer_target(name: str, cells: pd.Series) -> Target:
+    """Two values: binary; a few whole numbers or text labels: multiclass; many numbers: regression."""
+    text = cells.astype(str)
+    filled = text[~text.str.lower().isin(MISSING)]
+    if filled.empty:
+        raise UploadError(f"the target {cell(name)} has no values")
+    numbers = _numbers(filled)
+    numeric = bool(np.isfinite(numbers).all())
+    distinct = pd.unique(numbers) if numeric else pd.unique(filled)
+    k = len(distinct)
+    if k < 2:
+        raise UploadError(
+            f"the target {cell(name)} has one value ({cell(filled.iloc[0])}) in every row: nothing to learn"
+        )
+    labels = _labels(distinct, numeric) if k <= MAX_CLASSES else ()
+    whole = numeric and bool(np.all(np.asarray(distinct, float) == np.round(np.asarray(distinct, float))))
+    allowed = tuple(
+        kind
+        for kind, ok in ((BINARY, k == 2), (MULTICLASS, 2 <= k <= MAX_CLASSES), (REGRESSION, numeric))
+        if ok
+    )  # fmt: skip
+    if not allowed:
+        raise UploadError(
+            f"the target {cell(name)} has {k:,} different text labels: at most {MAX_CLASSES} classes can be "
+            "learnt; pick a column with a few classes or with numbers"
+        )
+    if k == 2:
+        return Target(name, BINARY, allowed, labels, "two values: binary classification")
+    if numeric and not (whole and k <= FEW_CLASSES):
+        return Target(name, REGRESSION, allowed, (), f"numbers with {k:,} different values: regression")
+    what = f"{k} whole numbers" if numeric else f"{k} text labels"
+    return Target(name, MULTICLASS, allowed, labels, f"{what}: multiclass classification")
+
+
+def _labels(distinct, numeric: bool) -> tuple[str, ...]:
+    if numeric:
+        return tuple(_number(v) for v in sorted(float(v) for v in distinct))
+    return tuple(sorted(str(v) for v in distinct))
+
+
+def _number(v: float) -> str:
+    return str(int(v)) if v == int(v) else repr(v)
+
+
+# ---- a file prepared for training -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A file with its target chosen: raw features (numbers, category codes, NaN where missing), the
+    labels, and what was dropped or will be imputed. Its `name` is its dataset's name in settings."""
+
+    name: str
+    filename: str
+    target: str
+    kind: str
+    labels: tuple[str, ...]  # class i is labels[i]; () for regression
+    x: np.ndarray  # float32 [rows, columns]: numeric columns first, then categorical codes
+    y: np.ndarray  # float32: class indices, or the target's values
+    numeric: tuple[str, ...]
+    categorical: tuple[tuple[str, tuple[str, ...]], ...]  # (column, its categories)
+    separator: str = ","
+    rows_in_file: int = 0
+    dropped: tuple[tuple[str, str], ...] = ()  # (column, why)
+    imputed: tuple[tuple[str, int], ...] = ()  # (column, cells to impute)
+    notes: tuple[str, ...] = ()  # one line each: reading, rows without a target, text in numeric columns
+    inferred: str = ""  # the inference in words
+
+    @property
+    def classes(self) -> int:
+        """Output classes: 2 for binary, 1 for regression."""
+        return problems.of_dataset(self.name)[1]
+
+    @property
+    def features(self) -> int:
+        """The network's input width: numeric columns and one column per category."""
+        return len(self.numeric) + sum(len(c) for _, c in self.categorical)
+
+    def lines(self) -> list[str]:
+        """Every notice, one line each, as the page and the command line show them."""
+        out = list(self.notes)
+        out += [f"column {cell(name)} dropped: {why}" for name, why in self.dropped]
+        out += [
+            f"column {cell(name)}: {count:,} missing value{'s' * (count != 1)} imputed "
+            f"({'median' if name in self.numeric else 'most frequent'} of each run's training rows)"
+            for name, count in self.imputed
+        ]
+        return out
+
+    def dataset(self) -> Dataset:
+        """The dataset: rows shuffled once (files are often sorted), a fifth kept for the test, a
+        quarter of the rest for hold-out validation; each run fits the transforms on its training rows."""
+        n = len(self.y)
+        order = np.random.default_rng(0).permutation(n)
+        n_test = max(1, round(TEST_SHARE * n))
+        n_val = max(1, round(VALIDATION_SHARE * (n - n_test)))
+        test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]
+        x, y = DenseRows(self.x), self.y
+        description = f"{self.filename} (uploaded; target {self.target}, {self.inferred or self.kind})"
+        return Dataset(
+            self.name, self.name, x.select(train), y[train], x.select(val), y[val], x.select(test), y[test],
+            description, self.kind, self.classes, prepare=self.transform, features=self.features,
+            scale_target=self.kind == REGRESSION,
+        )  # fmt: skip
+
+    def transform(self, train: DenseRows, *others: DenseRows) -> tuple[DenseRows, ...]:
+        """The features of these rows, with the imputations, scaling and encoding fit on `train` only."""
+        fitted = self.pipeline().fit(train.values)
+        return tuple(DenseRows(fitted.transform(r.values).astype(np.float32)) for r in (train, *others))
+
+    def pipeline(self):
+        """scikit-learn's ColumnTransformer for these columns (unfitted); categories are the file's, so
+        every fold has the same input width, and one unseen in a fold's training rows encodes as zeros."""
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        k = len(self.numeric)
+        parts = []
+        if k:
+            numeric = make_pipeline(
+                SimpleImputer(strategy="median", keep_empty_features=True), StandardScaler()
+            )
+            parts.append(("numeric", numeric, list(range(k))))
+        if self.categorical:
+            codes = [list(range(len(c))) for _, c in self.categorical]
+            categorical = make_pipeline(
+                SimpleImputer(strategy="most_frequent", keep_empty_features=True),
+                OneHotEncoder(
+                    categories=codes, handle_unknown="ignore", sparse_output=False, dtype=np.float32
+                ),
+            )  # fmt: skip
+            parts.append(("categorical", categorical, list(range(k, k + len(self.categorical)))))
+        return ColumnTransformer(parts)
+
+    def to_payload(self) -> bytes:
+        """The prepared file as bytes (what a worker process receives; never written to disk)."""
+        meta = {
+            "name": self.name, "filename": self.filename, "target": self.target, "kind": self.kind,
+            "labels": self.labels, "numeric": self.numeric, "categorical": self.categorical,
+            "separator": self.separator, "rows_in_file": self.rows_in_file, "dropped": self.dropped,
+            "imputed": self.imputed, "notes": self.notes, "inferred": self.inferred,
+        }  # fmt: skip
+        buffer = io.BytesIO()
+        np.savez(buffer, x=self.x, y=self.y, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_payload(cls, payload: bytes) -> Prepared:
+        """Inverse of to_payload."""
+        with np.load(io.BytesIO(payload), allow_pickle=False) as f:
+            meta = json.loads(f["meta"].tobytes().decode())
+            x, y = f["x"], f["y"]
+        meta["categorical"] = tuple((name, tuple(c)) for name, c in meta["categorical"])
+        for key in ("labels", "numeric", "notes"):
+            meta[key] = tuple(meta[key])
+        meta["dropped"] = tuple(tuple(d) for d in meta["dropped"])
+        meta["imputed"] = tuple((name, int(count)) for name, count in meta["imputed"])
+        return cls(x=x, y=y, **meta)
+
+
+def prepare(table: Table, target: str, kind: str | None = None) -> Prepared:
+    """The table ready to train on with `target` as the label (its problem type inferred unless given)."""
+    if target not in table.frame.columns:
+        raise UploadError(f"{table.filename} has no column {cell(target)}")
+    labels = table.frame[target]
+    inferred = infer_target(target, labels)
+    kind = kind or inferred.kind
+    if kind not in inferred.allowed:
+        raise UploadError(
+            f"the target {cell(target)} cannot be {kind}: it allows {', '.join(inferred.allowed)}"
+        )
+    y, keep, notes = _encode_target(labels, kind, inferred)
+    frame = table.frame[keep]
+    if len(frame) < MIN_ROWS:
+        raise UploadError(
+            f"{table.filename} has {len(frame)} row{'s' * (len(frame) != 1)} with a target; at least "
+            f"{MIN_ROWS} are needed (a fifth is kept for the test and a quarter of the rest validates)"
+        )
+    columns = [column(name, frame[name]) for name in frame.columns if name != target]
+    used = [c for c in columns if c.kind != "dropped"]
+    dropped = tuple((c.name, c.why) for c in columns if c.kind == "dropped")
+    if not used:
+        reasons = "; ".join(f"{cell(n)}: {why}" for n, why in dropped[:5])
+        raise UploadError(f"{table.filename} has no usable feature besides the target ({reasons})")
+    numeric = [c for c in used if c.kind == "numeric"]
+    categorical = [c for c in used if c.kind == "categorical"]
+    width = len(numeric) + sum(len(c.categories) for c in categorical)
+    if width > MAX_FEATURES:
+        raise UploadError(
+            f"{table.filename} has {width:,} features after one-hot encoding; at most {MAX_FEATURES:,} "
+            "can be used"
+        )
+    x = np.column_stack([c.values for c in numeric + categorical]).astype(np.float32)
+    notes = [*table.notes, *notes]
+    notes += [
+        f"column {cell(c.name)}: {c.non_numeric:,} text value{'s' * (c.non_numeric != 1)} among numbers read "
+        "as missing"
+        for c in numeric
+        if c.non_numeric
+    ]
+    imputed = tuple((c.name, c.missing) for c in numeric + categorical if c.missing)
+    labels_kept = inferred.labels if kind != REGRESSION else ()
+    if kind != REGRESSION and len(labels_kept) < 2:
+        labels_kept = tuple(sorted({str(v) for v in y}))
+    key = hashlib.sha256(f"{UPLOAD_VERSION}\n{table.digest}\n{target}\n{kind}".encode()).hexdigest()[:16]
+    classes = {BINARY: 2, MULTICLASS: len(labels_kept), REGRESSION: 1}[kind]
+    return Prepared(
+        problems.upload_name(kind, classes, key), table.filename, target, kind, labels_kept, x, y,
+        tuple(c.name for c in numeric), tuple((c.name, c.categories) for c in categorical), table.separator,
+        len(table.frame), dropped, imputed, tuple(notes),
+        inferred.why if kind == inferred.kind else f"{kind}, chosen (inferred: {inferred.why})",
+    )  # fmt: skip
+
+
+def _encode_target(cells: pd.Series, kind: str, target: Target):
+    """(y, rows kept, notes): class indices or values; rows without a usable target are left out."""
+    text = cells.astype(str)
+    empty = text.str.lower().isin(MISSING).to_numpy()
+    notes = []
+    if kind == REGRESSION:
+        y = _numbers(text.where(~empty))
+        keep = np.isfinite(y)
+    else:
+        numbers = _numbers(text.where(~empty))
+        names = np.array([_number(v) if np.isfinite(v) else "" for v in numbers], dtype=object)
+        as_text = names if all(label_is_number(label) for label in target.labels) else text.to_numpy()
+        index = {label: i for i, label in enumerate(target.labels)}
+        y = np.array([index.get(str(v), -1) for v in as_text], dtype=np.float64)
+        y[empty] = -1
+        keep = y >= 0
+        counts = np.bincount(y[keep].astype(int), minlength=len(target.labels))
+        if counts.max(initial=0) < 2:
+            raise UploadError(
+                f"every class of the target {cell(target.name)} has one row: a classifier needs several rows "
+                "per class (for a quantity, choose regression)"
+            )
+        single = [target.labels[i] for i in np.flatnonzero(counts == 1)]
+        if single:
+            shown = ", ".join(cell(s) for s in single[:5]) + (" ..." if len(single) > 5 else "")
+            notes.append(f"{len(single)} class{'es' * (len(single) != 1)} with one row only: {shown}")
+    missing = int((~keep).sum())
+    if missing:
+        notes.insert(0, f"{missing:,} row{'s' * (missing != 1)} without a target value left out")
+    return y[keep].astype(np.float32), keep, notes
+
+
+def label_is_number(label: str) -> bool:
+    """True for a label written as a number (the class of a numeric target)."""
+    try:
+        return math.isfinite(float(label))
+    except ValueError:
+        return False
+
+
+__all__ = ["Column", "Prepared", "Table", "Target", "UploadError", "column", "infer_target", "prepare",
+           "read_table", "safe_filename"]  # fmt: skip
