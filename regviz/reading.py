@@ -52,7 +52,7 @@ def _regularization_sentence(settings: Settings) -> str:
 
 def _network_sentence(settings: Settings) -> list[str]:
     # a smaller network or less data changes overfitting too, so say when they are not the defaults
-    default, parts = Settings(), []
+    default, parts = Settings.for_dataset(settings.dataset), []
     if (settings.depth, settings.width) != (default.depth, default.width):
         shape = f"{_count(settings.depth, 'hidden layer')} of {_count(settings.width, 'unit')}"
         parts.append(f"{shape} (default {default.depth} of {default.width})")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from regviz import problems
 from regviz.settings import Settings
 
 BASE_FRACTION = 0.5  # the baseline's share of the training data
@@ -33,8 +34,13 @@ REMEDIES = (
 
 
 def baseline(dataset: str, seed: int) -> Settings:
-    """The book's 16-16 network on half the training data, on this dataset and seed."""
-    return Settings(dataset=dataset, seed=seed, train_fraction=BASE_FRACTION)
+    """The book's 16-16 network on half the training data, on this dataset and seed (an uploaded file,
+    of any size, on its own batches and epochs: 20 epochs of 512 would barely train a small one)."""
+    base = Settings(dataset=dataset, seed=seed, train_fraction=BASE_FRACTION)
+    if problems.is_upload(dataset):
+        own = Settings.for_dataset(dataset)
+        base = base.replace(batch_size=own.batch_size, epochs=own.epochs)
+    return base
 
 
 def runs(dataset: str, seed: int) -> list[Settings]:

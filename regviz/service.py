@@ -61,7 +61,6 @@ class RunService:
         self._asking: dict[str, float] = {}  # dataset -> when a background describe was started
         self._lock = threading.Lock()
         self._store_problem: str | None = None
-        self._holders: dict[str, set[str]] = {}  # uploaded file -> sessions holding it
         self._keep: dict[str, set[str]] = {}  # uploaded file -> sessions that want its results stored
         self.costs = CostModel(self.known_info, max_run_seconds)
         self.manager = RunManager(self.executor, self.lookup, self.save, self.costs)
@@ -126,9 +125,7 @@ class RunService:
 
     def add_upload(self, prepared: data.Prepared, session: str) -> None:
         """Hold a session's uploaded file: its runs can train (the workers are sent it with them)."""
-        data.add_upload(prepared)
-        with self._lock:
-            self._holders.setdefault(prepared.name, set()).add(session)
+        data.add_upload(prepared, holder=session)
 
     def keep_results(self, name: str, session: str, keep: bool) -> None:
         """Whether the runs of this session's uploaded file go to the store (their curves, never data)."""
@@ -143,17 +140,11 @@ class RunService:
 
     def drop_uploads(self, session: str) -> list[str]:
         """The session ended: the files only it held are forgotten here and by the workers."""
-        gone = []
+        gone = data.release_uploads(session)
         with self._lock:
-            for name, holders in list(self._holders.items()):
-                holders.discard(session)
-                self._keep.get(name, set()).discard(session)
-                if not holders:
-                    del self._holders[name]
-                    self._keep.pop(name, None)
-                    gone.append(name)
+            for chosen in self._keep.values():
+                chosen.discard(session)
         for name in gone:
-            data.forget_upload(name)
             self.executor.forget(name)
             log.info("uploaded data %s forgotten: its session ended", name)
         return gone

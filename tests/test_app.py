@@ -8,6 +8,7 @@ tests that only look at settings never pay for a training.
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import re
@@ -1063,3 +1064,183 @@ def test_a_sweep_of_k_fold_runs_draws_each_cells_fold_mean_with_its_band(app):
         folds = [list(loop.train(f)) for f in base.replace(dropout=dropout).fold_runs()]
         mean = np.mean([[r.val_data_loss for r in f] for f in folds], axis=0)
         assert line["y"][i] == pytest.approx(mean.min(), rel=1e-6)
+
+
+# ---- your own data: an uploaded CSV --------------------------------------------------------------------
+
+
+def binary_csv(rows: int = 120, seed: int = 3) -> bytes:
+    """A small binary file made here: two numeric features, a text one with gaps, a yes/no label."""
+    rng = np.random.default_rng(seed)
+    lines = ["id,size,weight,colour,bought"]
+    for i in range(rows):
+        size, weight, colour = rng.normal(), rng.normal(), rng.choice(["red", "blue", ""])
+        label = "yes" if size + 0.5 * (colour == "red") + rng.normal(0, 0.5) > 0.3 else "no"
+        lines.append(f"{i + 1},{size:.3f},{weight:.3f},{colour},{label}")
+    return "\n".join(lines).encode()
+
+
+def regression_csv(rows: int = 150, seed: int = 4) -> bytes:
+    """A small regression file made here, semicolon-separated: a price in dollars from two features."""
+    rng = np.random.default_rng(seed)
+    lines = ["area;rooms;town;price"]
+    for _ in range(rows):
+        area, rooms, town = rng.uniform(40, 200), rng.integers(1, 6), rng.choice(["north", "south"])
+        price = 2500 * area + 8000 * rooms + 30000 * (town == "north") + rng.normal(0, 20000)
+        lines.append(f"{area:.1f};{rooms};{town};{price:.0f}")
+    return "\n".join(lines).encode()
+
+
+def upload(at: AppTest, name: str, content: bytes) -> AppTest:
+    """The file handed to the Your data page's uploader, the page run again."""
+    at.file_uploader(key="upload_file").set_value((name, content, "text/csv")).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def data_page(params: dict | None = None) -> AppTest:
+    """The Your data page of a new session (opened from a link with these parameters; by default on
+    the offline dataset, so that nothing loads IMDB)."""
+    at = open_app(params or SYNTH)
+    at.switch_page("ui/yourdata.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def train_on_it(at: AppTest) -> AppTest:
+    """Press "Train on this file", then show the explore page (AppTest stays on the page it was told)."""
+    at.button(key="upload_use").click().run()
+    assert not at.exception, at.exception
+    at.switch_page("ui/explore.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_an_uploaded_binary_csv_previews_then_trains_with_live_curves_and_its_listing(app):
+    """Upload, preview (rows, type, class balance, what was dropped and imputed), then train: the
+    explore page trains the file's K-fold runs (a small file), the curves stream, and the Keras code
+    loads the CSV."""
+    at = upload(data_page(), "shop.csv", binary_csv())
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["rows"] == "120" and shown["problem type"] == "binary"
+    assert at.selectbox(key="upload_target").value == "bought"
+    (balance,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    bars = balance["data"][0]
+    counts = pd.read_csv(io.BytesIO(binary_csv()))["bought"].value_counts()
+    assert dict(zip(bars["x"], bars["y"], strict=True)) == counts.to_dict()
+    before = next(m.value for m in at.markdown if "Before training" in m.value)
+    assert "'id' dropped: an identifier" in before and "'colour'" in before and "imputed" in before
+    assert not [s for s in app.trained if s.dataset.startswith("csv-")]  # nothing trains before the button
+    at = train_on_it(at)
+    controls(at)["epochs"].set_value(3).run()
+    at = finish(at, app)
+    name = at.session_state["dataset"]
+    assert name.startswith("csv-binary-2-") and "shop.csv → bought (binary)" in at.caption[0].value
+    assert {r.settings.validation for r in app.watched if r.settings.epochs == 3} == {"kfold"}
+    assert all("done, 3 of 3 epochs" in p for p in progress(at))
+    lines = traces(charts(at)["Loss"])
+    assert len(lines["validation (this run)"]["y"]) == 3
+    code = keras_code_shown(at)
+    assert "pd.read_csv('shop.csv'" in code and "ColumnTransformer" in code
+
+
+def test_an_uploaded_regression_csv_shows_its_histogram_and_trains_its_mae(app):
+    """A ;-separated file with prices: regression inferred, the target's histogram previewed, and the
+    explore page's second chart is the MAE in dollars, streamed epoch by epoch."""
+    at = upload(data_page(), "flats.csv", regression_csv())
+    at.selectbox(key="upload_target").set_value("price").run()
+    shown = {m.label: m.value for m in at.metric}
+    assert shown["problem type"] == "regression" and "semicolon" in shown["columns"]
+    (hist,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    values = hist["data"][0]["x"]  # plotly sends a numpy array as base64 bytes
+    values = np.frombuffer(base64.b64decode(values["bdata"]), values["dtype"])
+    assert hist["data"][0]["type"] == "histogram"
+    want = pd.read_csv(io.BytesIO(regression_csv()), sep=";")["price"].to_numpy()
+    assert sorted(values) == pytest.approx(sorted(want))
+    at = train_on_it(at)
+    controls(at)["epochs"].set_value(2).run()
+    controls(at)["validation"].set_value("holdout").run()
+    at = finish(at, app)
+    assert "Dense(1)" in at.caption[0].value
+    mae = traces(charts(at)["Mean"])["validation MAE (this run)"]["y"]
+    assert len(mae) == 2 and all(v > 1000 for v in mae)  # dollars, not standard deviations
+
+
+@pytest.mark.parametrize(
+    "name, content, why",
+    [
+        ("photo.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)), "is a PNG image, not a CSV"),
+        ("blob.csv", bytes(range(256)) * 8, "is a binary file"),
+        ("header.csv", b"a,b,c\n", "has a header line but no rows"),
+        ("one.csv", b"a,b\n" + b"1,same\n" * 30, "has one value"),
+    ],
+)
+def test_a_broken_upload_is_one_line_and_a_good_file_works_after_it(app, name, content, why):
+    """A bad file gives one error line and no traceback; the page stays usable and the next, good
+    file previews and trains."""
+    at = upload(data_page(), name, content)
+    (error,) = [e.value for e in at.error]
+    assert why in error and "\n" not in error and not at.exception
+    at = upload(at, "shop.csv", binary_csv())
+    assert not at.error and {m.label: m.value for m in at.metric}["problem type"] == "binary"
+    assert at.button(key="upload_use")
+
+
+def test_a_file_name_with_folders_and_markup_is_shown_literally(app):
+    """Path parts are dropped and markup characters removed: the name shows as plain text."""
+    at = upload(data_page(), "../../etc/<b>x</b>.csv", binary_csv())
+    caption = next(c.value for c in at.caption if "binary classification" in c.value)
+    assert caption.startswith("`b.csv`") and "<" not in caption and "etc" not in caption
+
+
+def test_an_uploaded_file_stays_with_its_session_and_its_link_offers_the_upload_elsewhere(app, store_path):
+    """The link of a run on an uploaded file carries no data: a new session opening it sees one line
+    saying the data is not here, with the upload offered, and no traceback; after the same file is
+    uploaded there, the link's own settings apply. Nothing was stored (keep results was off)."""
+    at = train_on_it(upload(data_page(), "shop.csv", binary_csv()))
+    controls(at)["l2"].set_value(0.001).run()
+    controls(at)["epochs"].set_value(2).run()
+    link = {k: v[-1] if isinstance(v, list) else v for k, v in at.query_params.items()}
+    name = link["dataset"]
+    assert name.startswith("csv-binary-2-") and "shop" not in json.dumps(link)
+    at = finish(at, app)
+    assert RunStore(store_path).get(Settings.from_params(link), name) is None  # not kept
+    other = open_app(link)
+    (line,) = [w.value for w in other.warning if "uploaded in another session" in w.value]
+    assert "upload the same file" in line and not other.exception
+    assert [p.proto.page for p in other.get("page_link")]  # the way to the upload
+    other.switch_page("ui/yourdata.py").run()
+    assert any("never leaves the session" in i.value for i in other.info)
+    other = train_on_it(upload(other, "shop.csv", binary_csv()))
+    assert other.session_state["dataset"] == name and other.session_state["l2"] == 0.001
+    assert other.session_state["epochs"] == 2 and not other.warning
+
+
+def test_keep_results_stores_the_runs_curves_and_the_same_file_shows_them_again(app, store_path):
+    """With "keep results" ticked, the finished runs go to the store under the file's hash: after a
+    restart, another session uploading the same file (under another name) gets them from the store."""
+    at = upload(data_page(), "shop.csv", binary_csv())
+    at.checkbox(key="upload_keep").check().run()
+    at = train_on_it(at)
+    controls(at)["epochs"].set_value(2).run()
+    controls(at)["validation"].set_value("holdout").run()
+    at = finish(at, app)
+    settings = Settings(**{f: at.session_state[f] for f in FIELDS})
+    assert RunStore(store_path).get(settings, settings.dataset) is not None
+    trained = len(app.trained)
+    st.cache_resource.clear()  # a new server: nothing in memory, the file forgotten with its session
+    other = upload(data_page(), "copy.csv", binary_csv())
+    other = train_on_it(other)
+    controls(other)["epochs"].set_value(2).run()
+    controls(other)["validation"].set_value("holdout").run()
+    assert all("from the store" in p for p in progress(other)), progress(other)
+    assert settings not in app.trained[trained:] and settings.baseline() not in app.trained[trained:]
+
+
+def test_a_session_that_ends_forgets_its_uploaded_file(app):
+    """The service holds the file while its session is open; the session's release forgets it."""
+    at = train_on_it(upload(data_page(), "shop.csv", binary_csv()))
+    name = at.session_state["dataset"]
+    assert data.uploaded(name) is not None
+    st.cache_resource.clear()  # what streamlit does when the session goes: its session resources released
+    assert data.uploaded(name) is None

@@ -9,7 +9,7 @@ import uuid
 import streamlit as st
 
 import regviz.service
-from regviz import data, pins
+from regviz import data, pins, problems
 from regviz import settings as settings_mod
 from regviz.settings import PRESETS, Settings
 from regviz.views import ViewCache
@@ -35,9 +35,11 @@ def views() -> ViewCache:
 
 
 def _forget_session(token: str) -> None:
-    # the tab is gone: cancel what only this tab was waiting for, its sweep's cells too
+    # the tab is gone: cancel what only this tab was waiting for, its sweep's cells too, and forget the
+    # files only it uploaded
     service().manager.unwatch(token)
     service().manager.unwatch(sweep_watcher(token))
+    service().drop_uploads(token)
 
 
 def sweep_watcher(token: str) -> str:
@@ -85,9 +87,31 @@ def seed_from_link(page: str) -> None:
 
 def ensure_dataset() -> data.DatasetInfo | None:
     """The chosen dataset's description (None while a worker loads it); if it can't be loaded, say so
-    in one line and switch to an offline one."""
+    in one line and switch to an offline one. An uploaded file this session does not hold (a link from
+    another session) stops the page with a line that offers the upload."""
+    name = st.session_state.dataset
+    held = st.session_state.get("uploads", {}).get(name)
+    if held is not None and data.uploaded(name) is None:
+        service().add_upload(held, session_token())  # this session's file, held by the service again
     try:
-        return service().dataset_info(st.session_state.dataset, wait=False)
+        if problems.is_upload(name) and held is None:  # another session's file, even if the server holds it
+            raise data.UploadMissing(name)
+        return service().dataset_info(name, wait=False)
+    except data.UploadMissing:
+        st.session_state.missing_upload = name
+        st.warning(
+            "This link is for runs on a file uploaded in another session. Uploaded data never leaves the "
+            "session that uploaded it (the link carries only settings), so it is not here: upload the "
+            "same file, with the same target, to see these runs, or choose a dataset of the book."
+        )
+        st.page_link("ui/yourdata.py", label="Upload the file", icon=":material/upload_file:")
+        if st.button("Use the book's IMDB reviews instead", key="missing_upload_imdb"):
+            st.session_state.update(
+                Settings.for_dataset("imdb", seed=st.session_state.get("seed", 0)).as_dict()
+            )
+            st.session_state.missing_upload = None
+            st.rerun()
+        st.stop()
     except data.DatasetUnavailable as e:
         offline = data.offline_for(st.session_state.dataset)
         st.session_state.data_notice = f"{e}. Using the offline dataset “{offline}” instead."
@@ -129,7 +153,12 @@ def control(f) -> None:
     unused = {"folds": ("holdout",), "repeats": ("holdout", "kfold")}.get(f.name, ())
     off = st.session_state.get("validation") in unused
     common = dict(key=f.name, help=help, on_change=changed, disabled=off)
-    if m["choices"]:
+    if f.name == "dataset":  # the book's datasets and this session's uploaded files
+        names = [*m["choices"], *st.session_state.get("uploads", {})]
+        names += [] if st.session_state.dataset in names else [st.session_state.dataset]
+        labels = {name: dataset_label(name) for name in names}  # bound now: no session state at format time
+        st.selectbox(m["label"], names, format_func=labels.__getitem__, **common)
+    elif m["choices"]:
         st.selectbox(m["label"], m["choices"], **common)
     elif m["steps"]:
         options = _options(f, st.session_state[f.name])
@@ -141,6 +170,19 @@ def control(f) -> None:
         st.slider(m["label"], m["lo"], m["hi"], step=1, **common)
     else:
         st.slider(m["label"], float(m["lo"]), float(m["hi"]), step=0.05, **common)
+
+
+def dataset_label(name: str) -> str:
+    """A dataset as the page names it: an uploaded file by its file name and target."""
+    held = st.session_state.get("uploads", {}).get(name)
+    if held is not None:
+        return f"{held.filename} → {held.target} ({held.kind})"
+    return "uploaded file (not in this session)" if problems.is_upload(name) else name
+
+
+def dataset_title(name: str) -> str:
+    """A dataset as a caption names it: IMDB, REUTERS, ..., an uploaded file by name and target."""
+    return dataset_label(name) if problems.is_upload(name) else name.upper()
 
 
 def _clear_link_notice() -> None:
@@ -184,7 +226,7 @@ def sidebar() -> None:
 # ---- lines every page may show ------------------------------------------------------------------------
 
 
-def _literal(text: str) -> str:
+def literal(text: str) -> str:
     # text from a link is shown as typed: in a code span markdown makes no links, emphasis or colours
     return "`" + " ".join(text.replace("`", "'").split()) + "`"
 
@@ -193,7 +235,7 @@ def notices() -> None:
     """What was ignored in the link, and a dataset that could not be loaded."""
     if st.session_state.get("dropped"):
         ignored = "; ".join(
-            f"{_literal(f'{name}={value!r}')} ({why})" for name, value, why in st.session_state.dropped
+            f"{literal(f'{name}={value!r}')} ({why})" for name, value, why in st.session_state.dropped
         )
         st.warning(f"Some of the link's settings were ignored: {ignored}. The rest of the link applies.")
     if st.session_state.get("data_notice"):

@@ -16,6 +16,7 @@ from regviz.settings import Settings
 from ui.common import (
     POLL_SECONDS,
     current_settings,
+    dataset_title,
     ensure_dataset,
     notices,
     prefetch_on,
@@ -53,11 +54,17 @@ def header(settings: Settings, info: data.DatasetInfo | None) -> None:
         repeats = f", {settings.repeats} times reshuffled" if settings.validation == "iterated" else ""
         rows = f"{settings.folds}-fold validation over {info.n_train + info.n_val:,} examples{repeats}"
     st.caption(
-        f"{layers} on {settings.dataset.upper()} ({rows}), "
+        f"{layers} on {dataset_title(settings.dataset)} ({rows}), "
         f"{reading.regularizers(settings) or 'no regularization'}. "
         "Solid lines: this run. Dashed: the same network without regularization (the baseline)."
     )
-    if problems.is_tabular(settings.dataset):
+    if problems.is_upload(settings.dataset):
+        st.caption(
+            "Numeric features are imputed (median) and standardised, text ones imputed (most frequent) "
+            "and one-hot encoded, with statistics of each run's training part only, never of its "
+            "validation or test rows (the workflow's step 4)."
+        )
+    elif problems.is_tabular(settings.dataset):
         st.caption(
             "The features are standardised with the mean and standard deviation of the training part "
             "only, never of the validation or test rows (the workflow's step 4)."
@@ -212,7 +219,8 @@ def share_and_code(settings: Settings, info: data.DatasetInfo | None) -> None:
     st.code(f"{base_url}?{query}" if query else base_url, language=None, wrap_lines=True)
     with st.expander("Show Keras code"):
         features = info.num_features if info else data.NUM_WORDS
-        st.code(keras_code(settings, features), language="python")
+        upload = data.uploaded(settings.dataset) if problems.is_upload(settings.dataset) else None
+        st.code(keras_code(settings, features, upload=upload), language="python")
 
 
 def final_evaluation(settings: Settings, run) -> None:

@@ -9,6 +9,7 @@ from regviz.records import best_epoch
 from regviz.runs import group
 from ui.common import (
     POLL_SECONDS,
+    dataset_title,
     ensure_dataset,
     notices,
     problem_line,
@@ -26,7 +27,7 @@ def remedies_page() -> None:
     dataset, seed = st.session_state.dataset, st.session_state.seed
     st.title("Four ways to fight overfitting")
     st.caption(
-        f"Chapter 4 of *Deep Learning with Python*, on {dataset.upper()} (seed {seed}). The baseline "
+        f"Chapter 4 of *Deep Learning with Python*, on {dataset_title(dataset)} (seed {seed}). The baseline "
         "(dashed) is the book's Dense(16) → Dense(16) network on half of the training data; each chart "
         "changes one thing of it (solid). Blue: training loss; orange: validation loss; stars: the "
         "best epoch, where early stopping would stop. The server trains these runs while nobody "

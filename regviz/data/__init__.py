@@ -34,7 +34,7 @@ __all__ = [
     "REUTERS_PATH_ENV", "REUTERS_VALIDATION", "VALIDATION_SIZE", "Dataset", "DatasetInfo",
     "DatasetUnavailable", "DenseRows", "SparseRows", "describe", "houses", "load", "multi_hot",
     "offline_for", "standardize", "synthetic", "topics", "UploadMissing", "add_upload", "forget_upload",
-    "upload_payload", "uploaded",
+    "release_uploads", "upload_payload", "uploaded",
 ]  # fmt: skip
 OFFLINE_FOR = {BINARY: "synthetic", MULTICLASS: "topics", REGRESSION: "houses"}  # after a failed download
 
@@ -47,14 +47,16 @@ def offline_for(name: str) -> str:
 _lock = threading.Lock()
 # uploaded files of this process's sessions (a worker's: those it was sent), never on disk
 _uploads: dict[str, tuple[Prepared, Dataset, bytes]] = {}
+_holders: dict[str, set[str]] = {}  # uploaded file -> the sessions holding it
 
 
 class UploadMissing(DatasetUnavailable):
     """A link or a run names an uploaded file this process does not hold (another session's, or gone)."""
 
 
-def add_upload(prepared: Prepared | bytes) -> Prepared:
-    """Hold an uploaded file (prepared, or its payload as a worker receives it) until forgotten."""
+def add_upload(prepared: Prepared | bytes, holder: str = "") -> Prepared:
+    """Hold an uploaded file (prepared, or its payload as a worker receives it) for `holder` (a
+    session), until every holder has released it or it is forgotten."""
     if isinstance(prepared, bytes | bytearray):
         payload, prepared = bytes(prepared), Prepared.from_payload(bytes(prepared))
     else:
@@ -62,13 +64,28 @@ def add_upload(prepared: Prepared | bytes) -> Prepared:
     with _lock:
         if prepared.name not in _uploads:
             _uploads[prepared.name] = (prepared, prepared.dataset(), payload)
+        _holders.setdefault(prepared.name, set()).add(holder)
     return prepared
 
 
+def release_uploads(holder: str) -> list[str]:
+    """The holder (a session) ended: the files no one else holds are forgotten; their names."""
+    gone = []
+    with _lock:
+        for name, holders in list(_holders.items()):
+            holders.discard(holder)
+            if not holders:
+                gone.append(name)
+                del _holders[name]
+                _uploads.pop(name, None)
+    return gone
+
+
 def forget_upload(name: str) -> None:
-    """Drop an uploaded file: its session ended."""
+    """Drop an uploaded file, whoever holds it (a worker told its session ended)."""
     with _lock:
         _uploads.pop(name, None)
+        _holders.pop(name, None)
 
 
 def uploaded(name: str) -> Prepared | None:
