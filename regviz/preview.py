@@ -20,7 +20,7 @@ def summary(table: Table, prepared: Prepared) -> list[tuple[str, str]]:
     rows = f"{kept:,}" if kept == len(table.frame) else f"{kept:,} of {len(table.frame):,}"
     return [
         ("rows", rows),
-        ("columns", f"{table.frame.shape[1]:,} ({table.separator_name}-separated)"),
+        ("columns", f"{table.frame.shape[1]:,}"),
         ("network inputs", f"{prepared.features:,}"),
         ("problem type", prepared.kind),
     ]

@@ -1150,7 +1150,8 @@ def test_an_uploaded_regression_csv_shows_its_histogram_and_trains_its_mae(app):
     at = upload(data_page(), "flats.csv", regression_csv())
     at.selectbox(key="upload_target").set_value("price").run()
     shown = {m.label: m.value for m in at.metric}
-    assert shown["problem type"] == "regression" and "semicolon" in shown["columns"]
+    assert shown["problem type"] == "regression" and shown["columns"] == "4"
+    assert any("semicolon-separated: numbers with" in c.value for c in at.caption)
     (hist,) = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     values = hist["data"][0]["x"]  # plotly sends a numpy array as base64 bytes
     values = np.frombuffer(base64.b64decode(values["bdata"]), values["dtype"])
@@ -1190,6 +1191,7 @@ def test_a_file_name_with_folders_and_markup_is_shown_literally(app):
     """Path parts are dropped and markup characters removed: the name shows as plain text."""
     at = upload(data_page(), "../../etc/<b>x</b>.csv", binary_csv())
     caption = next(c.value for c in at.caption if "binary classification" in c.value)
+    assert caption.startswith("`b.csv`, comma-separated")
     assert caption.startswith("`b.csv`") and "<" not in caption and "etc" not in caption
 
 

@@ -23,6 +23,7 @@ import tempfile
 import threading
 import time
 
+import numpy as np
 import pytest
 from conftest import Collected as _Collected
 from conftest import subprocess_env
@@ -437,3 +438,26 @@ def test_regviz_ray_local_starts_ray_in_the_process_trains_and_leaves_nothing_be
     assert proc.returncode == 0, err[-3000:]
     assert out.splitlines() == ["RayWorkers True done 2", "True", "True"]
     assert not left, "Ray processes were still running 30 s after the service closed"
+
+
+def test_an_uploaded_file_trains_on_an_actor_as_here(workers):
+    """A file uploaded to this process is sent to the actor with its first run there: the records
+    equal the same settings trained here; after forget, the actor drops it."""
+    from regviz.data import csvfile
+
+    rng = np.random.default_rng(6)
+    rows = ["a,b,label"] + [f"{x:.3f},{y:.3f},{int(x + y > 0)}" for x, y in rng.normal(size=(80, 2))]
+    prepared = csvfile.prepare(csvfile.read_table("\n".join(rows).encode(), "ab.csv"), "label")
+    data.add_upload(prepared, holder="s")
+    try:
+        settings = Settings.for_dataset(prepared.name, epochs=3)
+        got = Collected(settings)
+        workers.start(got.job)
+        got.wait_end()
+        assert got.error is None
+        here = list(train_here(settings))
+        for ours, theirs in zip(got.records, here, strict=True):
+            assert ours.val_data_loss == pytest.approx(theirs.val_data_loss, abs=1e-6)
+        workers.forget(prepared.name)
+    finally:
+        data.forget_upload(prepared.name)

@@ -83,7 +83,7 @@ def show_preview(table: csvfile.Table, prepared: csvfile.Prepared) -> None:
     """Size, type, the target's balance or histogram, what was dropped or imputed, the first rows."""
     for column, (label, value) in zip(st.columns(4), preview.summary(table, prepared), strict=True):
         column.metric(label, value)
-    st.caption(f"{literal(prepared.filename)}: {prepared.inferred}.")
+    st.caption(f"{literal(prepared.filename)}, {table.separator_name}-separated: {prepared.inferred}.")
     left, right = st.columns([3, 2])
     left.plotly_chart(preview.target_figure(prepared), key="upload_target_chart", theme=None)
     with right:
