@@ -1246,3 +1246,54 @@ def test_a_session_that_ends_forgets_its_uploaded_file(app):
     assert data.uploaded(name) is not None
     st.cache_resource.clear()  # what streamlit does when the session goes: its session resources released
     assert data.uploaded(name) is None
+
+
+def test_a_file_over_the_upload_limit_is_one_line(app):
+    """The browser refuses a file over server.maxUploadSize itself; one that reaches the page anyway
+    (another client) is refused by regviz with the limit named."""
+    limit = st.get_option("server.maxUploadSize")
+    st.config.set_option("server.maxUploadSize", 1)
+    try:
+        at = upload(data_page(), "big.csv", b"a,b\n" + b"1,2\n" * 300_000)
+        (error,) = [e.value for e in at.error]
+        assert "big.csv is 1.1 MB; files up to 1 MB can be used" in error
+    finally:
+        st.config.set_option("server.maxUploadSize", limit)
+
+
+def test_pins_and_a_sweep_work_on_an_uploaded_file(app):
+    """Pin a run on the file and its link carries the pin; the sweep page varies a setting over the
+    file's runs, which train (at sweep priority) on the file."""
+    at = train_on_it(upload(data_page(), "shop.csv", binary_csv()))
+    name = at.session_state["dataset"]
+    controls(at)["validation"].set_value("holdout").run()
+    controls(at)["epochs"].set_value(2).run()
+    controls(at)["l2"].set_value(0.001).run()
+    at.button(key="pin").click().run()
+    assert not at.exception, at.exception
+    assert len(at.session_state["pins"]) == 1 and at.session_state["pins"][0].dataset == name
+    at.query_params["vary"] = ["dropout:0,0.5"]
+    at.switch_page("ui/sweep.py").run()
+    assert not at.exception, at.exception
+    app.open()
+    for run in app.watched:
+        assert run.wait(DEADLINE)
+    at.run()
+    line, _best = sweep_chart(at)["data"]
+    assert len(line["y"]) == 2
+    swept = {r.settings for r, p in zip(app.watched, app.priorities, strict=True) if p == SWEEP}
+    assert {s.dataset for s in swept} == {name} and {s.dropout for s in swept} == {0.0, 0.5}
+    assert swept <= set(app.trained)
+
+
+def test_the_remedies_page_runs_the_books_remedies_on_an_uploaded_file(app):
+    """The four remedies over a 16-16 baseline on half of the file's rows, on its own batches and
+    epochs, each a run on the file."""
+    at = train_on_it(upload(data_page(), "shop.csv", binary_csv()))
+    name = at.session_state["dataset"]
+    at.switch_page("ui/remedies.py").run()
+    assert not at.exception, at.exception
+    assert any("shop.csv → bought (binary)" in c.value for c in at.caption)
+    asked = [r.settings for r in app.watched if r.settings.dataset == name and r.settings.width in (4, 16)]
+    base = Settings.for_dataset(name)
+    assert asked and {(s.batch_size, s.epochs) for s in asked} == {(base.batch_size, base.epochs)}

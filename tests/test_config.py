@@ -30,3 +30,10 @@ def test_the_options_the_page_relies_on():
     assert opts["server.fileWatcherType"] == "none"  # no reload mid-lesson
     assert opts["client.showErrorDetails"] == "none"  # a class never sees a traceback
     assert opts["server.disconnectedSessionTTL"] <= 30  # a closed tab frees its runs soon
+
+
+def test_the_upload_limit_is_the_one_the_command_line_uses():
+    """server.maxUploadSize (MB) and regviz's own limit for files read by the command line agree."""
+    from regviz.data.csvfile import MAX_MB
+
+    assert options()["server.maxUploadSize"] == MAX_MB
