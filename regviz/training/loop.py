@@ -5,7 +5,7 @@ Why not `model.fit`: the input is 98.7 % zeros, and fit pays per-step Python ove
 `trainers.CALL_SECONDS`, a few calls, with the cancel event checked between them), batches stay
 sparse, and only the first layer's matmul is done by a sparse kernel (`sparse.first_matmul`); every
 other layer, the penalty (`model.losses`) and the loss are the Keras model's own. The optimizer's step
-is Keras's `apply` (compiled by XLA from 64 units on) or, for narrower RMSprop and Adam models, the
+is Keras's `apply` (compiled by XLA from 128 units on) or, for narrower RMSprop and Adam models, the
 same update as one TF kernel per weight (`optimizer_step.py`). Trainers are pooled across runs
 (`trainers.py`).
 """

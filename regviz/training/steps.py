@@ -16,8 +16,9 @@ from regviz.training.batches import batch, batches_function
 from regviz.training.optimizer_step import fused_step
 from regviz.training.sparse import batch_matrix, first_matmul
 
-XLA_MIN_WIDTH = 64  # xla fuses keras's optimizer (4x on a 10000x512 kernel, 10 % faster than the fused
-# kernels of optimizer_step); compiling costs 0.3 s, so narrower models take optimizer_step's kernels
+XLA_MIN_WIDTH = 128  # xla fuses keras's optimizer (4x on a 10000x512 kernel, 10 % faster than the fused
+# kernels of optimizer_step at 128 units); compiling costs 0.3-0.8 s, which at 64 units (the book's
+# Reuters network) the fused kernels never lose in 20 epochs, so narrower models take optimizer_step's
 
 
 def forward(model: keras.Sequential, x, training: bool):
