@@ -45,6 +45,7 @@ _BINARY_MAGIC = {
     b"GIF8": "a GIF image", b"\xff\xd8\xff": "a JPEG image", b"\x1f\x8b": "a gzip archive",
     b"\xd0\xcf\x11\xe0": "an old Excel or Word file",
 }  # fmt: skip
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # a larger number cannot be a feature or a target: missing
 UPLOAD_VERSION = "1"  # part of a file's dataset name: a change of reading or encoding is new data
 
 
@@ -98,10 +99,10 @@ def read_table(content: bytes, filename: str = "upload.csv", max_mb: float = MAX
         raise UploadError(f"{name} is empty")
     text, notes = _decode(content, name)
     separator = _separator(text)
-    try:
+    try:  # index_col=False: a separator ending every data row must not shift the columns by one
         frame = pd.read_csv(
             io.StringIO(text), sep=separator, dtype=str, keep_default_na=False, na_filter=False,
-            skipinitialspace=True, skip_blank_lines=True, engine="c",
+            skipinitialspace=True, skip_blank_lines=True, engine="c", index_col=False,
         )  # fmt: skip
     except pd.errors.EmptyDataError:
         raise UploadError(f"{name} has no header line and no rows") from None
@@ -189,12 +190,12 @@ class Column:
 
 def column(name: str, cells: pd.Series) -> Column:
     """Type one feature column: numeric, categorical, or dropped (constant, ID-like, mostly missing)."""
-    text = cells.astype(str)
+    text = _text(cells)
     empty = text.str.lower().isin(MISSING).to_numpy()
     n, filled = len(text), int((~empty).sum())
-    if filled <= (1 - MOSTLY_MISSING) * n:
+    if n - filled >= MOSTLY_MISSING * n:
         return Column(name, "dropped", n - filled, why=f"{(n - filled) / n:.0%} missing")
-    numbers = _numbers(text.where(~empty))
+    numbers = _numbers(text.where(~empty), FLOAT32_MAX)
     numeric = np.isfinite(numbers)
     distinct = pd.unique(text[~empty])
     if len(distinct) <= 1:
@@ -217,10 +218,15 @@ def column(name: str, cells: pd.Series) -> Column:
     return Column(name, "categorical", n - filled, values=codes, categories=categories)
 
 
-def _numbers(cells: pd.Series) -> np.ndarray:
-    """Each cell as a float64, NaN where it is not a (finite) number."""
+def _text(cells: pd.Series) -> pd.Series:
+    """The cells as text, missing ones (None, NaN: pandas 3's astype(str) keeps them) as empty text."""
+    return cells.astype(object).where(cells.notna(), "").astype(str)
+
+
+def _numbers(cells: pd.Series, limit: float = np.inf) -> np.ndarray:
+    """Each cell as a float64, NaN where it is not a (finite) number or one beyond ±limit."""
     values = np.array(pd.to_numeric(cells, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan))
-    values[~np.isfinite(values)] = np.nan
+    values[~(np.isfinite(values) & (np.abs(values) <= limit))] = np.nan
     return values
 
 
@@ -248,7 +254,7 @@ class Target:
 
 def infer_target(name: str, cells: pd.Series) -> Target:
     """Two values: binary; a few whole numbers or text labels: multiclass; many numbers: regression."""
-    text = cells.astype(str)
+    text = _text(cells)
     filled = text[~text.str.lower().isin(MISSING)]
     if filled.empty:
         raise UploadError(f"the target {cell(name)} has no values")
@@ -287,7 +293,7 @@ def _labels(distinct, numeric: bool) -> tuple[str, ...]:
 
 
 def _number(v: float) -> str:
-    return str(int(v)) if v == int(v) else repr(v)
+    return str(int(v)) if v == int(v) else repr(float(v))  # numpy 2's repr of np.float64 names its type
 
 
 # ---- a file prepared for training -------------------------------------------------------------------
@@ -353,8 +359,14 @@ class Prepared:
 
     def transform(self, train: DenseRows, *others: DenseRows) -> tuple[DenseRows, ...]:
         """The features of these rows, with the imputations, scaling and encoding fit on `train` only."""
-        fitted = self.pipeline().fit(train.values)
-        return tuple(DenseRows(fitted.transform(r.values).astype(np.float32)) for r in (train, *others))
+        # in float64: centring a float32 column near its limits overflows; a row far outside the training
+        # rows' spread saturates at float32's limit rather than becoming inf
+        fitted = self.pipeline().fit(train.values.astype(np.float64))
+        out = (
+            np.clip(fitted.transform(r.values.astype(np.float64)), -FLOAT32_MAX, FLOAT32_MAX)
+            for r in (train, *others)
+        )
+        return tuple(DenseRows(o.astype(np.float32)) for o in out)
 
     def pipeline(self):
         """scikit-learn's ColumnTransformer for these columns (unfitted); categories are the file's, so
@@ -430,7 +442,8 @@ def prepare(table: Table, target: str, kind: str | None = None) -> Prepared:
     used = [c for c in columns if c.kind != "dropped"]
     dropped = tuple((c.name, c.why) for c in columns if c.kind == "dropped")
     if not used:
-        reasons = "; ".join(f"{cell(n)}: {why}" for n, why in dropped[:5])
+        reasons = "; ".join(f"{cell(n, 20)}: {why}" for n, why in dropped[:2])
+        reasons += f"; {len(dropped) - 2} more dropped" if len(dropped) > 2 else ""  # one line, bounded
         raise UploadError(f"{table.filename} has no usable feature besides the target ({reasons})")
     numeric = [c for c in used if c.kind == "numeric"]
     categorical = [c for c in used if c.kind == "categorical"]
@@ -464,11 +477,11 @@ def prepare(table: Table, target: str, kind: str | None = None) -> Prepared:
 
 def _encode_target(cells: pd.Series, kind: str, target: Target):
     """(y, rows kept, notes): class indices or values; rows without a usable target are left out."""
-    text = cells.astype(str)
+    text = _text(cells)
     empty = text.str.lower().isin(MISSING).to_numpy()
     notes = []
     if kind == REGRESSION:
-        y = _numbers(text.where(~empty))
+        y = _numbers(text.where(~empty), FLOAT32_MAX)
         keep = np.isfinite(y)
     else:
         numbers = _numbers(text.where(~empty))
