@@ -6,6 +6,7 @@ scikit-learn transforms (csvfile.Prepared.pipeline), so that it trains as it sta
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from regviz import problems
@@ -120,8 +121,17 @@ def _read_code(upload: Prepared, path: str) -> list[str]:
         "                    skipinitialspace=True).apply(lambda column: column.str.strip())",
         f"missing = {sorted(MISSING)!r}",
         "frame = frame.mask(frame.apply(lambda column: column.str.lower().isin(missing)))",
-        'frame.columns = [" ".join(str(name).split())[:60] for name in frame.columns]',
+        *_names_code(upload),
     ]
+
+
+def _names_code(upload: Prepared) -> list[str]:
+    """The app's column names: pandas' own, cleaned, unless the app renamed a blank or repeated one
+    (pandas says "Unnamed: 3" and "a.1"), then every name written out."""
+    renamed = any(re.fullmatch(r"column \d+|.*'", name) for name in upload.columns)
+    if renamed:
+        return _list_code("frame.columns", list(upload.columns), "  # as the app names them")
+    return ['frame.columns = [" ".join(str(name).split())[:60] for name in frame.columns]']
 
 
 def _target_code(upload: Prepared) -> list[str]:

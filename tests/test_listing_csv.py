@@ -115,3 +115,19 @@ def test_building_the_listing_needs_no_keras_nor_sklearn(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_a_blank_header_the_app_renamed_is_renamed_in_the_listing_too(tmp_path, monkeypatch):
+    """A feature with no header (regviz calls it "column 2"; pandas "Unnamed: 1"): the listing writes
+    the app's names out, so it selects the same columns and runs."""
+    rng = np.random.default_rng(8)
+    rows = ["size,,bought"] + [f"{a:.3f},{b:.3f},{int(a + b > 0)}" for a, b in rng.normal(size=(60, 2))]
+    (tmp_path / "blank.csv").write_text("\n".join(rows))
+    prepared = prepared_of(tmp_path / "blank.csv", "bought")
+    assert prepared.numeric == ("size", "column 2")
+    code = keras_code(Settings.for_dataset(prepared.name, epochs=1), upload=prepared)
+    assert "frame.columns = ['size', 'column 2', 'bought']" in code
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "<listing>", "exec"), namespace)
+    assert namespace["model"].input_shape == (None, 2)

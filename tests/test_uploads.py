@@ -63,21 +63,25 @@ def same(got, settings) -> None:
         assert ours.val_mae == pytest.approx(theirs.val_mae, rel=1e-6)
 
 
-def test_an_uploaded_file_trains_in_a_worker_process_as_here(workers, flats):
-    """The worker, which has never seen the file, is sent it with the run and trains the same records."""
-    settings = Settings.for_dataset(flats.name, epochs=3)
+def trained(workers, settings: Settings):
+    """The job of these settings, started on the workers and ended."""
     got = Collected(settings)
     workers.start(got.job)
     got.wait_end()
+    return got
+
+
+def test_an_uploaded_file_trains_in_a_worker_process_as_here(workers, flats):
+    """The worker, which has never seen the file, is sent it with the run and trains the same records."""
+    settings = Settings.for_dataset(flats.name, epochs=3)
+    got = trained(workers, settings)
     assert got.error is None
     same(got.records, settings)
 
 
 def test_a_worker_started_after_a_crash_is_sent_the_file_again(workers, flats):
     """SIGKILL the worker that holds the file: its successor gets the file with the next run."""
-    first = Collected(Settings.for_dataset(flats.name, epochs=2))
-    workers.start(first.job)
-    first.wait_end()
+    trained(workers, Settings.for_dataset(flats.name, epochs=2))
     (pid,) = workers.pids()
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + DEADLINE
@@ -85,9 +89,7 @@ def test_a_worker_started_after_a_crash_is_sent_the_file_again(workers, flats):
         assert time.monotonic() < deadline, "no new worker"
         time.sleep(0.05)
     settings = Settings.for_dataset(flats.name, epochs=2, l2=0.001)
-    again = Collected(settings)
-    workers.start(again.job)
-    again.wait_end()
+    again = trained(workers, settings)
     assert again.error is None
     same(again.records, settings)
 
@@ -95,14 +97,10 @@ def test_a_worker_started_after_a_crash_is_sent_the_file_again(workers, flats):
 def test_a_forgotten_file_is_unavailable_in_the_worker_and_here(workers, flats):
     """After forget (its session ended), a run on the file ends with one line that says where the data
     went, in the worker as here."""
-    warm = Collected(Settings.for_dataset(flats.name, epochs=1))
-    workers.start(warm.job)
-    warm.wait_end()
+    trained(workers, Settings.for_dataset(flats.name, epochs=1))
     workers.forget(flats.name)
     data.forget_upload(flats.name)
-    late = Collected(Settings.for_dataset(flats.name, epochs=1))
-    workers.start(late.job)
-    late.wait_end()
+    late = trained(workers, Settings.for_dataset(flats.name, epochs=1))
     assert late.records == [] and "uploaded in another session" in late.error and "\n" not in late.error
     with pytest.raises(data.UploadMissing):
         data.load(flats.name)

@@ -319,6 +319,7 @@ class Prepared:
     imputed: tuple[tuple[str, int], ...] = ()  # (column, cells to impute)
     notes: tuple[str, ...] = ()  # one line each: reading, rows without a target, text in numeric columns
     inferred: str = ""  # the inference in words
+    columns: tuple[str, ...] = ()  # every column's name as regviz reads it (blank and repeated ones renamed)
 
     @property
     def classes(self) -> int:
@@ -400,7 +401,7 @@ class Prepared:
             "name": self.name, "filename": self.filename, "target": self.target, "kind": self.kind,
             "labels": self.labels, "numeric": self.numeric, "categorical": self.categorical,
             "separator": self.separator, "rows_in_file": self.rows_in_file, "dropped": self.dropped,
-            "imputed": self.imputed, "notes": self.notes, "inferred": self.inferred,
+            "imputed": self.imputed, "notes": self.notes, "inferred": self.inferred, "columns": self.columns,
         }  # fmt: skip
         buffer = io.BytesIO()
         np.savez(buffer, x=self.x, y=self.y, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
@@ -413,7 +414,7 @@ class Prepared:
             meta = json.loads(f["meta"].tobytes().decode())
             x, y = f["x"], f["y"]
         meta["categorical"] = tuple((name, tuple(c)) for name, c in meta["categorical"])
-        for key in ("labels", "numeric", "notes"):
+        for key in ("labels", "numeric", "notes", "columns"):
             meta[key] = tuple(meta[key])
         meta["dropped"] = tuple(tuple(d) for d in meta["dropped"])
         meta["imputed"] = tuple((name, int(count)) for name, count in meta["imputed"])
@@ -472,6 +473,7 @@ def prepare(table: Table, target: str, kind: str | None = None) -> Prepared:
         tuple(c.name for c in numeric), tuple((c.name, c.categories) for c in categorical), table.separator,
         len(table.frame), dropped, imputed, tuple(notes),
         inferred.why if kind == inferred.kind else f"{kind}, chosen (inferred: {inferred.why})",
+        tuple(table.frame.columns),
     )  # fmt: skip
 
 
