@@ -603,6 +603,7 @@ def test_exported_code_builds_the_same_model(app, case):
 def test_the_reuters_bottleneck_preset_without_reuters_falls_back_to_the_offline_topics(app, monkeypatch):
     """Chapter 3's preset picks Reuters with the book's 64-4 network; with no Reuters file and no
     network, the page says so in one line and trains the same network on the offline topics."""
+
     def no_network(*args, **kwargs):
         raise OSError("network unreachable (test)")
 
@@ -1174,6 +1175,13 @@ def test_an_uploaded_regression_csv_shows_its_histogram_and_trains_its_mae(app):
         ("blob.csv", bytes(range(256)) * 8, "is a binary file"),
         ("header.csv", b"a,b,c\n", "has a header line but no rows"),
         ("one.csv", b"a,b\n" + b"1,same\n" * 30, "has one value"),
+        ("names.csv", b"a,who\n" + b"".join(b"%d,name%d\n" % (i % 3, i) for i in range(30)), "has one row"),
+        ("ids.csv", b"id,y\n" + b"".join(b"%d,%d\n" % (i, i % 2) for i in range(30)), "no usable feature"),
+        (
+            "wide.csv",
+            b",".join(b"c%d" % i for i in range(10_000)) + b"\n" + b"1," * 9999 + b"1\n",
+            "10,000 columns",
+        ),
     ],
 )
 def test_a_broken_upload_is_one_line_and_a_good_file_works_after_it(app, name, content, why):
@@ -1297,3 +1305,13 @@ def test_the_remedies_page_runs_the_books_remedies_on_an_uploaded_file(app):
     asked = [r.settings for r in app.watched if r.settings.dataset == name and r.settings.width in (4, 16)]
     base = Settings.for_dataset(name)
     assert asked and {(s.batch_size, s.epochs) for s in asked} == {(base.batch_size, base.epochs)}
+
+
+def test_a_formula_cell_is_shown_literally_in_the_preview(app):
+    """A spreadsheet formula (formula injection) is a text cell like any other: the preview shows it as
+    typed and it becomes a category, never evaluated or altered."""
+    formula = "=cmd|' /C calc'!A0"
+    rows = "\n".join(f"{i % 7},{formula if i % 2 else 'plain'},{i % 2}" for i in range(40))
+    at = upload(data_page(), "formula.csv", f"x,note,y\n{rows}".encode())
+    (preview,) = [d.value for d in at.dataframe]
+    assert formula in list(preview["note"]) and not at.error
