@@ -1129,7 +1129,7 @@ def test_an_uploaded_binary_csv_previews_then_trains_with_live_curves_and_its_li
     bars = balance["data"][0]
     counts = pd.read_csv(io.BytesIO(binary_csv()))["bought"].value_counts()
     assert dict(zip(bars["x"], bars["y"], strict=True)) == counts.to_dict()
-    before = next(m.value for m in at.markdown if "Before training" in m.value)
+    before = next(m.value for m in at.markdown if "Before training" in m.value).replace("\\", "")
     assert "'id' dropped: an identifier" in before and "'colour'" in before and "imputed" in before
     assert not [s for s in app.trained if s.dataset.startswith("csv-")]  # nothing trains before the button
     at = train_on_it(at)
@@ -1315,3 +1315,15 @@ def test_a_formula_cell_is_shown_literally_in_the_preview(app):
     at = upload(data_page(), "formula.csv", f"x,note,y\n{rows}".encode())
     (preview,) = [d.value for d in at.dataframe]
     assert formula in list(preview["note"]) and not at.error
+
+
+def test_a_column_name_with_markup_is_shown_as_typed_in_the_notes(app):
+    """A column named like a link, HTML and LaTeX, dropped with a note: the note renders as the text
+    typed, no link, tag or formula made of it."""
+    name = "[x](javascript:alert(1)) <b>$y$</b>"
+    rows = "\n".join(f"{i % 5},{'' if i % 20 else 'v'},{i % 2}" for i in range(40))
+    at = upload(data_page(), "markup.csv", f'a,"{name}",y\n{rows}'.encode())
+    before = next(m.value for m in at.markdown if "Before training" in m.value)
+    html = MarkdownIt().render(before)
+    assert "<a" not in html and "<b>" not in html and "$y$" in html.replace("\\", "")
+    assert "[x](javascript:alert(1)) &lt;b&gt;$y$&lt;/b&gt;" in html

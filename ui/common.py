@@ -231,6 +231,15 @@ def literal(text: str) -> str:
     return "`" + " ".join(text.replace("`", "'").split()) + "`"
 
 
+MARKDOWN_SPECIALS = frozenset("\\`*_{}[]()#+-.!|<>~$:&=")
+
+
+def plain(text: str) -> str:
+    """Text from a file (column names, values) for markdown, as typed and in the page's own font: every
+    character markdown, HTML or LaTeX could act on escaped, on one line."""
+    return "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in " ".join(str(text).split()))
+
+
 def notices() -> None:
     """What was ignored in the link, and a dataset that could not be loaded."""
     if st.session_state.get("dropped"):

@@ -12,7 +12,7 @@ import streamlit as st
 from regviz import preview
 from regviz.data import csvfile
 from regviz.settings import Settings
-from ui.common import literal, seed_from_link, service, session_token
+from ui.common import literal, plain, seed_from_link, service, session_token
 
 KEEP_HELP = (
     "Kept: the curves of the runs on this file that finish from now on (their settings, and per epoch "
@@ -88,7 +88,7 @@ def show_preview(table: csvfile.Table, prepared: csvfile.Prepared) -> None:
     left.plotly_chart(preview.target_figure(prepared), key="upload_target_chart", theme=None)
     with right:
         lines = prepared.lines() or ["nothing dropped, nothing missing"]
-        st.markdown("**Before training**\n" + "\n".join(f"- {literal(line)}" for line in lines))
+        st.markdown("**Before training**\n" + "\n".join(f"- {plain(line)}" for line in lines))
         if prepared.kind == "regression":
             st.caption(
                 "Each run divides the target by its training rows' standard deviation, so the network "
