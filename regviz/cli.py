@@ -159,10 +159,7 @@ def _read_csv(path: str) -> Table:
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
         if size > limit:
-            name = csvfile.safe_filename(path)
-            raise csvfile.UploadError(
-                f"{name} is {size / 2**20:.1f} MB; files up to {csvfile.MAX_MB:g} MB can be used"
-            )
+            raise csvfile.too_large(path, size)
         content = f.read(int(limit) + 1)  # a pipe has no size: one byte over the limit is refused
     return csvfile.read_table(content, path)
 

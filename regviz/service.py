@@ -69,8 +69,11 @@ class RunService:
 
     def dataset_info(self, name: str, wait: bool = True) -> DatasetInfo | None:
         """The dataset's description; raises DatasetUnavailable. With wait=False: None while being asked."""
-        if problems.is_upload(name):  # held in this process, or not at all (data.UploadMissing)
-            return data.describe(data.load(name))
+        if problems.is_upload(name):  # held in this process, or not at all
+            info = data.upload_info(name)
+            if info is None:
+                data.load(name)  # raises data.UploadMissing, the page's line
+            return info
         known = self._known(name)
         if known is not None or not wait:
             if known is None:
@@ -81,8 +84,7 @@ class RunService:
     def known_info(self, name: str) -> DatasetInfo | None:
         """The description if already known, else None (never waits, never raises)."""
         if problems.is_upload(name):
-            held = data.uploaded(name)
-            return data.describe(data.load(name)) if held is not None else None
+            return data.upload_info(name)
         with self._lock:
             return self._infos.get(name)
 

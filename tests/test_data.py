@@ -381,18 +381,6 @@ def test_reuters_from_a_local_file_is_the_books_split(monkeypatch, fresh_cache):
     assert (info.problem, info.classes) == ("multiclass", 46) and info.version.startswith("npz-")
 
 
-def test_a_failed_reuters_download_is_one_line_naming_the_offline_topics(monkeypatch, fresh_cache):
-    def no_network(*args, **kwargs):
-        raise OSError("network unreachable (test)")
-
-    monkeypatch.delenv(data.REUTERS_PATH_ENV, raising=False)
-    monkeypatch.setattr(keras.datasets.reuters, "load_data", no_network)
-    with pytest.raises(data.DatasetUnavailable) as e:
-        data.load("reuters")
-    assert "Reuters" in str(e.value) and "topics" in str(e.value) and "\n" not in str(e.value)
-    assert data.offline_for("reuters") == "topics" and data.offline_for("imdb") == "synthetic"
-
-
 def test_the_offline_topics_are_reuters_shaped_and_fixed_by_their_seed():
     """46 topics, a few common and most rare, 1,000 held out, the same newswires every time."""
     a, b = data.topics(n_train=2000, n_test=300), data.topics(n_train=2000, n_test=300)
@@ -418,13 +406,24 @@ def test_boston_from_a_local_file_holds_out_a_quarter_of_its_training_rows(monke
     np.testing.assert_allclose(ds.y_train, y_train[101:], rtol=1e-6)
 
 
-def test_a_failed_boston_download_is_one_line_naming_the_offline_houses(monkeypatch, fresh_cache):
+@pytest.mark.parametrize(
+    "name, loader, env, word, offline",
+    [
+        ("reuters", "reuters", data.REUTERS_PATH_ENV, "Reuters", "topics"),
+        ("boston", "boston_housing", data.BOSTON_PATH_ENV, "Boston", "houses"),
+    ],
+)
+def test_a_failed_download_is_one_line_naming_the_offline_dataset(
+    monkeypatch, fresh_cache, name, loader, env, word, offline
+):
+    """Reuters and Boston without a file or a network: one line naming the offline twin of their type."""
+
     def no_network(*args, **kwargs):
         raise OSError("network unreachable (test)")
 
-    monkeypatch.delenv(data.BOSTON_PATH_ENV, raising=False)
-    monkeypatch.setattr(keras.datasets.boston_housing, "load_data", no_network)
+    monkeypatch.delenv(env, raising=False)
+    monkeypatch.setattr(getattr(keras.datasets, loader), "load_data", no_network)
     with pytest.raises(data.DatasetUnavailable) as e:
-        data.load("boston")
-    assert "Boston" in str(e.value) and "houses" in str(e.value) and "\n" not in str(e.value)
-    assert data.offline_for("boston") == "houses"
+        data.load(name)
+    assert word in str(e.value) and offline in str(e.value) and "\n" not in str(e.value)
+    assert data.offline_for(name) == offline and data.offline_for("imdb") == "synthetic"

@@ -90,33 +90,36 @@ def ensure_dataset() -> data.DatasetInfo | None:
     in one line and switch to an offline one. An uploaded file this session does not hold (a link from
     another session) stops the page with a line that offers the upload."""
     name = st.session_state.dataset
-    held = st.session_state.get("uploads", {}).get(name)
-    if held is not None and data.uploaded(name) is None:
-        service().add_upload(held, session_token())  # this session's file, held by the service again
-    try:
-        if problems.is_upload(name) and held is None:  # another session's file, even if the server holds it
-            raise data.UploadMissing(name)
+    if problems.is_upload(name):
+        held = st.session_state.get("uploads", {}).get(name)
+        if held is None:  # another session's file, even if the server holds it
+            _offer_upload(name)
+        if data.uploaded(name) is None:
+            service().add_upload(held, session_token())  # this session's file, held by the service again
         return service().dataset_info(name, wait=False)
-    except data.UploadMissing:
-        st.session_state.missing_upload = name
-        st.warning(
-            "This link is for runs on a file uploaded in another session. Uploaded data never leaves the "
-            "session that uploaded it (the link carries only settings), so it is not here: upload the "
-            "same file, with the same target, to see these runs, or choose a dataset of the book."
-        )
-        st.page_link("ui/yourdata.py", label="Upload the file", icon=":material/upload_file:")
-        if st.button("Use the book's IMDB reviews instead", key="missing_upload_imdb"):
-            st.session_state.update(
-                Settings.for_dataset("imdb", seed=st.session_state.get("seed", 0)).as_dict()
-            )
-            st.session_state.missing_upload = None
-            st.rerun()
-        st.stop()
+    try:
+        return service().dataset_info(name, wait=False)
     except data.DatasetUnavailable as e:
-        offline = data.offline_for(st.session_state.dataset)
+        offline = data.offline_for(name)
         st.session_state.data_notice = f"{e}. Using the offline dataset “{offline}” instead."
         st.session_state.dataset = offline
         return service().dataset_info(st.session_state.dataset, wait=False)
+
+
+def _offer_upload(name: str) -> None:
+    """One line that the link's uploaded file is not here, the way to upload it, and the page stops."""
+    st.session_state.missing_upload = name
+    st.warning(
+        "This link is for runs on a file uploaded in another session. Uploaded data never leaves the "
+        "session that uploaded it (the link carries only settings), so it is not here: upload the "
+        "same file, with the same target, to see these runs, or choose a dataset of the book."
+    )
+    st.page_link("ui/yourdata.py", label="Upload the file", icon=":material/upload_file:")
+    if st.button("Use the book's IMDB reviews instead", key="missing_upload_imdb"):
+        st.session_state.update(Settings.for_dataset("imdb", seed=st.session_state.get("seed", 0)).as_dict())
+        st.session_state.missing_upload = None
+        st.rerun()
+    st.stop()
 
 
 def apply_preset() -> None:

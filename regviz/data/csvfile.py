@@ -93,8 +93,8 @@ def read_table(content: bytes, filename: str = "upload.csv", max_mb: float = MAX
     if not isinstance(content, bytes | bytearray):
         raise UploadError(f"{name}: no file content was received")
     content = bytes(content)
-    if len(content) > max_mb * 1024 * 1024:
-        raise UploadError(f"{name} is {len(content) / 2**20:.1f} MB; files up to {max_mb:g} MB can be used")
+    if len(content) > max_mb * 2**20:
+        raise too_large(name, len(content), max_mb)
     if not content.strip():
         raise UploadError(f"{name} is empty")
     text, notes = _decode(content, name)
@@ -123,6 +123,13 @@ def read_table(content: bytes, filename: str = "upload.csv", max_mb: float = MAX
     frame = frame.apply(lambda column: column.str.strip())
     digest = hashlib.sha256(content).hexdigest()
     return Table(frame, name, separator, digest, len(content), tuple(notes))
+
+
+def too_large(name: str, size: int, max_mb: float = MAX_MB) -> UploadError:
+    """The one line for a file of `size` bytes over the limit."""
+    return UploadError(
+        f"{safe_filename(name)} is {size / 2**20:.1f} MB; files up to {max_mb:g} MB can be used"
+    )
 
 
 def _decode(content: bytes, name: str) -> tuple[str, list[str]]:
@@ -190,8 +197,7 @@ class Column:
 
 def column(name: str, cells: pd.Series) -> Column:
     """Type one feature column: numeric, categorical, or dropped (constant, ID-like, mostly missing)."""
-    text = _text(cells)
-    empty = text.str.lower().isin(MISSING).to_numpy()
+    text, empty = _text(cells)
     n, filled = len(text), int((~empty).sum())
     if n - filled >= MOSTLY_MISSING * n:
         return Column(name, "dropped", n - filled, why=f"{(n - filled) / n:.0%} missing")
@@ -218,9 +224,11 @@ def column(name: str, cells: pd.Series) -> Column:
     return Column(name, "categorical", n - filled, values=codes, categories=categories)
 
 
-def _text(cells: pd.Series) -> pd.Series:
-    """The cells as text, missing ones (None, NaN: pandas 3's astype(str) keeps them) as empty text."""
-    return cells.astype(object).where(cells.notna(), "").astype(str)
+def _text(cells: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    """The cells as text (None, NaN: pandas 3's astype(str) keeps them, as empty text), and which of
+    them are missing (empty or an NA token)."""
+    text = cells.astype(object).where(cells.notna(), "").astype(str)
+    return text, text.str.lower().isin(MISSING).to_numpy()
 
 
 def _numbers(cells: pd.Series, limit: float = np.inf) -> np.ndarray:
@@ -254,8 +262,8 @@ class Target:
 
 def infer_target(name: str, cells: pd.Series) -> Target:
     """Two values: binary; a few whole numbers or text labels: multiclass; many numbers: regression."""
-    text = _text(cells)
-    filled = text[~text.str.lower().isin(MISSING)]
+    text, empty = _text(cells)
+    filled = text[~empty]
     if filled.empty:
         raise UploadError(f"the target {cell(name)} has no values")
     numbers = _numbers(filled)
@@ -463,9 +471,7 @@ def prepare(table: Table, target: str, kind: str | None = None) -> Prepared:
         if c.non_numeric
     ]
     imputed = tuple((c.name, c.missing) for c in numeric + categorical if c.missing)
-    labels_kept = inferred.labels if kind != REGRESSION else ()
-    if kind != REGRESSION and len(labels_kept) < 2:
-        labels_kept = tuple(sorted({str(v) for v in y}))
+    labels_kept = inferred.labels if kind != REGRESSION else ()  # classification: at most MAX_CLASSES
     key = hashlib.sha256(f"{UPLOAD_VERSION}\n{table.digest}\n{target}\n{kind}".encode()).hexdigest()[:16]
     classes = {BINARY: 2, MULTICLASS: len(labels_kept), REGRESSION: 1}[kind]
     return Prepared(
@@ -479,8 +485,7 @@ def prepare(table: Table, target: str, kind: str | None = None) -> Prepared:
 
 def _encode_target(cells: pd.Series, kind: str, target: Target):
     """(y, rows kept, notes): class indices or values; rows without a usable target are left out."""
-    text = _text(cells)
-    empty = text.str.lower().isin(MISSING).to_numpy()
+    text, empty = _text(cells)
     notes = []
     if kind == REGRESSION:
         y = _numbers(text.where(~empty), FLOAT32_MAX)

@@ -76,14 +76,12 @@ class Worker:
 
     def command(self, message: dict) -> None:
         """Act on one command line from the server."""
+        from regviz import data
+
         op = message.get("op")
         if message.get("upload"):  # an uploaded file, sent with the first command that needs it
-            from regviz import data
-
             data.add_upload(base64.b64decode(message["upload"]))
         if op == "forget":
-            from regviz import data
-
             data.forget_upload(message.get("dataset", ""))
         elif op == "train":
             with self._lock:
