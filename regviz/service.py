@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from regviz import data, problems
 from regviz.data import DatasetInfo, DatasetUnavailable
@@ -19,6 +20,9 @@ from regviz.runs.manager import RunManager
 from regviz.runs.seam import Executor, one_line
 from regviz.settings import Settings
 from regviz.store import RunStore, StoreError, open_store
+
+if TYPE_CHECKING:
+    from regviz.data.csvfile import Prepared
 
 log = logging.getLogger(__name__)
 RETRY_DESCRIBE_S = 5.0  # after workers could not answer, ask again no sooner than this
@@ -125,7 +129,7 @@ class RunService:
 
     # uploaded files: held in memory while a session that uploaded them is open, never stored
 
-    def add_upload(self, prepared: data.Prepared, session: str) -> None:
+    def add_upload(self, prepared: Prepared, session: str) -> None:
         """Hold a session's uploaded file: its runs can train (the workers are sent it with them)."""
         data.add_upload(prepared, holder=session)
 

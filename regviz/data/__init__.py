@@ -24,7 +24,6 @@ from regviz.data.book import (
     _imdb,
     _reuters,
 )
-from regviz.data.csvfile import Prepared
 from regviz.data.dataset import Dataset, DatasetInfo, DatasetUnavailable, describe
 from regviz.data.offline import houses, synthetic, topics
 from regviz.data.rows import NUM_WORDS, DenseRows, SparseRows, multi_hot, standardize
@@ -45,7 +44,7 @@ __all__ = [
     "REUTERS_PATH_ENV", "REUTERS_VALIDATION", "VALIDATION_SIZE", "Dataset", "DatasetInfo",
     "DatasetUnavailable", "DenseRows", "SparseRows", "describe", "houses", "load", "multi_hot",
     "offline_for", "standardize", "synthetic", "topics", "UploadMissing", "add_upload", "forget_upload",
-    "release_uploads", "upload_info", "upload_payload", "uploaded", "Prepared",
+    "release_uploads", "upload_info", "upload_payload", "uploaded",
 ]  # fmt: skip
 OFFLINE_FOR = {BINARY: "synthetic", MULTICLASS: "topics", REGRESSION: "houses"}  # after a failed download
 

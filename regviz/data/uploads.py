@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from regviz.data.csvfile import Prepared
 from regviz.data.dataset import Dataset, DatasetInfo, DatasetUnavailable, describe
+
+if TYPE_CHECKING:  # pandas, which csvfile reads with, is not the page server's to import at start
+    from regviz.data.csvfile import Prepared
 
 
 class UploadMissing(DatasetUnavailable):
@@ -32,6 +35,8 @@ def add_upload(prepared: Prepared | bytes, holder: str = "") -> Prepared:
     session), until every holder has released it or it is forgotten."""
     payload = bytes(prepared) if isinstance(prepared, bytes | bytearray) else None
     if payload is not None:
+        from regviz.data.csvfile import Prepared
+
         prepared = Prepared.from_payload(payload)
     with _lock:
         held = _held.get(prepared.name)
