@@ -23,7 +23,7 @@ from regviz import data
 from regviz.model import build_model
 from regviz.records import EpochRecord
 from regviz.settings import Settings
-from regviz.training import loop, sparse, trainers
+from regviz.training import batches, loop, sparse, trainers
 from regviz.training.loop import train
 from regviz.training.metrics import roc_auc
 from regviz.training.steps import forward
@@ -430,6 +430,55 @@ def test_batch_form_is_coo_up_to_16_units_and_csr_above():
     wide = sparse.batch_matrix(coords, 64, 300, sparse.COO_MAX_WIDTH + 1)
     assert isinstance(narrow, tf.SparseTensor)
     assert not isinstance(wide, tf.SparseTensor) and wide.dtype == tf.variant
+
+
+def _epoch_inputs(rows: data.SparseRows, seed: int):
+    order = np.random.default_rng(seed).permutation(len(rows))
+    ragged = (tf.constant(rows.indptr, tf.int64), tf.constant(rows.indices, tf.int64))
+    return order, (tf.constant(order, tf.int32), *ragged, tf.zeros([len(rows)], tf.float32))
+
+
+def test_wide_models_train_on_csr_batches_and_their_transposes_made_with_the_epochs_batches():
+    """Above COO_MAX_WIDTH an epoch's list holds each batch's CSR matrix and its transpose: in a traced
+    step, as training reads them, the output and every gradient equal the dense Keras model's on the
+    same rows in the same order; up to that width the list holds the batches' coordinates."""
+    rows, batch_size, settings = random_rows(n_rows=70, seed=4), 16, Settings(depth=2, width=32)
+    model = randomised_model(settings, rows.n_cols)
+    order, inputs = _epoch_inputs(rows, seed=5)
+    wide_list, _ = batches.batches_for(batch_size, rows.n_cols, settings.width)(*inputs)
+    narrow_list, _ = batches.batches_for(batch_size, rows.n_cols, sparse.COO_MAX_WIDTH)(*inputs)
+    dense = rows.to_dense()[order]
+    params = model.trainable_variables
+
+    @tf.function(autograph=False)
+    def step(i, dense_x):
+        x, x_t = batches.csr_batch(wide_list, i)
+        with tf.GradientTape(persistent=True) as tape:
+            ours = tf.reduce_sum(forward(model, x, training=True, x_t=x_t) ** 2)
+            theirs = tf.reduce_sum(model(dense_x, training=True) ** 2)
+        return ours, theirs, tape.gradient(ours, params), tape.gradient(theirs, params)
+
+    for i in range(-(-len(rows) // batch_size)):  # the last batch is 6 rows
+        dense_x = tf.constant(dense[i * batch_size : (i + 1) * batch_size])
+        ours, theirs, g_ours, g_theirs = step(tf.constant(i), dense_x)
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5)
+        for a, b in zip(g_ours, g_theirs, strict=True):
+            np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
+        coords = batches.batch(narrow_list, i).numpy()
+        expected = coordinates(rows.select(order[i * batch_size : (i + 1) * batch_size]))
+        np.testing.assert_array_equal(coords, expected)
+
+
+def test_a_start_up_traces_both_batches_functions_of_its_batch_size():
+    """warm_batches traces the COO and the CSR form, so a run of any width starts without that trace."""
+    rows = random_rows(n_rows=50, seed=6)
+    batch_size = 13  # a size no other test uses: its functions are new here
+    loop.warm_batches(rows, np.zeros(len(rows)), batch_size)
+    for width in (4, 512):
+        function = batches.batches_for(batch_size, rows.n_cols, width)
+        assert function.experimental_get_tracing_count() == 1
+        function(*_epoch_inputs(rows, seed=7)[1])  # other rows, another order: no new trace
+        assert function.experimental_get_tracing_count() == 1
 
 
 @pytest.mark.parametrize("form", ["batch", "validation"])

@@ -1,18 +1,32 @@
-"""An epoch's minibatches, built by TensorFlow from a row order: (row, column) pairs of each batch."""
+"""An epoch's minibatches, built by TensorFlow from a row order: each batch's (row, column) pairs, or,
+for kernels wider than sparse.COO_MAX_WIDTH, its CSR matrix and that matrix's transpose (built here, on
+the other core while the previous epoch trains, instead of in every step)."""
 
 from __future__ import annotations
 
 import tensorflow as tf
+from tensorflow.python.ops import handle_data_util
+from tensorflow.python.ops.linalg.sparse import sparse_csr_matrix_ops
+
+from regviz.training.sparse import COO_MAX_WIDTH, csr
 
 COORDS_SHAPE = [-1, 2]  # a batch's (row within the batch, column) pairs
-_batches_functions: dict[int, tf.types.experimental.PolymorphicFunction] = {}
+_SCALAR = []  # a CSR matrix in the list: one variant
+_batches_functions: dict[tuple, tf.types.experimental.PolymorphicFunction] = {}
 
 
-def batches_function(batch_size: int):
-    """batches(order, indptr, indices, labels): one function per batch size, shared by every trainer."""
+def uses_csr(width: int) -> bool:
+    """Whether a first layer of this width trains on CSR batches (else COO coordinates)."""
+    return width > COO_MAX_WIDTH
+
+
+def batches_function(batch_size: int, n_cols: int = 0, as_csr: bool = False):
+    """batches(order, indptr, indices, labels): one function per batch size (and, for CSR batches, the
+    number of columns), shared by every trainer."""
 
     def batches(order, indptr, indices, labels):
-        """The rows in this order, batch by batch: (row within the batch, column) of each one; labels."""
+        """The rows in this order, batch by batch, and their labels: (row within the batch, column) of
+        each one at list item i, or batch i's CSR matrix at item 2i and its transpose at 2i + 1."""
         rows = tf.gather(tf.RaggedTensor.from_row_splits(indices, indptr, validate=False), order)
         splits, columns, n = rows.row_splits, rows.values, tf.size(order)
 
@@ -23,21 +37,37 @@ def batches_function(batch_size: int):
                 rt_nested_splits=[splits[start : end + 1] - lo], rt_dense_values=columns[lo:hi]
             ).sparse_indices[:, 0]
             batch = tf.stack([ids, columns[lo:hi]], axis=1)
-            return i + 1, tf.raw_ops.TensorListSetItem(input_handle=coords, index=i, item=batch)
+            if not as_csr:
+                return i + 1, tf.raw_ops.TensorListSetItem(input_handle=coords, index=i, item=batch)
+            matrix = csr(batch, end - start, n_cols)
+            transposed = tf.raw_ops.SparseMatrixTranspose(input=matrix, type=tf.float32)
+            coords = tf.raw_ops.TensorListSetItem(input_handle=coords, index=2 * i, item=matrix)
+            return i + 1, tf.raw_ops.TensorListSetItem(input_handle=coords, index=2 * i + 1, item=transposed)
 
         count = (n + batch_size - 1) // batch_size
         # a list of per-batch tensors: a step takes its batch without copying it out of the epoch's
-        coords = tf.raw_ops.TensorListReserve(
-            element_shape=COORDS_SHAPE, num_elements=count, element_dtype=tf.int64
-        )
+        if as_csr:
+            coords = tf.raw_ops.TensorListReserve(
+                element_shape=tf.constant(_SCALAR, tf.int32), num_elements=2 * count, element_dtype=tf.variant
+            )
+        else:
+            coords = tf.raw_ops.TensorListReserve(
+                element_shape=COORDS_SHAPE, num_elements=count, element_dtype=tf.int64
+            )
         return tf.while_loop(lambda i, _: i < count, one, [0, coords])[1], tf.gather(labels, order)
 
-    if batch_size not in _batches_functions:
+    key = (batch_size, n_cols if as_csr else 0, as_csr)
+    if key not in _batches_functions:
         ids, labels = tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)
         spec = [tf.TensorSpec([None], tf.int32), ids, ids, labels]
         # two threads may both get here: the first function stored is the one everybody uses
-        _batches_functions.setdefault(batch_size, tf.function(batches, autograph=False, input_signature=spec))
-    return _batches_functions[batch_size]
+        _batches_functions.setdefault(key, tf.function(batches, autograph=False, input_signature=spec))
+    return _batches_functions[key]
+
+
+def batches_for(batch_size: int, n_cols: int, width: int):
+    """The batches function a first layer of this width trains from."""
+    return batches_function(batch_size, n_cols, uses_csr(width))
 
 
 def batch(coords, i):
@@ -45,3 +75,22 @@ def batch(coords, i):
     return tf.raw_ops.TensorListGetItem(
         input_handle=coords, index=i, element_shape=COORDS_SHAPE, element_dtype=tf.int64
     )
+
+
+_CSR_HANDLE = sparse_csr_matrix_ops._create_handle_data_proto(  # what SparseMatrixMatMul's shape needs
+    tf.TensorShape([None, None]).as_proto(), tf.float32.as_datatype_enum
+)
+
+
+def csr_batch(batches, i):
+    """Batch i's CSR matrix and its transpose from the epoch's list."""
+    pair = []
+    for item in (2 * i, 2 * i + 1):
+        matrix = tf.raw_ops.TensorListGetItem(
+            input_handle=batches, index=item, element_shape=tf.constant(_SCALAR, tf.int32),
+            element_dtype=tf.variant,
+        )  # fmt: skip
+        # a list's variant item carries no dense shape; the sparse-matrix ops need one to trace
+        handle_data_util.set_handle_data(matrix, _CSR_HANDLE)
+        pair.append(matrix)
+    return tuple(pair)

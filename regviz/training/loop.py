@@ -25,9 +25,9 @@ from regviz.problems import BINARY, REGRESSION
 from regviz.records import EpochRecord, LayerStats
 from regviz.settings import Settings
 from regviz.splits import HOLDOUT, ITERATED
-from regviz.training.batches import batches_function
+from regviz.training.batches import batches_for
 from regviz.training.metrics import validation_metrics
-from regviz.training.sparse import tensors
+from regviz.training.sparse import COO_MAX_WIDTH, tensors
 from regviz.training.tf_private import regviz_graph_options
 from regviz.training.trainers import pool
 
@@ -99,7 +99,7 @@ def fit(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator[Epoch
         rows = (*tensors(x_train).ragged(), tf.constant(y_train, tf.float32))
         val = (tensors(x_val).csr(), tf.constant(y_val, tf.float32))
     # epoch 1's batches are built on the other core while a trainer is leased and reset (python work)
-    batches_of = batches_function(settings.batch_size)
+    batches_of = batches_for(settings.batch_size, x_train.n_cols, settings.widths()[0])
     first_batches = _background.submit(_call_graph, batches_of, next(orders), *rows)
     with pool.lease(settings, x_train.n_cols) as trainer:
         batches = first_batches.result()
@@ -166,6 +166,19 @@ def warm_rows(x_train: datasets.SparseRows, x_val: datasets.SparseRows) -> None:
     """Make the tensors fit reads for these rows now, once per row set, so that no run waits for them."""
     tensors(x_train).ragged()
     tensors(x_val).csr()
+
+
+def warm_batches(x: datasets.SparseRows, y: np.ndarray, batch_size: int) -> None:
+    """Trace both forms of the batches function for this batch size (COO coordinates for narrow first
+    layers, CSR matrices for wider ones) on a few rows: they depend on no architecture, so a start-up
+    makes them once and no run of any width waits for them."""
+    n = min(len(y), 2 * batch_size)
+    few = x.take(n)  # not through tensors(): its cache holds the datasets' row sets
+    labels = tf.constant(y[:n], tf.float32)
+    rows = (tf.constant(few.indptr, tf.int64), tf.constant(few.indices, tf.int64), labels)
+    order = tf.range(n, dtype=tf.int32)
+    for width in (COO_MAX_WIDTH, COO_MAX_WIDTH + 1):
+        _call_graph(batches_for(batch_size, x.n_cols, width), order, *rows)
 
 
 def batch_orders(seed: int, n_rows: int) -> Iterator[np.ndarray]:

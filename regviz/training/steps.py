@@ -12,7 +12,7 @@ import tensorflow as tf
 from regviz.model import hidden_layers
 from regviz.problems import BINARY, MULTICLASS, REGRESSION
 from regviz.records import HIST_EDGES, SMALL_WEIGHT
-from regviz.training.batches import batch, batches_function
+from regviz.training.batches import batch, batches_for, csr_batch, uses_csr
 from regviz.training.optimizer_step import fused_step
 from regviz.training.sparse import batch_matrix, first_matmul
 
@@ -21,9 +21,10 @@ XLA_MIN_WIDTH = 128  # xla fuses keras's optimizer (4x on a 10000x512 kernel, 10
 # Reuters network) the fused kernels never lose in 20 epochs, so narrower models take optimizer_step's
 
 
-def forward(model: keras.Sequential, x, training: bool):
-    """The model's output ([rows, 1]) for multi-hot rows x: `first_matmul`, then the Keras layers."""
-    return after_first_matmul(model, first_matmul(x, model.layers[0].kernel), training)
+def forward(model: keras.Sequential, x, training: bool, x_t=None):
+    """The model's output ([rows, 1]) for multi-hot rows x: `first_matmul`, then the Keras layers (x_t:
+    x's transpose, made beforehand, for the gradient)."""
+    return after_first_matmul(model, first_matmul(x, model.layers[0].kernel, x_t), training)
 
 
 def after_first_matmul(model, a1, training):
@@ -56,6 +57,7 @@ def data_loss(kind: str):
 
 def hits(kind: str):
     """Per batch: correct predictions (classification) or the sum of absolute errors (regression)."""
+
     def count(same):
         return tf.reduce_sum(tf.cast(same, tf.float32))
 
@@ -92,13 +94,13 @@ def epoch_functions(model, optimizer, n_cols, batch_size, kind: str = BINARY):
     loss_of, hits_of = data_loss(kind), hits(kind)
     first = model.layers[0]
     # narrow models: one fused kernel per weight; wide ones: keras's update compiled by xla (faster)
-    wide = first.units >= XLA_MIN_WIDTH
+    wide, as_csr = first.units >= XLA_MIN_WIDTH, uses_csr(first.units)
     fused = None if wide else fused_step(optimizer, params)
 
-    def gradients(x, yb):
+    def gradients(x, x_t, yb):
         """Data loss, hits, and the data loss's gradient of every weight, for the batch's rows x."""
         with tf.GradientTape() as tape:
-            out = forward(model, x, training=True)
+            out = forward(model, x, training=True, x_t=x_t)
             loss = tf.reduce_mean(loss_of(yb, out))
         grads = tape.gradient(loss, params)
         return loss, hits_of(yb, out), grads
@@ -110,8 +112,11 @@ def epoch_functions(model, optimizer, n_cols, batch_size, kind: str = BINARY):
     def step(coords, y, i, sums):
         start = i * batch_size
         end = tf.minimum(start + batch_size, tf.size(y))
-        x = batch_matrix(batch(coords, i), end - start, n_cols, first.units)
-        data_loss, correct, grads = gradients(x, y[start:end])
+        if as_csr:  # the batch's CSR matrix and its transpose, made with the epoch's batches
+            x, x_t = csr_batch(coords, i)
+        else:
+            x, x_t = batch_matrix(batch(coords, i), end - start, n_cols, first.units), None
+        data_loss, correct, grads = gradients(x, x_t, y[start:end])
         penalty = apply(grads)
         nb = tf.cast(end - start, tf.float32)
         # weighted by batch size, as keras's loss trackers average
@@ -119,7 +124,7 @@ def epoch_functions(model, optimizer, n_cols, batch_size, kind: str = BINARY):
 
     order, index, sums = tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([4])
     ids, labels = tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)
-    coords = tf.TensorSpec([], tf.variant)  # a list of per-batch [n, 2] coordinate tensors
+    coords = tf.TensorSpec([], tf.variant)  # a list of per-batch [n, 2] coordinates, or of CSR pairs
     signature = [coords, labels, index, index, sums, order, ids, ids, labels]
 
     @tf.function(autograph=False, input_signature=signature)
@@ -131,7 +136,7 @@ def epoch_functions(model, optimizer, n_cols, batch_size, kind: str = BINARY):
         loop = tf.while_loop(lambda i, _: i < stop, lambda i, s: step(coords, y, i, s), [start, sums])
         return loop[1], prepare(next_order, *rows)
 
-    prepare = batches_function(batch_size)
+    prepare = batches_for(batch_size, n_cols, first.units)
     return fused, run_steps
 
 

@@ -8,7 +8,8 @@ from regviz.training import loop
 
 
 def warm(dataset: str, settings: Settings | None = None) -> bool:
-    """Load the dataset, train a tiny model on it once, and make the default run's tensors.
+    """Load the dataset, train a tiny model on it once, trace the batches functions of its default batch
+    size, and make the default run's tensors.
 
     Returns False when the dataset cannot be loaded (the page says so when someone asks for it).
     """
@@ -20,5 +21,7 @@ def warm(dataset: str, settings: Settings | None = None) -> bool:
     tiny = settings.replace(epochs=1, width=4)
     for _ in loop.fit(tiny, ds.x_train.take(256), ds.y_train[:256], ds.x_val.take(256), ds.y_val[:256]):
         pass
+    if isinstance(ds.x_train, data.SparseRows):
+        loop.warm_batches(ds.x_train, ds.y_train, settings.batch_size)
     loop.warm_rows(ds.training_rows(settings.train_fraction)[0], ds.x_val)
     return True
