@@ -14,7 +14,9 @@ Targets (issue 9, problem types and K-fold):
 Reuters' learning is compared twice per seed: with plain fit shuffling as a reader's fit does (the same
 initial weights, another batch order), and with plain fit fed regviz's batches (the same weights and
 batches: only float rounding differs); the first minus the second is how far a batch order alone moves
-the curve.
+the curve. Then regviz trains each seed's initial weights on other batch orders (8, numpy seeds 1000 on):
+the range of best epochs that the batch order alone gives, which plain fit's own shuffle is one more
+draw from.
 
 Both sides train on data already loaded (the reference's dense arrays, regviz's rows and tensors), each
 clock from just before the first model is built to the last epoch's end; the Boston reference's clock
@@ -26,6 +28,7 @@ Writes bench/results/workflow.json.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -57,8 +60,9 @@ FILES = {
 DEFAULT_OUT = REPO / "bench" / "results" / "workflow.json"
 REUTERS_LIMIT, BOSTON_LIMIT = 1 / 8, 1 / 5  # regviz's time over the reference's
 MAX_BEST_EPOCH_DIFF, MAX_LOSS_DIFF = 1, 0.02
-FULL = {"reuters_epochs": 20, "boston_epochs": 100, "seeds": [0, 1, 2]}
-QUICK = {"reuters_epochs": 3, "boston_epochs": 5, "seeds": [0]}
+FULL = {"reuters_epochs": 20, "boston_epochs": 100, "seeds": [0, 1, 2], "other_orders": 8}
+QUICK = {"reuters_epochs": 3, "boston_epochs": 5, "seeds": [0], "other_orders": 2}
+ORDER_SEEDS = 1000  # the other batch orders of the spread: numpy seeds 1000, 1001, ...
 REUTERS_BATCH, BOSTON_BATCH, FOLDS = 512, 16, 4
 
 
@@ -175,6 +179,31 @@ def reuters_regviz(seed: int, epochs: int, dataset) -> dict:
         ends.append(time.perf_counter())
         losses.append(record.val_data_loss)
     return curve(losses, ends[-1] - start, ends[0] - start)
+
+
+@contextlib.contextmanager
+def batch_orders_of(order_seed: int):
+    """regviz's runs draw their batch orders from this seed instead of the run's (the initial weights
+    still come from the run's seed)."""
+    own = loop.batch_orders
+    loop.batch_orders = lambda _seed, n_rows: own(order_seed, n_rows)
+    try:
+        yield
+    finally:
+        loop.batch_orders = own
+
+
+def order_spread(seed: int, epochs: int, dataset, orders: int) -> dict:
+    """regviz from the seed's initial weights on other batch orders: how far the batch order alone
+    moves the best epoch and the minimum validation loss (plain fit's own shuffle is one more order)."""
+    best, low = [], []
+    for k in range(orders):
+        with batch_orders_of(ORDER_SEEDS + k):
+            run = reuters_regviz(seed, epochs, dataset)
+        best.append(run["best_epoch"])
+        low.append(run["min_val_loss"])
+    return {"seed": seed, "order_seeds": [ORDER_SEEDS + k for k in range(orders)], "best_epoch": best,
+            "min_val_loss": [round(v, 5) for v in low]}  # fmt: skip
 
 
 def boston_regviz(seed: int, epochs: int, dataset) -> dict:
@@ -302,6 +331,10 @@ def reuters(plan: dict, dataset, dense) -> tuple[dict, dict]:
     ]
     del rows
     ref, ours, same = (runs[k] for k in ("plain fit", "regviz", "plain fit, regviz's batches"))
+    spread = [order_spread(s, epochs, dataset, plan["other_orders"]) for s in plan["seeds"]]
+    for one, own, fit in zip(spread, ours, ref, strict=True):
+        one["with_the_runs_order"] = own["best_epoch"]
+        one["plain_fit_within_range"] = min(one["best_epoch"]) <= fit["best_epoch"] <= max(one["best_epoch"])
     diffs = {
         "regviz - plain fit": differences(ours, ref),
         "regviz - plain fit on regviz's batches": differences(ours, same),
@@ -313,7 +346,7 @@ def reuters(plan: dict, dataset, dense) -> tuple[dict, dict]:
     targets |= learning_targets(
         diffs["regviz - plain fit on regviz's batches"], "fit, same batches", "_same_batches"
     )
-    return runs | {"differences": diffs}, targets
+    return runs | {"differences": diffs, "batch_order_spread": spread}, targets
 
 
 def boston(plan: dict, dataset, book) -> tuple[dict, dict]:
@@ -383,6 +416,11 @@ def table(result: dict) -> str:
         loss = "min_val_loss"
         rows.append(_paired(f"{seed} min val loss", ref[loss], ours[loss], ".4f", fed[loss]))
     rows += _means(r)
+    for one in r["batch_order_spread"]:
+        best = one["best_epoch"]
+        label = f"  seed {one['seed']}: regviz's best epoch on {len(best)} other batch orders"
+        inside = "plain fit's inside" if one["plain_fit_within_range"] else "plain fit's outside"
+        rows.append((label, "", f"{min(best)}-{max(best)}", f"median {np.median(best):g}", inside))
     rows.append((f"Boston 4-fold, {plan['boston_epochs']} epochs", "", "", ""))
     for ref, ours in zip(b["plain fit"], b["regviz"], strict=True):
         seed = f"  seed {ours['seed']}:"

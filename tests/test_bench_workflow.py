@@ -47,6 +47,12 @@ def test_quick_workflow_benchmark_writes_every_target(tmp_path):
     for side in ("plain fit", "regviz", "plain fit, regviz's batches"):
         (run,) = result["reuters"][side]
         assert len(run["val_loss"]) == result["plan"]["reuters_epochs"] == 3 and run["seconds"] > 0
+    (spread,) = result["reuters"]["batch_order_spread"]  # regviz's seed-0 weights on two other orders
+    (own,) = result["reuters"]["regviz"]
+    assert spread["order_seeds"] == [1000, 1001] and all(1 <= e <= 3 for e in spread["best_epoch"])
+    assert spread["with_the_runs_order"] == own["best_epoch"]
+    assert isinstance(spread["plain_fit_within_range"], bool)
+    assert round(own["min_val_loss"], 5) not in spread["min_val_loss"]  # other orders: other curves
     for side in ("plain fit", "regviz"):
         (run,) = result["boston"][side]
         assert len(run["fold_val_mae"]) == 4 and all(_number(m) and m > 0 for m in run["fold_val_mae"])
