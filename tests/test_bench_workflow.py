@@ -51,7 +51,7 @@ def test_quick_workflow_benchmark_writes_every_target(tmp_path):
     (own,) = result["reuters"]["regviz"]
     assert spread["order_seeds"] == [1000, 1001] and all(1 <= e <= 3 for e in spread["best_epoch"])
     assert spread["with_the_runs_order"] == own["best_epoch"]
-    assert isinstance(spread["plain_fit_within_range"], bool)
+    assert 0 <= spread["orders_within_tolerance_of_plain_fit"] <= 2
     assert round(own["min_val_loss"], 5) not in spread["min_val_loss"]  # other orders: other curves
     for side in ("plain fit", "regviz"):
         (run,) = result["boston"][side]
