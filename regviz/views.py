@@ -8,6 +8,7 @@ of every tab.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections import OrderedDict
@@ -30,10 +31,16 @@ class RunView:
     metrics: go.Figure
     hist: go.Figure
     norms: go.Figure
-    csv: str
     reading: tuple[str, ...]
     epochs: int  # records of the run drawn
     table: tuple[dict, ...] = ()  # the comparison's rows (pins.Row as dicts) when runs are pinned
+    curves: tuple = ((), None)  # (the run's records, the baseline's or None), which the CSV holds
+
+    @functools.cached_property
+    def csv(self) -> str:
+        """The curves as CSV, made when a download button first asks (once the runs have finished), not
+        at every epoch's view: that also keeps pandas out of a fresh server's first page."""
+        return figures.curves_csv(*self.curves)
 
 
 class ViewCache:
@@ -99,7 +106,7 @@ def build(records, baseline, settings: Settings, keras_loss: bool, pinned=(), fo
         metrics=figures.metrics_figure(records, shown, settings, pinned=pinned),
         hist=figures.weights_histogram(last, base_last),
         norms=figures.weight_norms_figure(records, shown, settings.epochs),
-        csv=figures.curves_csv(records, baseline),
+        curves=(tuple(records), None if baseline is None else tuple(baseline)),
         reading=tuple(lines),
         epochs=len(records),
     )

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+
+from conftest import REPO, subprocess_env
 
 from regviz import figures, views
 from regviz.settings import Settings
@@ -57,6 +61,35 @@ def test_a_view_holds_what_the_figure_builders_make():
     assert view.loss.to_dict() == figures.loss_figure(records, baseline, S).to_dict()
     assert view.norms.to_dict() == figures.weight_norms_figure(records, baseline, S.epochs).to_dict()
     assert view.csv == figures.curves_csv(records, baseline)
+
+
+def test_the_csv_is_made_when_first_asked_for_and_a_page_of_charts_imports_no_pandas():
+    """Building a view makes no CSV (polls of a training run never download it); the first read makes
+    it, with the baseline's rows first. A fresh process that builds a page's view and figures has not
+    imported pandas (0.3 s of a fresh server's first page), until the CSV is asked for."""
+    records, baseline = [record(1)], [record(1), record(2)]
+    view = build(records, baseline, S, False)
+    assert "csv" not in vars(view)
+    assert view.csv.splitlines()[0].startswith("run,") and view.csv.count("\nbaseline,") == 2
+    assert "csv" in vars(view) and view.csv is view.csv
+    assert build(records, None, S, False).csv.count("\nrun,") == 1
+    script = (
+        "import sys\n"
+        "import ui.common\n"
+        "from regviz.settings import Settings\n"
+        "from regviz.views import build\n"
+        "from tests.test_runs import record\n"
+        "view = build([record(1)], [record(1)], Settings(dataset='synthetic', epochs=3), False)\n"
+        "view.loss.to_json(), view.hist.to_json()\n"
+        "print('pandas' in sys.modules)\n"
+        "view.csv\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, env=subprocess_env()
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True"]
 
 
 def test_the_cache_is_bounded_and_safe_for_many_threads():
