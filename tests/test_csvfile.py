@@ -834,6 +834,16 @@ def check_prepared(prepared: Prepared, transform: bool = True) -> None:
         assert out.n_cols == prepared.features and np.isfinite(out.values).all()
 
 
+def read_or_refuse(content: bytes, name: str, refused: str):
+    """read_table's Table, or None after checking its UploadError is one line (noted as `refused`)."""
+    try:
+        return read_table(content, name)
+    except UploadError as e:
+        assert_one_line(e)
+        event(refused)
+        return None
+
+
 @FUZZ
 @given(
     content=st.one_of(
@@ -845,11 +855,8 @@ def check_prepared(prepared: Prepared, transform: bool = True) -> None:
 @pytest.mark.filterwarnings("ignore::pandas.errors.ParserWarning")  # a first row longer than the header
 def test_arbitrary_bytes_are_read_or_refused_with_one_line(content):
     """Any bytes at all (or any text): read_table gives a Table or an UploadError, nothing else."""
-    try:
-        table = read_table(content, "fuzz.bin")
-    except UploadError as e:
-        assert_one_line(e)
-        event("refused")
+    table = read_or_refuse(content, "fuzz.bin", "refused")
+    if table is None:
         return
     event("read")
     assert table.frame.shape[1] >= 2 and len(table.frame) >= 1
@@ -861,11 +868,8 @@ def test_arbitrary_bytes_are_read_or_refused_with_one_line(content):
 def test_generated_csv_text_is_read_and_prepared_or_refused_with_one_line(content):
     """Messy delimited text: reading, and preparing each of the first two columns as the target, either
     works (and the result is consistent) or raises a one-line UploadError."""
-    try:
-        table = read_table(content, "fuzz.csv")
-    except UploadError as e:
-        assert_one_line(e)
-        event("refused by read_table")
+    table = read_or_refuse(content, "fuzz.csv", "refused by read_table")
+    if table is None:
         return
     assert all(isinstance(v, str) for v in table.frame.to_numpy().ravel())
     for target in table.frame.columns[:2]:

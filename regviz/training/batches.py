@@ -8,21 +8,17 @@ import tensorflow as tf
 from tensorflow.python.ops import handle_data_util
 from tensorflow.python.ops.linalg.sparse import sparse_csr_matrix_ops
 
-from regviz.training.sparse import COO_MAX_WIDTH, csr
+from regviz.training.sparse import csr, uses_csr
 
 COORDS_SHAPE = [-1, 2]  # a batch's (row within the batch, column) pairs
 _SCALAR = []  # a CSR matrix in the list: one variant
 _batches_functions: dict[tuple, tf.types.experimental.PolymorphicFunction] = {}
 
 
-def uses_csr(width: int) -> bool:
-    """Whether a first layer of this width trains on CSR batches (else COO coordinates)."""
-    return width > COO_MAX_WIDTH
-
-
-def batches_function(batch_size: int, n_cols: int = 0, as_csr: bool = False):
-    """batches(order, indptr, indices, labels): one function per batch size (and, for CSR batches, the
-    number of columns), shared by every trainer."""
+def batches_for(batch_size: int, n_cols: int, width: int):
+    """batches(order, indptr, indices, labels) for a first layer of this width: one function per batch
+    size and form (and, for CSR batches, number of columns), shared by every trainer."""
+    as_csr = uses_csr(width)
 
     def batches(order, indptr, indices, labels):
         """The rows in this order, batch by batch, and their labels: (row within the batch, column) of
@@ -46,14 +42,10 @@ def batches_function(batch_size: int, n_cols: int = 0, as_csr: bool = False):
 
         count = (n + batch_size - 1) // batch_size
         # a list of per-batch tensors: a step takes its batch without copying it out of the epoch's
-        if as_csr:
-            coords = tf.raw_ops.TensorListReserve(
-                element_shape=tf.constant(_SCALAR, tf.int32), num_elements=2 * count, element_dtype=tf.variant
-            )
-        else:
-            coords = tf.raw_ops.TensorListReserve(
-                element_shape=COORDS_SHAPE, num_elements=count, element_dtype=tf.int64
-            )
+        shape, dtype, per_batch = (_SCALAR, tf.variant, 2) if as_csr else (COORDS_SHAPE, tf.int64, 1)
+        coords = tf.raw_ops.TensorListReserve(
+            element_shape=tf.constant(shape, tf.int32), num_elements=per_batch * count, element_dtype=dtype
+        )
         return tf.while_loop(lambda i, _: i < count, one, [0, coords])[1], tf.gather(labels, order)
 
     key = (batch_size, n_cols if as_csr else 0, as_csr)
@@ -63,11 +55,6 @@ def batches_function(batch_size: int, n_cols: int = 0, as_csr: bool = False):
         # two threads may both get here: the first function stored is the one everybody uses
         _batches_functions.setdefault(key, tf.function(batches, autograph=False, input_signature=spec))
     return _batches_functions[key]
-
-
-def batches_for(batch_size: int, n_cols: int, width: int):
-    """The batches function a first layer of this width trains from."""
-    return batches_function(batch_size, n_cols, uses_csr(width))
 
 
 def batch(coords, i):

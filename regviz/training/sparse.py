@@ -27,9 +27,14 @@ def first_matmul(x, kernel, x_t=None):
     return _coo_matmul(x, kernel) if isinstance(x, tf.SparseTensor) else _csr_matmul(x, kernel, x_t)
 
 
+def uses_csr(width: int) -> bool:
+    """Whether a batch's product with a first layer of this width is CSR's (else COO's)."""
+    return width > COO_MAX_WIDTH
+
+
 def batch_matrix(coords, n_rows, n_cols, width):
     """A batch's rows with ones at coords, in the faster form for a kernel of this width: COO or CSR."""
-    return coo(coords, n_rows, n_cols) if width <= COO_MAX_WIDTH else csr(coords, n_rows, n_cols)
+    return csr(coords, n_rows, n_cols) if uses_csr(width) else coo(coords, n_rows, n_cols)
 
 
 def coo(coords, n_rows, n_cols):

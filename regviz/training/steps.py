@@ -12,9 +12,9 @@ import tensorflow as tf
 from regviz.model import hidden_layers
 from regviz.problems import BINARY, MULTICLASS, REGRESSION
 from regviz.records import HIST_EDGES, SMALL_WEIGHT
-from regviz.training.batches import batch, batches_for, csr_batch, uses_csr
+from regviz.training.batches import batch, batches_for, csr_batch
 from regviz.training.optimizer_step import fused_step
-from regviz.training.sparse import batch_matrix, first_matmul
+from regviz.training.sparse import coo, first_matmul, uses_csr
 
 XLA_MIN_WIDTH = 128  # xla fuses keras's optimizer (4x on a 10000x512 kernel, 10 % faster than the fused
 # kernels of optimizer_step at 128 units); compiling costs 0.3-0.8 s, which at 64 units (the book's
@@ -115,7 +115,7 @@ def epoch_functions(model, optimizer, n_cols, batch_size, kind: str = BINARY):
         if as_csr:  # the batch's CSR matrix and its transpose, made with the epoch's batches
             x, x_t = csr_batch(coords, i)
         else:
-            x, x_t = batch_matrix(batch(coords, i), end - start, n_cols, first.units), None
+            x, x_t = coo(batch(coords, i), end - start, n_cols), None
         data_loss, correct, grads = gradients(x, x_t, y[start:end])
         penalty = apply(grads)
         nb = tf.cast(end - start, tf.float32)
