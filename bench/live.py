@@ -93,8 +93,13 @@ window.__bench = {seen: [], keys: []};
 document.addEventListener("keydown",
   e => window.__bench.keys.push({p: performance.now(), d: Date.now(), key: e.key}), true);
 const state = () => {
-  const charts = [...document.querySelectorAll("[data-testid='stPlotlyChart']")];
-  const plots = charts.map(c => c.querySelector(".js-plotly-plot")).filter(p => p);
+  // chart slots: st.plotly_chart's, and those of the live charts' component (its frame is same-origin)
+  const grids = [...document.querySelectorAll("iframe[title$$='live_charts']")]
+    .map(f => f.contentDocument && f.contentDocument.getElementById("grid")).filter(g => g);
+  const charts = [...document.querySelectorAll("[data-testid='stPlotlyChart']"),
+    ...grids.flatMap(g => [...g.children])];
+  const plots = charts
+    .map(c => c.classList.contains("js-plotly-plot") ? c : c.querySelector(".js-plotly-plot")).filter(p => p);
   const skel = [...document.querySelectorAll("[data-testid='stSkeleton']")]
     .filter(e => e.offsetParent !== null);
   const app = document.querySelector("[data-testid='stApp']");

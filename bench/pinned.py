@@ -63,8 +63,11 @@ for params in json.loads(sys.argv[2]):
 # every chart laid out, and each named loss-chart curve at n points
 ALL_CURVES = """
 ([title, names, n]) => {
-  const charts = [...document.querySelectorAll("[data-testid='stPlotlyChart']")];
-  const plots = charts.map(c => c.querySelector(".js-plotly-plot"));
+  // the live charts are drawn in their component's (same-origin) frame: ui/live_charts.py
+  const frame = document.querySelector("iframe[title$='live_charts']");
+  const grid = frame && frame.contentDocument && frame.contentDocument.getElementById("grid");
+  const charts = grid ? [...grid.children] : [];
+  const plots = charts.map(c => c.classList.contains("js-plotly-plot") ? c : null);
   if (charts.length !== 4 || plots.some(p => !p || !p._fullLayout)) return false;
   const loss = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes(title));
   return !!loss && names.every(name => (loss.data.find(t => t.name === name) || {x: []}).x.length === n);

@@ -42,6 +42,12 @@ class RunView:
         at every epoch's view: that also keeps pandas out of a fresh server's first page."""
         return figures.curves_csv(*self.curves)
 
+    @functools.cached_property
+    def figures_json(self) -> tuple[str, ...]:
+        """The four figures as JSON, as the page's chart component receives them: made once per view and
+        shared by every tab that draws it, not once per poll of each tab."""
+        return tuple(f.to_json(validate=False) for f in (self.loss, self.metrics, self.hist, self.norms))
+
 
 class ViewCache:
     """RunViews by (run, run version, baseline, baseline version, loss kind, pinned runs and their

@@ -238,10 +238,21 @@ def asked(recorder: Recorder) -> tuple[Settings, ...]:
     return (last,)
 
 
+def figures(at: AppTest) -> list[dict]:
+    """Every plotly figure on the page: the live charts' component's (ui/live_charts.py), then the
+    st.plotly_chart ones."""
+    live = [
+        json.loads(fig)
+        for c in at.get("component_instance")
+        if c.proto.component_name.endswith(".live_charts")
+        for fig in json.loads(c.proto.json_args)["figures"]
+    ]
+    return live + [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+
+
 def charts(at: AppTest) -> dict[str, dict]:
     """Every plotly figure on the page, by the first word of its title."""
-    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    return {f["layout"]["title"]["text"].split()[0]: f for f in figs}
+    return {f["layout"]["title"]["text"].split()[0]: f for f in figures(at)}
 
 
 def traces(fig: dict) -> dict[str, dict]:

@@ -50,12 +50,29 @@ UNCAUGHT = "Uncaught app execution"  # what streamlit logs for an exception in t
 IGNORED_NOTICE = "Some of the link's settings were ignored"
 FINISHED = re.compile(r": (done, (\d+) of \2 epochs|from the store, all \d+ epochs)")
 
+# every plotly chart on the page: st.plotly_chart's, and the live charts' inside their component's frame
+# (ui/live_charts.py; same origin, so its document is readable)
+PLOTS = """[document, ...[...document.querySelectorAll("iframe")].map(f => { try { return f.contentDocument; }
+  catch (e) { return null; } })].filter(d => d).flatMap(d => [...d.querySelectorAll(".js-plotly-plot")])"""
+# the live charts' frame: drawn once it has a chart in every slot
+LIVE_DRAWN = """[...document.querySelectorAll("iframe[title$='live_charts']")].every(f => {
+  const grid = f.contentDocument && f.contentDocument.getElementById("grid");
+  return !!grid && grid.children.length > 0 && [...grid.children].every(c => c._fullLayout); })"""
+
+# the live charts' frame: how many charts, in how many rows, and whether the frame is tall enough for them
+LIVE_FRAME = """() => {
+  const frame = document.querySelector("iframe[title$='live_charts']"), doc = frame.contentDocument;
+  const charts = [...doc.getElementById("grid").children];
+  const rows = new Set(charts.map(c => Math.round(c.getBoundingClientRect().top))).size;
+  return {charts: charts.length, rows, fits: frame.clientHeight >= doc.documentElement.scrollHeight - 1,
+    frame: frame.clientHeight, content: doc.documentElement.scrollHeight};
+}"""
 # runs in the page from its first script: samples the loss chart every 50 ms, independent of test timing,
 # and keeps each change of (points of this run's validation curve, points of the baseline's)
 COLLECTOR = Template("""
 window.__regviz = {seen: []};
 setInterval(() => {
-  const plots = [...document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")];
+  const plots = $plots;
   const loss = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes($title));
   if (!loss || !loss.data) return;
   const points = name => (loss.data.find(t => t.name === name) || {x: []}).x.length;
@@ -63,17 +80,17 @@ setInterval(() => {
   const seen = window.__regviz.seen, last = seen[seen.length - 1];
   if (!last || last[0] !== now[0] || last[1] !== now[1]) seen.push(now);
 }, 50);
-""").substitute(title=json.dumps(LOSS_TITLE), run=json.dumps(RUN_VAL), base=json.dumps(BASE_VAL))
+""").substitute(title=json.dumps(LOSS_TITLE), run=json.dumps(RUN_VAL), base=json.dumps(BASE_VAL), plots=PLOTS)
 
 # the loss chart's final numbers: points and last value of every curve, by trace name
 FINAL_NUMBERS = Template("""
 () => {
-  const plots = [...document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")];
+  const plots = $plots;
   const loss = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes($title));
   return Object.fromEntries(loss.data.filter(t => t.mode === "lines+markers")
     .map(t => [t.name, [t.x.length, t.y[t.y.length - 1]]]));
 }
-""").substitute(title=json.dumps(LOSS_TITLE))
+""").substitute(title=json.dumps(LOSS_TITLE), plots=PLOTS)
 
 PANES_HEIGHT = """
 () => Math.max(...[...document.querySelectorAll("[data-testid='stMain'], [data-testid='stSidebarContent']")]
@@ -85,7 +102,8 @@ DRAWN = """
 () => [...document.querySelectorAll("[data-testid='stSkeleton']")].every(e => e.offsetParent === null)
   && [...document.querySelectorAll("[data-testid='stPlotlyChart']")]
     .every(c => { const p = c.querySelector(".js-plotly-plot"); return p && p._fullLayout; })
-"""
+  && __LIVE__
+""".replace("__LIVE__", LIVE_DRAWN)
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -253,6 +271,17 @@ def settings_in(url: str) -> dict[str, str]:
     return dict(parse_qsl(urlsplit(url).query))
 
 
+def live_frame_becomes(page, expected: dict, timeout_ms: float = 15_000) -> None:
+    """Wait until the live charts' frame is as expected (LIVE_FRAME); fail with what it is."""
+    try:
+        page.wait_for_function(
+            f"e => {{ const now = ({LIVE_FRAME})(); return Object.keys(e).every(k => now[k] === e[k]); }}",
+            arg=expected, timeout=timeout_ms,
+        )
+    except sync_api.TimeoutError:
+        raise AssertionError(f"live charts' frame: {page.evaluate(LIVE_FRAME)}, not {expected}") from None
+
+
 def test_l2_slider_streams_a_run_and_its_link_reproduces_it(server, open_page):
     """Moving L2 with the keyboard streams the new run epoch by epoch; its URL reproduces it in a new tab."""
     page = open_page(server.url + query(START))
@@ -291,6 +320,10 @@ def test_l2_slider_streams_a_run_and_its_link_reproduces_it(server, open_page):
     drawn = other.evaluate("window.__regviz.seen")
     assert [EPOCHS, EPOCHS] in drawn and not any(0 < run < EPOCHS for run, _ in drawn), drawn
     assert path.stat().st_size > 0
+    # the charts' frame holds all four, two to a row, and one to a row on a narrow screen
+    live_frame_becomes(other, {"charts": 4, "rows": 2, "fits": True})
+    other.set_viewport_size({"width": 520, "height": 900})
+    live_frame_becomes(other, {"charts": 4, "rows": 4, "fits": True})
     assert UNCAUGHT not in server.log.read_text()
 
 
@@ -506,11 +539,11 @@ def test_a_slider_storm_leaves_only_the_last_setting_training(server, open_page)
 PIN_START = {**DATASET, "epochs": "5", "l2": "0.001"}
 PINNED_FULL = """
 ([title, names, n]) => {
-  const plots = [...document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")];
+  const plots = __PLOTS__;
   const loss = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes(title));
   return !!loss && names.every(name => (loss.data.find(t => t.name === name) || {x: []}).x.length === n);
 }
-"""
+""".replace("__PLOTS__", PLOTS)
 
 
 def test_two_pinned_runs_come_back_from_the_link_in_a_fresh_context(server, open_page):
@@ -552,9 +585,9 @@ def test_two_pinned_runs_come_back_from_the_link_in_a_fresh_context(server, open
 
 
 FIVE_FULL_CHARTS = """
-() => [...document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")]
+() => __PLOTS__
   .filter(p => p._fullLayout && p.data.some(t => t.x.length === 20)).length === 5
-"""
+""".replace("__PLOTS__", PLOTS)
 
 
 def remedy_keys() -> list[str]:
@@ -622,10 +655,10 @@ def test_a_sweep_link_fills_its_cells_in_and_a_click_opens_that_run(server, open
 
 
 BAND = """
-() => [...document.querySelectorAll("[data-testid='stPlotlyChart'] .js-plotly-plot")]
+() => __PLOTS__
   .some(p => p.data && p.data.some(t => (t.name || "").startsWith("validation ± 1 sd of 4 folds (this run)")
     && t.x.length >= 2 * arguments[0]))
-"""
+""".replace("__PLOTS__", PLOTS)
 
 
 def test_boston_streams_its_folds_band_and_the_link_switches_to_hold_out_and_back(server, open_page):
@@ -642,7 +675,7 @@ def test_boston_streams_its_folds_band_and_the_link_switches_to_hold_out_and_bac
     wait_finished(page, bars=1)
     shoot(page, "08-boston-folds")
     folds = page.evaluate(
-        "() => [...document.querySelectorAll('.js-plotly-plot')].flatMap(p => p.data || [])"
+        "() => " + PLOTS + ".flatMap(p => p.data || [])"
         ".filter(t => t.legendgroup === 'folds').length"
     )
     assert folds == 4
@@ -711,7 +744,7 @@ def test_an_uploaded_csv_previews_and_streams_and_a_broken_one_is_one_line(serve
     page.wait_for_url(re.compile(r"dataset=csv-regression-1-"))
     wait_finished(page, bars=1)
     titles = page.evaluate(
-        "() => [...document.querySelectorAll('.js-plotly-plot')].map(p => String(p.layout.title.text))"
+        "() => " + PLOTS + ".map(p => String(p.layout.title.text))"
     )
     assert any("absolute error" in t for t in titles), titles
     assert UNCAUGHT not in server.log.read_text()

@@ -13,6 +13,7 @@ from regviz.listing import keras_code
 from regviz.records import best_epoch
 from regviz.runs import group
 from regviz.settings import Settings
+from ui import live_charts
 from ui.common import (
     POLL_SECONDS,
     current_settings,
@@ -192,14 +193,9 @@ def comparison(view) -> None:
 
 
 def draw(view) -> None:
-    """Loss and accuracy side by side, then the weights."""
-    left, right = st.columns(2)
-    # theme=None: the figures carry their own light style (figures.STYLE), cheaper for the browser
-    left.plotly_chart(view.loss, key="loss_chart", theme=None)
-    right.plotly_chart(view.metrics, key="metrics_chart", theme=None)
-    left, right = st.columns(2)
-    left.plotly_chart(view.hist, key="hist_chart", theme=None)
-    right.plotly_chart(view.norms, key="norms_chart", theme=None)
+    """Loss and accuracy side by side, then the weights (one component: ui/live_charts.py)."""
+    figures = (view.loss, view.metrics, view.hist, view.norms)
+    live_charts.draw(figures, key="live_charts", as_json=view.figures_json)
 
 
 def link_params(settings: Settings, pinned: list[Settings]) -> dict[str, str | list[str]]:
