@@ -76,8 +76,7 @@ def loss_figure(
     curve drawn faint and a band of one standard deviation around the mean validation curve."""
     train_key, val_key = ("loss", "val_loss") if keras_loss else ("data_loss", "val_data_loss")
     total = _total(total_epochs or settings.epochs, pinned)
-    fig = _frame("Loss per epoch", _loss_title(keras_loss, settings), total)
-    _log_scale_for_regression(fig, settings)
+    fig = _frame("Loss per epoch", _loss_title(keras_loss, settings), total, log_y=_is_regression(settings))
     series = _series(run, baseline, settings)
     run_folds, base_folds = folds
     for label, fold_runs in ((BASELINE, base_folds), (RUN, run_folds)):
@@ -106,9 +105,8 @@ def metrics_figure(
     chart); each pinned (label, records) as a dotted curve of the main metric in its own colour."""
     problem, _ = problems.of_dataset(settings.dataset)
     title, axis = METRIC_TITLES[problem.kind]
-    fig = _frame(title, axis, _total(total_epochs or settings.epochs, pinned))
-    fig.update_layout(height=METRICS_PX)
-    _log_scale_for_regression(fig, settings)
+    total = _total(total_epochs or settings.epochs, pinned)
+    fig = _frame(title, axis, total, log_y=_is_regression(settings), height=METRICS_PX)
     series = _series(run, baseline, settings)
     train_label = "train " + problem.main.label.removeprefix("validation ")
     for label, records in series:
@@ -128,13 +126,14 @@ def _short(label: str) -> str:
 
 def weights_histogram(run_last: EpochRecord | None, baseline_last: EpochRecord | None) -> go.Figure:
     """First hidden layer's weights as shares per bin: run as bars, baseline as a dashed step line."""
-    fig = go.Figure()
-    fig.update_layout(title=HIST_TITLE, template=TEMPLATE, barmode="overlay", legend=LEGEND, **STYLE)
-    fig.update_xaxes(
-        title="weight value (outer bins hold everything beyond ±0.3)",
-        range=[HIST_EDGES[0], HIST_EDGES[-1]], **AXIS,
-    )  # fmt: skip
-    fig.update_yaxes(title="share of weights", tickformat=".0%", **AXIS)
+    fig = go.Figure(layout={
+        "title": HIST_TITLE, "template": TEMPLATE, "barmode": "overlay", "legend": LEGEND, **STYLE,
+        "xaxis": {
+            "title": "weight value (outer bins hold everything beyond ±0.3)",
+            "range": [HIST_EDGES[0], HIST_EDGES[-1]], **AXIS,
+        },
+        "yaxis": {"title": "share of weights", "tickformat": ".0%", **AXIS},
+    })  # fmt: skip
     if run_last is not None:
         fig.add_trace(_hist_bars(run_last))
     if baseline_last is not None and baseline_last != run_last:
@@ -158,8 +157,8 @@ def weight_norms_figure(
 def remedy_figure(title: str, run: list[EpochRecord], baseline: list[EpochRecord], total: int) -> go.Figure:
     """A small multiple of the remedies page: training and validation data loss of a remedy (solid) over
     the common baseline (dashed), best epochs starred; no legend (the page explains the lines once)."""
-    fig = _frame(title, "data loss", total)
-    fig.update_layout(height=REMEDY_PX, showlegend=False, margin={"l": 48, "r": 8, "t": 48, "b": 36})
+    margin = {"l": 48, "r": 8, "t": 48, "b": 36}
+    fig = _frame(title, "data loss", total, height=REMEDY_PX, showlegend=False, margin=margin)
     for label, records in ((BASELINE, baseline), (RUN, run)):
         if records:
             fig.add_trace(_line(records, "data_loss", "train", label, "train"))
@@ -197,14 +196,17 @@ def curves_csv(run: list[EpochRecord], baseline: list[EpochRecord] | None) -> st
     return table.to_csv(index=False)
 
 
-def _frame(title: str, y_title: str, total: int) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(title=title, template=TEMPLATE, legend=LEGEND, **STYLE)
+def _frame(title: str, y_title: str, total: int, log_y: bool = False, **layout) -> go.Figure:
+    """An empty chart over epochs 1..total; layout holds other layout properties (height, margin...).
+    The layout is given whole: each update_layout or update_xaxes call costs plotly about 5 ms, and a
+    view's four figures are built at every epoch of every run being watched."""
     # a fixed epoch axis, so the chart does not rescale while epochs stream in
     dtick = max(1, math.ceil(total / 10))
-    fig.update_xaxes(title="epoch", range=[0.5, total + 0.5], tick0=0, dtick=dtick, **AXIS)
-    fig.update_yaxes(title=y_title, **AXIS)
-    return fig
+    return go.Figure(layout={
+        "title": title, "template": TEMPLATE, "legend": LEGEND, **STYLE, **layout,
+        "xaxis": {"title": "epoch", "range": [0.5, total + 0.5], "tick0": 0, "dtick": dtick, **AXIS},
+        "yaxis": {"title": y_title, **AXIS, **({"type": "log"} if log_y else {})},
+    })  # fmt: skip
 
 
 def _series(run, baseline, settings: Settings | None = None) -> list[tuple[str, list[EpochRecord]]]:
@@ -234,7 +236,7 @@ METRICS_PX = 510  # the accuracy chart's legend takes a row per curve: 60 px mor
 
 def _add_pins(fig: go.Figure, pinned, key: str, what: str) -> None:
     if pinned:  # plotly's default height is 450
-        fig.update_layout(height=(fig.layout.height or 450) + PIN_ROW_PX * len(pinned))
+        fig.layout.height = (fig.layout.height or 450) + PIN_ROW_PX * len(pinned)
     for i, (label, records) in enumerate(pinned):
         if not records:
             continue
@@ -279,11 +281,10 @@ def _loss_title(keras_loss: bool, settings: Settings | None = None) -> str:
     return f"data loss ({what}, penalty left out)"
 
 
-def _log_scale_for_regression(fig: go.Figure, settings: Settings) -> None:
+def _is_regression(settings: Settings) -> bool:
     # a regression's squared error falls by orders of magnitude in the first epochs: on a log axis the
     # later epochs, where overfitting shows, are not a flat line at the bottom
-    if problems.of_dataset(settings.dataset)[0].kind == problems.REGRESSION:
-        fig.update_yaxes(type="log")
+    return problems.of_dataset(settings.dataset)[0].kind == problems.REGRESSION
 
 
 def _gap_band(run, train_key: str, val_key: str) -> go.Scatter:

@@ -260,3 +260,11 @@ def test_the_epoch_axis_reaches_a_longer_pinned_run(run, baseline):
     pinned = (("epochs 30", curve([0.5] * 30)),)
     loss = figures.loss_figure(run, baseline, SETTINGS, pinned=pinned)
     assert list(loss.layout.xaxis.range) == [0.5, 30.5]
+
+
+def test_a_regressions_loss_and_mae_are_on_a_log_axis_and_a_classifiers_are_not():
+    houses, imdb = Settings(dataset="houses"), Settings()
+    assert figures.loss_figure([], None, houses).layout.yaxis.type == "log"
+    assert figures.metrics_figure([], None, houses).layout.yaxis.type == "log"
+    assert figures.loss_figure([], None, imdb).layout.yaxis.type is None
+    assert figures.metrics_figure([], None, imdb).layout.height == figures.METRICS_PX
