@@ -724,7 +724,8 @@ def test_an_uploaded_csv_previews_and_streams_and_a_broken_one_is_one_line(serve
     error = page.get_by_test_id("stAlertContentError")
     error.wait_for()
     assert "is a PNG image, not a CSV" in error.inner_text()
-    upload_file(page, "shop.csv", made_csv("binary", rows=4000))  # hold-out, seconds of training
+    upload_file(page, "shop.csv", made_csv("binary", rows=10_000))  # hold-out: seconds of training, so that
+    # the curve streams after the explore page has loaded its charts' frame (plotly.js, ~0.5 s under load)
     page.get_by_test_id("stMetric").filter(has_text="problem type").filter(has_text="binary").wait_for()
     assert page.get_by_test_id("stAlertContentError").count() == 0
     page.wait_for_function(DRAWN, polling=100)
