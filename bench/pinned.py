@@ -66,9 +66,8 @@ ALL_CURVES = """
   // the live charts are drawn in their component's (same-origin) frame: ui/live_charts.py
   const frame = document.querySelector("iframe[title$='live_charts']");
   const grid = frame && frame.contentDocument && frame.contentDocument.getElementById("grid");
-  const charts = grid ? [...grid.children] : [];
-  const plots = charts.map(c => c.classList.contains("js-plotly-plot") ? c : null);
-  if (charts.length !== 4 || plots.some(p => !p || !p._fullLayout)) return false;
+  const plots = grid ? [...grid.children] : [];  // each becomes its plot once drawn
+  if (plots.length !== 4 || plots.some(p => !p._fullLayout)) return false;
   const loss = plots.find(p => p.layout && p.layout.title && String(p.layout.title.text).includes(title));
   return !!loss && names.every(name => (loss.data.find(t => t.name === name) || {x: []}).x.length === n);
 }

@@ -174,6 +174,11 @@ def remedy_figure(title: str, run: list[EpochRecord], baseline: list[EpochRecord
     return fig if run or baseline else _waiting(fig)
 
 
+def as_json(figs) -> tuple[str, ...]:
+    """Figures as the JSON the page's chart component receives (ui/live_charts.py)."""
+    return tuple(f.to_json(validate=False) for f in figs)
+
+
 def records_frame(records: list[EpochRecord], label: str) -> pd.DataFrame:
     """One row per epoch with flat columns (layers numbered from 1) and a `run` column holding label."""
     import pandas as pd  # here: a page that draws charts needs no pandas (0.3 s to import on a fresh server)

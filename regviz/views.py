@@ -46,7 +46,7 @@ class RunView:
     def figures_json(self) -> tuple[str, ...]:
         """The four figures as JSON, as the page's chart component receives them: made once per view and
         shared by every tab that draws it, not once per poll of each tab."""
-        return tuple(f.to_json(validate=False) for f in (self.loss, self.metrics, self.hist, self.norms))
+        return figures.as_json((self.loss, self.metrics, self.hist, self.norms))
 
 
 class ViewCache:

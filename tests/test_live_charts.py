@@ -13,8 +13,8 @@ import plotly
 from streamlit.testing.v1 import AppTest
 
 from regviz import views
-from regviz.records import EpochRecord, LayerStats
 from regviz.settings import Settings
+from tests.test_figures import curve
 from ui import live_charts
 
 PAGE = """
@@ -64,25 +64,10 @@ def test_the_bundle_is_plotly_js_basic_of_the_major_version_plotly_ships():
     assert f'<script src="{live_charts.BUNDLE}">' in (live_charts.FILES / "index.html").read_text()
 
 
-def _record(epoch: int, layers: int = 2) -> EpochRecord:
-    stats = tuple(LayerStats(l2_norm=1.0 + epoch, small_fraction=0.1) for _ in range(layers))
-    return EpochRecord(
-        epoch=epoch, data_loss=0.5 / epoch, val_data_loss=0.4 + 0.01 * epoch, penalty=0.01, loss=0.51,
-        val_loss=0.42, accuracy=0.8, val_accuracy=0.78, val_auc=0.85, val_precision=0.7, val_recall=0.6,
-        seconds=0.1 * epoch, hist=tuple(range(len(_edges()) - 1)), layers=stats,
-    )  # fmt: skip
-
-
-def _edges():
-    from regviz.records import HIST_EDGES
-
-    return HIST_EDGES
-
-
 def test_every_live_figure_uses_only_the_basic_bundles_trace_types():
-    run, base = [_record(e) for e in range(1, 6)], [_record(e) for e in range(1, 6)]
+    run, base = curve([0.5, 0.4, 0.35, 0.37, 0.4]), curve([0.5, 0.38, 0.36, 0.39, 0.45])
     s = Settings(l2=0.001)
-    pinned = (("L2 0.003", [_record(e) for e in range(1, 4)]),)
+    pinned = (("L2 0.003", curve([0.5, 0.42, 0.4])),)
     for view in (
         views.build(run, base, s, False, pinned),
         views.build(run, base, s, True),

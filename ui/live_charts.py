@@ -22,6 +22,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import streamlit.components.v1 as components
 
+from regviz import figures as regviz_figures
+
 FILES = Path(__file__).with_name("live_charts")
 BUNDLE = "plotly-basic.min.js"  # plotly.js 4.1.1 (what plotly 7.1 ships), npm plotly.js-basic-dist-min
 TRACE_TYPES = frozenset({"scatter", "bar"})  # what the basic bundle draws
@@ -33,13 +35,9 @@ def available() -> bool:
     return (FILES / "index.html").is_file() and (FILES / BUNDLE).is_file()
 
 
-def figure_json(figures: Sequence[go.Figure]) -> tuple[str, ...]:
-    """The figures as the component receives them (what a shared view caches, see views.RunView)."""
-    return tuple(f.to_json(validate=False) for f in figures)
-
-
 def draw(figures: Sequence[go.Figure], key: str, as_json: Sequence[str] | None = None) -> None:
-    """The figures two to a row (one on a narrow screen); as_json, if given, is figure_json(figures)."""
+    """The figures two to a row (one on a narrow screen); as_json, if given, is figures.as_json(figures)
+    (views.RunView.figures_json: made once per view, not once per tab)."""
     if not available():
         for i in range(0, len(figures), 2):
             for col, (j, fig) in zip(st.columns(2), enumerate(figures[i : i + 2], i), strict=False):
@@ -47,4 +45,5 @@ def draw(figures: Sequence[go.Figure], key: str, as_json: Sequence[str] | None =
         return
     # declared in every script run: it registers with the running server (AppTest makes one per test)
     component = components.declare_component(NAME, path=str(FILES))
-    component(figures=list(as_json if as_json is not None else figure_json(figures)), key=key, default=None)
+    sent = as_json if as_json is not None else regviz_figures.as_json(figures)
+    component(figures=list(sent), key=key, default=None)
