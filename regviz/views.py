@@ -104,7 +104,7 @@ def build(records, baseline, settings: Settings, keras_loss: bool, pinned=(), fo
     shown = baseline if baseline is not None else records
     last = records[-1] if records else None
     base_last = shown[-1] if shown else None
-    lines = reading.reading(records, shown, settings)
+    lines = reading.reading(records, shown, settings, folds)
     if folds[0]:
         lines = [*lines, *reading.folds(folds[0])]
     return RunView(
