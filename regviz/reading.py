@@ -4,28 +4,40 @@ from __future__ import annotations
 
 import math
 
-from regviz.records import EpochRecord, best_epoch
+from regviz import problems
+from regviz.records import EpochRecord, best_epoch, spread
 from regviz.settings import Settings
 
-OVERFIT_RISE = 0.10  # validation data loss this far above its minimum counts as overfitting
+# how far the last validation data loss is above its minimum: from OVERFIT_RISE the run plainly overfits,
+# from SLIGHT_RISE it starts to; below that it has turned up only slightly (still said, with the numbers)
+OVERFIT_RISE = 0.10
+SLIGHT_RISE = 0.02
 NO_BASELINE = "The baseline has no epochs yet, so there is nothing to compare with."
 
 
-def reading(run: list[EpochRecord], baseline: list[EpochRecord] | None, settings: Settings) -> list[str]:
-    """Plain sentences about the run and its baseline, read off their validation and training curves."""
+def reading(
+    run: list[EpochRecord], baseline: list[EpochRecord] | None, settings: Settings, folds=(None, None)
+) -> list[str]:
+    """Plain sentences about the run and its baseline, read off their validation and training curves;
+    folds holds each fold's records of a K-fold run and of its baseline (their means are run and
+    baseline), whose spread tells a real rise from the folds' noise."""
     lines = [_regularization_sentence(settings), *_network_sentence(settings)]
     if not run:
         return [*lines, "No epochs yet: the reading starts after the first one."]
     if settings.is_baseline:
-        return [*lines, _overfit_sentence(run, "the baseline", settings), _gap_sentence(run, None, settings)]
+        return [
+            *lines, _overfit_sentence(run, "the baseline", settings, folds[0]),
+            *_metric_sentence(run, None, settings, folds[0]), _gap_sentence(run, None, settings),
+        ]  # fmt: skip
     if not baseline:
-        return [*lines, _overfit_sentence(run, "this run", settings), NO_BASELINE]
+        return [*lines, _overfit_sentence(run, "this run", settings, folds[0]), NO_BASELINE]
     return [
         *lines,
-        _overfit_sentence(baseline, "the baseline", settings),
-        _overfit_sentence(run, "this run", settings),
+        _overfit_sentence(baseline, "the baseline", settings, folds[1]),
+        _overfit_sentence(run, "this run", settings, folds[0]),
         _comparison_sentence(run, baseline, settings),
         _best_sentence(run, baseline, settings),
+        *_metric_sentence(run, baseline, settings, folds[0]),
         _gap_sentence(run, baseline, settings),
     ]
 
@@ -62,23 +74,96 @@ def _network_sentence(settings: Settings) -> list[str]:
     return [f"{who} {_join(parts)}."] if parts else []
 
 
-def _overfit_sentence(records: list[EpochRecord], who: str, settings: Settings) -> str:
+def _overfit_sentence(records: list[EpochRecord], who: str, settings: Settings, folds=None) -> str:
     so_far = "so far " if len(records) < settings.epochs else ""
-    return _cap(f"{so_far}{who} {_verdict(records, bool(so_far))}.")
+    return _cap(f"{so_far}{who} {_verdict(records, bool(so_far), _spread_at_end(records, folds))}.")
 
 
-def _verdict(records: list[EpochRecord], streaming: bool) -> str:
+def _spread_at_end(records: list[EpochRecord], folds) -> float | None:
+    """The folds' standard deviation of the validation data loss at the mean curve's last epoch."""
+    if not folds or len(folds) < 2:
+        return None
+    sds = spread(folds, "val_data_loss")
+    return sds[len(records) - 1] if len(sds) >= len(records) else None
+
+
+def _verdict(records: list[EpochRecord], streaming: bool, noise: float | None = None) -> str:
+    # any rise after the minimum is said, with its size: a class sees the curve turn up, however little
     best, last = best_epoch(records), records[-1]
-    low = _at(records, best).val_data_loss
-    rise = _rise(last.val_data_loss, low)
-    if rise >= OVERFIT_RISE:
-        higher = f"{_num(rise * 100)} % higher {'at' if streaming else 'by'} epoch {last.epoch}"
-        return f"overfits from epoch {best}: its validation loss is lowest there and {higher}"
-    lowest = f"{_num(low)} at epoch {best}"
+    low, end = _at(records, best).val_data_loss, last.val_data_loss
     if best == last.epoch:
-        return f"does not overfit: its validation loss is still falling ({lowest})"
-    latest = f"{_num(last.val_data_loss)} at epoch {last.epoch}, within {_num(OVERFIT_RISE * 100)} %"
-    return f"does not overfit: its validation loss is {latest} of its lowest ({lowest})"
+        return f"does not overfit: its validation loss is still falling ({_num(low)} at epoch {best})"
+    if end <= low:  # back at its lowest (a tie): flat, not rising
+        return f"has levelled off: its validation loss at epoch {last.epoch} equals its lowest ({_num(low)})"
+    rise, values = _rise(end, low), _num_pair(low, end)
+    higher = f"{_num(rise * 100)} % higher {'at' if streaming else 'by'} epoch {last.epoch}"
+    if noise is not None and end - low < noise:
+        return (
+            f"turns up after epoch {best}, within the folds' spread: its mean validation loss is lowest "
+            f"there ({values[0]}) and {higher} ({values[1]}), a rise smaller than the folds' standard "
+            f"deviation ({_num(noise)}), so the folds show no clear overfitting"
+        )
+    beyond = f", more than the folds' standard deviation ({_num(noise)})" if noise is not None else ""
+    if rise >= OVERFIT_RISE:
+        return f"overfits from epoch {best}: its validation loss is lowest there and {higher}{beyond}"
+    how = "starts to overfit after" if rise >= SLIGHT_RISE else "turns up only slightly after"
+    since = f"lowest there ({values[0]}) and has turned up since, {higher} ({values[1]})"
+    return f"{how} epoch {best}: its validation loss is {since}{beyond}"
+
+
+def _metric_sentence(run, baseline, settings: Settings, folds=None) -> list[str]:
+    """The problem's main metric (accuracy, MAE) at its best epoch and at the last, for run and baseline;
+    for a K-fold run, the epoch after which it improves by less than the folds' spread."""
+    metric = problems.of_dataset(settings.dataset)[0].main
+    if getattr(run[-1], metric.field) is None:
+        return []
+    name = _cap(metric.label)
+    so_far = " so far" if len(run) < settings.epochs else ""
+    best, value = _metric_best(run, metric)
+    if baseline is None:
+        text = (
+            f"{name} is best{so_far} at epoch {best} ({value}) and "
+            f"{_metric_value(run[-1], metric)} at epoch {run[-1].epoch}."
+        )
+    else:
+        k = _common_epoch(run, baseline)
+        base_best, base_value = _metric_best(baseline, metric)
+        text = (
+            f"{name} at its best{so_far}: {value} (epoch {best}) for this run and {base_value} "
+            f"(epoch {base_best}) for the baseline; at epoch {k}, {_metric_value(_at(run, k), metric)} "
+            f"and {_metric_value(_at(baseline, k), metric)}."
+        )
+    return [text + _plateau(run, metric, folds)]
+
+
+def _metric_best(records: list[EpochRecord], metric) -> tuple[int, str]:
+    pick = max if metric.higher_is_better else min
+    best = pick(records, key=lambda r: getattr(r, metric.field))
+    return best.epoch, _metric_value(best, metric)
+
+
+def _metric_value(record: EpochRecord, metric) -> str:
+    value = getattr(record, metric.field)
+    if "accuracy" in metric.field:
+        return f"{value * 100:.1f} %"
+    return f"{_num(value, 3)}{' ' + metric.unit if metric.unit else ''}"
+
+
+def _plateau(run: list[EpochRecord], metric, folds) -> str:
+    """' Beyond the folds' spread, it stops improving after epoch P.' for a K-fold run that does."""
+    if not folds or len(folds) < 2:
+        return ""
+    sign = 1 if metric.higher_is_better else -1
+    values = [sign * getattr(r, metric.field) for r in run]
+    sds = spread(folds, metric.field)[: len(values)]
+    # the first epoch from which all that is left to gain is within the folds' standard deviation
+    stop = next((i for i, sd in enumerate(sds) if max(values[i:]) - values[i] <= sd), None)
+    if stop is None or stop + 1 >= len(values):
+        return ""
+    return (
+        f" Beyond the folds' spread (their standard deviation), it stops improving after epoch "
+        f"{run[stop].epoch}."
+    )
 
 
 def _comparison_sentence(run: list[EpochRecord], baseline: list[EpochRecord], settings: Settings) -> str:

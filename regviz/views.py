@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import re
 import threading
 import time
 from collections import OrderedDict
@@ -17,10 +18,11 @@ from dataclasses import dataclass
 
 import plotly.graph_objects as go
 
-from regviz import figures, pins, reading
+from regviz import data, figures, pins, problems, reading
 from regviz.settings import Settings
 
 KEEP = 64  # views held: a few per run being watched, and the runs a class just looked at
+MAX_NAME = 120  # characters of a CSV's file name; past that its pins are counted, not named
 
 
 @dataclass(frozen=True)
@@ -34,13 +36,24 @@ class RunView:
     reading: tuple[str, ...]
     epochs: int  # records of the run drawn
     table: tuple[dict, ...] = ()  # the comparison's rows (pins.Row as dicts) when runs are pinned
-    curves: tuple = ((), None)  # (the run's records, the baseline's or None), which the CSV holds
+    # (the run's records, the baseline's or None, the pinned runs' (label, records)), which the CSV holds
+    curves: tuple = ((), None, ())
+    csv_name: str = "regviz.csv"  # the download's file name: the dataset and what differs
 
     @functools.cached_property
     def csv(self) -> str:
         """The curves as CSV, made when a download button first asks (once the runs have finished), not
-        at every epoch's view: that also keeps pandas out of a fresh server's first page."""
-        return figures.curves_csv(*self.curves)
+        at every epoch's view: that also keeps pandas out of a fresh server's first page. The pinned
+        runs' rows follow, their `run` named as in the legends ("pin 1: L2 0.01")."""
+        run, baseline, pinned = self.curves
+        if not any(records for _, records in pinned):
+            return figures.curves_csv(run, baseline)
+        import pandas as pd  # here, as in figures.curves_csv: only once a CSV is asked for
+
+        named = [("baseline", baseline), ("run", run)]
+        named += [(f"pin {i}: {label}", records) for i, (label, records) in enumerate(pinned, 1)]
+        frames = [figures.records_frame(records, name) for name, records in named if records]
+        return pd.concat(frames, ignore_index=True).to_csv(index=False)
 
     @functools.cached_property
     def figures_json(self) -> tuple[str, ...]:
@@ -104,7 +117,7 @@ def build(records, baseline, settings: Settings, keras_loss: bool, pinned=(), fo
     shown = baseline if baseline is not None else records
     last = records[-1] if records else None
     base_last = shown[-1] if shown else None
-    lines = reading.reading(records, shown, settings)
+    lines = reading.reading(records, shown, settings, folds)
     if folds[0]:
         lines = [*lines, *reading.folds(folds[0])]
     return RunView(
@@ -112,10 +125,44 @@ def build(records, baseline, settings: Settings, keras_loss: bool, pinned=(), fo
         metrics=figures.metrics_figure(records, shown, settings, pinned=pinned),
         hist=figures.weights_histogram(last, base_last),
         norms=figures.weight_norms_figure(records, shown, settings.epochs),
-        curves=(tuple(records), None if baseline is None else tuple(baseline)),
+        curves=(
+            tuple(records), None if baseline is None else tuple(baseline),
+            tuple((label, tuple(r)) for label, r in pinned),
+        ),
+        csv_name=csv_name(settings, [label for label, _ in pinned]),
         reading=tuple(lines),
         epochs=len(records),
     )
+
+
+def csv_name(settings: Settings, pinned=()) -> str:
+    """The CSV's file name: the dataset, what run and baseline share apart from the dataset's defaults,
+    what the run adds, and the pins' labels, e.g. `imdb_l2-0.001_vs_baseline.csv`, in safe characters."""
+    shared = pins.differences(settings.baseline(), Settings.for_dataset(settings.dataset))
+    added = pins.differences(settings, settings.baseline())
+    against = ["vs", "baseline"] if added else ["baseline"]
+    head = [_dataset_name(settings.dataset), *shared, *added, *against]
+    name = "_".join(_slug(part) for part in [*head, *(["pins", *pinned] if pinned else [])])
+    if len(name) > MAX_NAME:  # many pins: counted, not named
+        name = "_".join(_slug(part) for part in [*head, f"and {len(pinned)} pins"])
+    return f"{name[:MAX_NAME]}.csv"
+
+
+def _dataset_name(dataset: str) -> str:
+    # an uploaded file by its own name (a dataset name of an upload is a hash), while this process has it
+    if not problems.is_upload(dataset):
+        return dataset
+    held = data.uploaded(dataset)
+    if held is None:
+        return "uploaded file"
+    stem = held.filename.replace("\\", "/").rsplit("/", 1)[-1].rsplit(".", 1)[0]  # no folders, no .csv
+    return f"{stem} {held.target}"
+
+
+def _slug(text: str) -> str:
+    """Lower-case letters, digits, dots and dashes only: safe in a file name on every system."""
+    text = re.sub(r"[^a-z0-9.]+", "-", text.lower().replace("%", "pct"))
+    return re.sub(r"\.{2,}", ".", text).strip("-.") or "x"
 
 
 # ---- how often one tab redraws -------------------------------------------------------------------------

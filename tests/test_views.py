@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import dataclasses
+import io
+import re
 import subprocess
 import sys
 import threading
 import time
 
+import pandas as pd
+import pytest
 from conftest import REPO, subprocess_env
 
-from regviz import figures, views
+from regviz import data, figures, views
+from regviz.data import csvfile
 from regviz.settings import Settings
 from regviz.views import ViewCache, build
 from tests.test_runs import record
+from tests.test_uploads import flats_csv
 
 S = Settings(dataset="synthetic", epochs=3, l2=0.001)
 
@@ -193,3 +200,66 @@ def test_a_pinned_runs_new_epoch_builds_a_new_view_with_its_table_row():
     assert second is not first and second.table[2]["best_epoch"] == 1
     assert "validation (pin 1: L2 0.01)" in [t.name for t in second.loss.data]
     assert cache.view(run, base, S, False).table == ()  # no pins, no table
+
+
+# ---- the CSV download: the pinned runs too, under a name that says what it holds ----------------------
+
+
+def losses(epochs: int, start: float) -> list:
+    """Records 1..epochs whose validation data loss falls from `start` by 0.01 an epoch."""
+    return [dataclasses.replace(record(e), val_data_loss=start - 0.01 * e) for e in range(1, epochs + 1)]
+
+
+def test_the_csv_holds_the_pinned_runs_rows_after_the_run_and_baseline():
+    """Each pinned run's epochs follow the run's and the baseline's, named as in the legends."""
+    run, base, pin = losses(2, 0.6), losses(3, 0.7), losses(2, 0.5)
+    cache = ViewCache()
+    view = cache.view(
+        StatefulRun(S, run), StatefulRun(S.baseline(), base), S, False,
+        [StatefulRun(S.replace(l2=0.01), pin), StatefulRun(S.replace(l2=0.0), [])],
+    )  # fmt: skip
+    table = pd.read_csv(io.StringIO(view.csv))
+    assert table["run"].tolist() == ["baseline"] * 3 + ["run"] * 2 + ["pin 1: L2 0.01"] * 2
+    for label, records in (("baseline", base), ("run", run), ("pin 1: L2 0.01", pin)):
+        rows = table[table["run"] == label]
+        assert rows["epoch"].tolist() == [r.epoch for r in records]
+        assert rows["val_data_loss"].tolist() == pytest.approx([r.val_data_loss for r in records], rel=1e-12)
+    assert view.csv_name == "synthetic_epochs-3_l2-0.001_vs_baseline_pins_l2-0.01_no-regularization.csv"
+
+
+SAFE = re.compile(r"[a-z0-9][a-z0-9._-]*\.csv")
+
+
+@pytest.mark.parametrize(
+    ("settings", "pinned", "name"),
+    [
+        (Settings(l2=0.001), (), "imdb_l2-0.001_vs_baseline.csv"),
+        (Settings(), (), "imdb_baseline.csv"),
+        (Settings(width=4, dropout=0.5), (), "imdb_width-4_dropout-0.5_vs_baseline.csv"),
+        (Settings.for_dataset("reuters", train_fraction=0.5, l1=1e-4), (),
+         "reuters_training-data-50pct_l1-0.0001_vs_baseline.csv"),
+        (Settings.for_dataset("boston"), (), "boston_baseline.csv"),
+        (Settings(l2=0.001), ("dropout 0.5", "no regularization"),
+         "imdb_l2-0.001_vs_baseline_pins_dropout-0.5_no-regularization.csv"),
+    ],
+)  # fmt: skip
+def test_the_csvs_file_name_says_the_dataset_and_what_differs(settings, pinned, name):
+    """The name is the dataset, the shared changes from its defaults, the run's regularizers and the pins."""
+    assert views.csv_name(settings, pinned) == name and SAFE.fullmatch(name)
+
+
+def test_many_pins_are_counted_and_an_uploaded_file_is_named_by_its_file_in_safe_characters():
+    """Six long pins make the name too long: they are counted. An upload is named by its file and
+    target (its dataset name is a hash), with folders, spaces and markup left out."""
+    pinned = [f"L2 0.0{i}, width {2**i}, training data 50%" for i in range(6)]
+    name = views.csv_name(Settings(l2=0.001), pinned)
+    assert name == "imdb_l2-0.001_vs_baseline_and-6-pins.csv"
+    prepared = csvfile.prepare(csvfile.read_table(flats_csv(), "..\\My <b>flats (2024).csv"), "price")
+    data.add_upload(prepared, holder="s")
+    try:
+        name = views.csv_name(Settings.for_dataset(prepared.name, l2=0.001), ())
+    finally:
+        data.forget_upload(prepared.name)
+    assert SAFE.fullmatch(name) and name.startswith("my-")  # no folder, the <b> markup gone
+    assert name.endswith("flats-2024-price_l2-0.001_vs_baseline.csv")
+    assert views.csv_name(Settings.for_dataset(prepared.name), ()) == "uploaded-file_baseline.csv"

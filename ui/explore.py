@@ -126,7 +126,7 @@ def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
     st.download_button(
         "Download curves (CSV)",
         view.csv,
-        file_name=f"regviz-{settings.key()}.csv",
+        file_name=view.csv_name,
         mime="text/csv",
         key="csv",
         on_click="ignore",

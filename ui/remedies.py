@@ -5,7 +5,6 @@ from __future__ import annotations
 import streamlit as st
 
 from regviz import figures, reading, remedies
-from regviz.records import best_epoch
 from regviz.runs import group
 from ui.common import (
     POLL_SECONDS,
@@ -47,36 +46,26 @@ def remedies_page() -> None:
 
 
 def remedy_grid(runs, poll: bool) -> None:
-    """Progress of the runs still training, then one small chart per remedy, three to a row."""
+    """Progress of the runs still training, what to compare, then one small chart per remedy, three to a
+    row, each with its verdict against the baseline underneath."""
     base, *others = runs
     named = [("baseline", base), *((m.title, r) for m, r in zip(remedies.REMEDIES, others, strict=True))]
     for who, r in named:
         if r.state != "done":
             st.progress(*reading.status(r, who))
     shown = base.records()
+    st.markdown(remedies.COMPARE)
+    st.markdown(f"- {remedies.baseline_line(shown)}")
     cols = st.columns(3)
     for i, (remedy, r) in enumerate(zip(remedies.REMEDIES, others, strict=True)):
         total = max(base.total_epochs, r.total_epochs)
         title = f"{remedy.title}<br><sup>{remedy.change}</sup>"
-        fig = figures.remedy_figure(title, r.records(), shown, total)
+        records = r.records()
+        fig = figures.remedy_figure(title, records, shown, total)
         cols[i % 3].plotly_chart(fig, key=f"remedy-{i}", theme=None)
-    with cols[len(remedies.REMEDIES) % 3]:
-        st.markdown("\n".join(f"- {line}" for line in remedies_reading(base, others)))
+        cols[i % 3].markdown(f"- {remedies.verdict(remedy.title, records, shown)}")
     if poll and all(r.finished for r in runs):
         st.rerun()
-
-
-def remedies_reading(base, others) -> list[str]:
-    """Each remedy's lowest validation loss and best epoch against the baseline's, in plain words."""
-    named = [("Baseline: lowest validation loss ", base)]
-    named += [(f"{remedy.title}: ", r) for remedy, r in zip(remedies.REMEDIES, others, strict=True)]
-    lines = []
-    for prefix, r in named:
-        records = r.records()
-        if records:
-            best = best_epoch(records)
-            lines.append(f"{prefix}{records[best - 1].val_data_loss:.3f}, at epoch {best}.")
-    return lines
 
 
 remedies_page()
