@@ -45,7 +45,7 @@ def keras_code(
         raise ValueError(f"the upload {upload.name} is not the settings' dataset {settings.dataset}")
     width = upload.features if upload is not None else num_features
     lines = [
-        *_docstring(settings, upload, path),
+        *_docstring(settings, upload),
         *_imports(upload),
         f"SEED = {settings.seed}  # the app's seed: initial weights, dropout and the order of the batches",
         "",
@@ -76,7 +76,7 @@ DATA_NAMES = {
 }  # fmt: skip
 
 
-def _docstring(settings: Settings, upload: Prepared | None, path: str | None) -> list[str]:
+def _docstring(settings: Settings, upload: Prepared | None) -> list[str]:
     s = settings
     data = f"{upload.filename}, target {upload.target!r}" if upload else DATA_NAMES[s.dataset]
     penalties = [f"{name} {value!r}" for name, value in (("L1", s.l1), ("L2", s.l2)) if value]
@@ -487,7 +487,7 @@ def _kfold_code(settings: Settings, upload: Prepared | None) -> list[str]:
         loop = [
             f"for repeat in range({settings.repeats}):",
             "    # each repeat reshuffles the rows (seeded by the seed and the repeat), as the app does",
-            '    print(f"repeat {repeat + 1}")',
+            f'    print(f"repeat {{repeat + 1}} of {settings.repeats}")',
             "    rows = whole[np.random.default_rng([SEED, repeat, 0x5EED]).permutation(len(whole))]",
             *_indented(loop),
         ]

@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -221,3 +222,41 @@ def test_the_page_shows_this_listing(app, monkeypatch):  # noqa: F811
     shown = keras_code_shown(at)
     assert shown == keras_code(shown_settings(at), data.NUM_WORDS).rstrip("\n")  # st.code drops the last
     assert 'if __name__ == "__main__":' in shown and "offline.synthetic()" in shown
+
+
+class FakePyplot(types.ModuleType):
+    """matplotlib.pyplot as far as the listing uses it: every call recorded (matplotlib is not a
+    dependency of regviz, so the real one may be absent)."""
+
+    def __init__(self):
+        super().__init__("matplotlib.pyplot")
+        self.calls: list[tuple] = []
+
+    def __getattr__(self, name):
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+@pytest.mark.parametrize("fields", [{}, {"l2": 1e-3}, {"dataset": "boston"}], ids=["plain", "l2", "mae"])
+def test_the_listing_plots_the_loss_and_the_main_metric_with_matplotlib(fields, monkeypatch, capsys):
+    """With matplotlib there, plot_history draws the loss (the data loss when a penalty is on: the
+    app's curve) and the main metric, training as dots and validation as a line; without it, one line."""
+    settings = Settings.for_dataset(**fields)
+    namespace: dict = {}
+    exec(compile(keras_code(settings, 13), "<listing>", "exec"), namespace)
+    loss = "data_loss" if settings.l2 else "loss"
+    metric = "mae" if settings.dataset == "boston" else "accuracy"
+    history = {name: [0.5, 0.4] for name in (loss, "loss", metric, f"val_{loss}", f"val_{metric}")}
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", None)  # an import of it fails: not installed
+    namespace["plot_history"](history)
+    assert capsys.readouterr().out == "matplotlib is not installed: no plot\n"
+    plt = FakePyplot()
+    monkeypatch.setitem(sys.modules, "matplotlib", types.ModuleType("matplotlib"))
+    monkeypatch.setitem(sys.modules, "matplotlib.pyplot", plt)
+    sys.modules["matplotlib"].pyplot = plt
+    namespace["plot_history"](history)
+    plots = [(args[1:], kwargs["label"]) for name, args, kwargs in plt.calls if name == "plot"]
+    assert plots == [
+        (([0.5, 0.4], "bo"), f"Training {loss}"), (([0.5, 0.4], "b"), f"Validation {loss}"),
+        (([0.5, 0.4], "bo"), f"Training {metric}"), (([0.5, 0.4], "b"), f"Validation {metric}"),
+    ]  # fmt: skip
+    assert [name for name, *_ in plt.calls][-1] == "show"
