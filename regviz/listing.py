@@ -51,14 +51,14 @@ def keras_code(
         "",
         "",
         *_build_code(settings, width),
-        *_helpers_code(settings, upload),
+        *_helpers_code(settings, upload, width),
         *_train_code(settings),
         *_report_code(settings),
         "model = build_model()  # the network on its own (model.summary()); each run below trains a new one",
         "",
         "",
         'if __name__ == "__main__":',
-        *_indented(_main_code(settings, upload, path, width)),
+        *_indented(_main_code(settings, upload, path)),
     ]
     return "\n".join(lines) + "\n"
 
@@ -203,7 +203,7 @@ def _penalised(settings: Settings) -> bool:
 # ---- the script's helpers: preparing rows, training, the history ------------------------------------
 
 
-def _helpers_code(settings: Settings, upload: Prepared | None) -> list[str]:
+def _helpers_code(settings: Settings, upload: Prepared | None, width: int) -> list[str]:
     if upload is not None:
         return []
     if problems.is_tabular(settings.dataset):
@@ -218,7 +218,7 @@ def _helpers_code(settings: Settings, upload: Prepared | None) -> list[str]:
             "",
         ]
     return [
-        f"def vectorize_sequences(sequences, dimension={NUM_WORDS}):",
+        f"def vectorize_sequences(sequences, dimension={width}):",
         '    """Multi-hot, as the book\'s listing: a 1 at each word index of each sequence; indices beyond',
         '    the vocabulary (a file may keep every word) are left out, as the app leaves them."""',
         '    results = np.zeros((len(sequences), dimension), dtype="float32")',
@@ -300,7 +300,7 @@ def _report_code(settings: Settings) -> list[str]:
 # ---- the experiment: data, runs, split --------------------------------------------------------------
 
 
-def _main_code(settings: Settings, upload: Prepared | None, path: str | None, width: int) -> list[str]:
+def _main_code(settings: Settings, upload: Prepared | None, path: str | None) -> list[str]:
     if upload is not None:
         data = _upload_code(upload, path or upload.filename)
     else:

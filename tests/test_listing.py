@@ -164,6 +164,9 @@ def test_the_listing_compiles_for_every_dataset_and_protocol(dataset, validation
         assert "math.ceil(0.3 * len(train_rows))" in code and f"epochs={settings.epochs}," in code
         assert ("for fold in range(5):" in code) == (validation != "holdout")
         assert ("for repeat in range(2):" in code) == (validation == "iterated")
+        width = 13 if problems.is_tabular(dataset) else data.NUM_WORDS
+        assert f"keras.Input(shape=({width},))" in code
+        assert (f"dimension={width}" in code) == (not problems.is_tabular(dataset))  # multi-hot as wide
 
 
 @pytest.mark.parametrize("kind", ["binary", "regression"])
