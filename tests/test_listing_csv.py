@@ -1,6 +1,6 @@
 """The Keras listing of a run on an uploaded file: it reads the CSV, encodes the target and the features
 as the app does (sklearn's ColumnTransformer of Prepared.pipeline, fitted on the training rows only),
-and trains with plain Keras as it stands next to the file."""
+splits the rows as the app does, and trains with plain Keras as it stands next to the file."""
 
 from __future__ import annotations
 
@@ -33,44 +33,56 @@ def listing_of(tmp_path, kind: str, **fields):
     return prepared, keras_code(settings, upload=prepared)
 
 
+def run_as_main(code: str) -> dict:
+    """The listing's namespace after running it as a script (its experiment is under __main__)."""
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(code, "<listing>", "exec"), namespace)
+    return namespace
+
+
 @pytest.mark.parametrize("kind", FILES)
 def test_the_listing_runs_and_encodes_the_file_as_the_app_does(kind, tmp_path, monkeypatch):
     """Run next to the file, the listing trains with plain Keras and sklearn (two epochs, validated);
-    its target is the app's (class indices in the app's order, binary 0/1), and its ColumnTransformer,
-    fitted on the same rows, gives the app's features (Prepared.transform); a regression target is
-    divided by its training standard deviation; True/False cells, padded and oddly cased ones too."""
+    its target is the app's (class indices in the app's order, binary 0/1), its validation and
+    training rows are the app's, and its ColumnTransformer, fitted on the same rows, gives the app's
+    features (Prepared.transform); True/False cells, padded and oddly cased ones too."""
     prepared, code = listing_of(tmp_path, kind, epochs=2, l2=0.001, dropout=0.2)
     assert prepared.kind == {"flags": "binary"}.get(kind, kind)
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(code, "<listing>", "exec"), namespace)
-    history = namespace["history"].history
+    namespace = run_as_main(code)
+    history = namespace["history"]
     assert len(history["val_loss"]) == 2 and np.isfinite(history["val_loss"]).all()
-    np.testing.assert_array_equal(namespace["y"], prepared.y)
+    y = namespace["y"].ravel()
+    np.testing.assert_array_equal(y, prepared.y)
+    app = prepared.dataset()
+    np.testing.assert_array_equal(y[namespace["val_rows"]], app.y_val)
+    np.testing.assert_array_equal(y[namespace["train_rows"]], app.y_train)
     ours = namespace["features"].fit(namespace["x"]).transform(namespace["x"])
-    (app,) = prepared.transform(DenseRows(prepared.x))
-    np.testing.assert_allclose(ours, app.values, rtol=1e-5, atol=1e-5)
+    (transformed,) = prepared.transform(DenseRows(prepared.x))
+    np.testing.assert_allclose(ours, transformed.values, rtol=1e-5, atol=1e-5)
     assert namespace["model"].input_shape == (None, prepared.features)
-    if kind == "regression":
-        assert np.std(namespace["y_train"]) == pytest.approx(1.0)  # divided by its training spread
 
 
 def test_names_and_labels_stay_literal(tmp_path):
     """Quotes, commas and markup in column names and labels are repr()'d: the listing compiles and names
-    them exactly; the dropped ID column is only a comment, and the split is the app's 60/20/20."""
+    them exactly; the dropped ID column is only a comment, and the split is the app's 60/20/20 of its
+    once-shuffled rows."""
     prepared, code = listing_of(tmp_path, "binary")
     compile(code, "<listing>", "exec")
     assert repr(ODD) in code and "['no', 'yes']" in code
     assert "# dropped, as by the app: 'customer id', an identifier" in code
-    assert "test_size=0.2, random_state=0" in code and "test_size=0.25, random_state=0" in code
-    assert "shuffle" in code and "x_train = features.fit_transform(x_train)" in code
+    assert "order = np.random.default_rng(0).permutation(len(y))" in code
+    assert "round(0.2 * len(y))" in code and "round(0.25 * (len(y) - num_test))" in code
+    assert "shuffle" in code and "x_train = features.fit_transform(x.iloc[train_rows])" in code
 
 
-def test_a_k_fold_run_says_the_listing_holds_out_instead(tmp_path):
-    """For K-fold settings the listing says so in a comment and still compiles."""
+def test_a_k_fold_run_is_listed_as_the_folds_loop(tmp_path):
+    """For K-fold settings the listing trains each fold on the app's rows (the whole training split
+    in the app's order) and averages them; a regression target is divided by each run's spread."""
     _, code = listing_of(tmp_path, "regression", validation="kfold", folds=4)
     compile(code, "<listing>", "exec")
-    assert "4-fold K-fold" in code and "scale = y_train.std()" in code
+    assert "4-fold K-fold" in code and "for fold in range(4):" in code
+    assert "rows = order[num_test:]" in code and "scale = y[train_rows].std() or 1.0" in code
 
 
 def test_a_wide_file_wraps_its_column_lists(tmp_path):
@@ -128,6 +140,6 @@ def test_a_blank_header_the_app_renamed_is_renamed_in_the_listing_too(tmp_path, 
     code = keras_code(Settings.for_dataset(prepared.name, epochs=1), upload=prepared)
     assert "frame.columns = ['size', 'column 2', 'bought']" in code
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    exec(compile(code, "<listing>", "exec"), namespace)
+    namespace = run_as_main(code)
     assert namespace["model"].input_shape == (None, 2)
+    assert list(namespace["x"].columns) == ["size", "column 2"]
