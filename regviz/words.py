@@ -2,7 +2,8 @@
 an L1 penalty has practically zeroed, and the dataset's word index that names the inputs.
 
 The worker reads the first kernel once, at the end of a run (`first_layer_inputs`), and the run's last
-record carries the result; the page names the inputs with `vocabulary` and shows `panel`.
+record carries the result; the page names the inputs with `vocabulary` and says what it shows with
+`kept` and `headline`.
 """
 
 from __future__ import annotations
@@ -26,8 +27,6 @@ INDEX_FROM = 3  # keras's loaders (and the shared files): the word of frequency 
 MARKERS = {0: "(padding)", 1: "(start of text)", 2: "(rare word)", 3: "(unused)"}  # inputs below r = 1
 # the word datasets whose inputs have names: keras's module, and where a local file of it is named
 TEXT = {"imdb": ("IMDB", data.IMDB_PATH_ENV), "reuters": ("Reuters", data.REUTERS_PATH_ENV)}
-
-
 Inputs = tuple[tuple[int, float], ...]  # (input, its first-kernel row's L2 norm), largest first
 
 
@@ -85,7 +84,7 @@ def _word_index(dataset: str, path: str) -> tuple[dict[str, int] | None, str]:
     """(index, "") or (None, why); kept per process, failures too: a missing download is not retried at
     every rerun of the page."""
     try:
-        index = _read_beside(Path(path)) if path else _download(dataset)
+        index = _read_beside(Path(path)) if path else _keras_index(dataset)
     except Exception as e:  # no network, no file, a broken file: all one line
         return None, _one_line(e)
     if not isinstance(index, dict) or not all(isinstance(r, int) for r in index.values()):
@@ -105,12 +104,23 @@ def _read_beside(path: Path) -> dict:
     raise FileNotFoundError(f"no {path.stem}_word_index.json(.gz) beside {path}")
 
 
-def _download(dataset: str) -> dict:
-    import keras  # heavy; only this path needs it
+def _keras_index(dataset: str) -> dict:
+    """Keras's word index: its cached file when there is one (the page's process need not import keras
+    for it), else keras's get_word_index(), which downloads it into that cache."""
+    cached = _keras_home() / "datasets" / f"{dataset}_word_index.json"
+    if cached.is_file():
+        return json.loads(cached.read_text(encoding="utf-8"))
+    import keras  # heavy; only a first download needs it
 
     # keras prints its progress to stdout, which belongs to the command line's JSON lines
     with contextlib.redirect_stdout(sys.stderr):
         return getattr(keras.datasets, dataset).get_word_index()
+
+
+def _keras_home() -> Path:
+    """Where keras's get_file keeps downloads: $KERAS_HOME or ~/.keras, /tmp/.keras if not writable."""
+    home = Path(os.path.expanduser(os.environ.get("KERAS_HOME") or "~/.keras"))
+    return home if os.access(home, os.W_OK) else Path("/tmp/.keras")
 
 
 def _one_line(e: Exception) -> str:
@@ -144,4 +154,4 @@ def headline(run: Kept, base: Kept | None, l1: float, n_inputs: int = data.NUM_W
     than = f" (the baseline: {base.zeroed:,})" if base is not None else ""
     if l1:
         return f"L1 has practically zeroed {run.zeroed:,} of the {n_inputs:,} words{than}: {where}."
-    return f"{run.zeroed:,} of the {n_inputs:,} words have {where}{than}; an L1 penalty zeroes most of them."
+    return f"{run.zeroed:,} of the {n_inputs:,} words have {where}{than}; an L1 penalty zeroes many of them."

@@ -98,6 +98,17 @@ def test_the_word_index_beside_a_local_file_is_read(tmp_path, monkeypatch):
     assert words.vocabulary("reuters").name(4) == "oil"
 
 
+def test_keras_cached_word_index_is_read_without_asking_keras(tmp_path, monkeypatch):
+    """Without a local file, a word index keras downloaded before (in $KERAS_HOME) is read directly."""
+    monkeypatch.setattr(keras.datasets.reuters, "get_word_index", pytest.fail)
+    monkeypatch.delenv(data.REUTERS_PATH_ENV, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    (tmp_path / "datasets").mkdir()
+    (tmp_path / "datasets" / "reuters_word_index.json").write_text(json.dumps({"wheat": 1, "said": 2}))
+    vocab = words.vocabulary("reuters")
+    assert vocab.missing is None and [vocab.name(i) for i in (4, 5)] == ["wheat", "said"]
+
+
 def test_no_word_index_is_one_line(tmp_path, monkeypatch):
     """No file beside the local data, a failed download, a broken file, generated data: one line each."""
 
@@ -106,6 +117,8 @@ def test_no_word_index_is_one_line(tmp_path, monkeypatch):
 
     monkeypatch.setattr(keras.datasets.imdb, "get_word_index", no_network)
     monkeypatch.delenv(data.IMDB_PATH_ENV, raising=False)
+    (tmp_path / "keras").mkdir()
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))  # nothing cached from an earlier download
     (tmp_path / "reviews.npz").write_bytes(b"")
     (tmp_path / "broken.npz").write_bytes(b"")
     (tmp_path / "broken_word_index.json").write_text("[1, 2]")
