@@ -15,6 +15,7 @@ import pytest
 from regviz import data, words
 from regviz.records import SMALL_WEIGHT, EpochRecord, LayerStats, mean_records
 from regviz.settings import Settings
+from regviz.store import RunStore
 from regviz.training import trainers
 from regviz.training.loop import train
 from tests.test_app import app, finish, open_app, store_path, stored  # noqa: F401 (fixtures)
@@ -237,3 +238,24 @@ def test_tabular_data_has_no_words_panel(app):  # noqa: F811
     """Boston-shaped data has features, not words: no panel."""
     at = open_app({"dataset": "houses", "epochs": "2"})
     assert all(e.label != PANEL for e in at.expander)
+
+
+def test_generated_data_shows_inputs_by_number_and_an_old_stored_run_says_why_it_has_none(app, store_path):  # noqa: F811
+    """Synthetic reviews: inputs by number with one line saying why; a baseline stored before records
+    carried the inputs shows one line instead of its table, and the headline leaves it out."""
+    settings = Settings(dataset="synthetic", width=4, epochs=2, l1=0.001)
+    run, base = (list(train(s)) for s in (settings, settings.baseline()))
+    old_base = [dataclasses.replace(r, top_inputs=None, zeroed_inputs=None) for r in base]
+    store = RunStore(store_path)
+    for s, records in ((settings, run), (settings.baseline(), old_base)):
+        store.put(s, data.load("synthetic").version, records)
+    at = open_app({"dataset": "synthetic", "width": "4", "epochs": "2", "l1": "0.001"})
+    shown = panel(at)
+    assert [c.value for c in shown.caption if "generated" in c.value] == [
+        "The synthetic data is generated, without words: inputs are shown by number."
+    ]
+    numbers = [f"input {i}" for i, _ in run[-1].top_inputs]
+    assert [df.value["word"].tolist() for df in shown.dataframe] == [numbers]  # the run's table only
+    assert any("stored before runs kept them" in c.value for c in shown.caption)
+    zeroed = f"L1 has practically zeroed {run[-1].zeroed_inputs:,} of the 10,000 words:"
+    assert shown.markdown[0].value.startswith(zeroed)
