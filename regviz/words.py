@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from regviz import data, problems
+from regviz import data
 from regviz.records import SMALL_WEIGHT, EpochRecord
 
 TOP_INPUTS = 20  # inputs a run's last record keeps, largest first
@@ -42,8 +42,9 @@ def first_layer_inputs(kernel: np.ndarray, top: int = TOP_INPUTS) -> tuple[Input
 
 
 def has_words(dataset: str) -> bool:
-    """Multi-hot word inputs (IMDB, Reuters and their offline twins): the panel's datasets."""
-    return dataset in problems.DATASETS and not problems.is_tabular(dataset)
+    """The datasets whose inputs are words (IMDB, Reuters): the panel's. Their generated twins train on
+    made-up inputs, so their runs' records carry the inputs but no page lists them."""
+    return dataset in TEXT
 
 
 @dataclass(frozen=True)

@@ -234,28 +234,27 @@ def test_without_a_word_index_the_panel_says_so_in_one_line(app, tmp_path, imdb_
     assert all(w.startswith("input ") for w in shown.dataframe[0].value["word"])
 
 
-def test_tabular_data_has_no_words_panel(app):  # noqa: F811
-    """Boston-shaped data has features, not words: no panel."""
-    at = open_app({"dataset": "houses", "epochs": "2"})
-    assert all(e.label != PANEL for e in at.expander)
+def test_generated_and_tabular_data_have_no_words_panel(app):  # noqa: F811
+    """The generated reviews and Boston-shaped tracts have no words: no panel."""
+    for dataset in ("synthetic", "houses"):
+        at = open_app({"dataset": dataset, "epochs": "2"})
+        assert all(e.label != PANEL for e in at.expander)
 
 
-def test_generated_data_shows_inputs_by_number_and_an_old_stored_run_says_why_it_has_none(app, store_path):  # noqa: F811
-    """Synthetic reviews: inputs by number with one line saying why; a baseline stored before records
-    carried the inputs shows one line instead of its table, and the headline leaves it out."""
-    settings = Settings(dataset="synthetic", width=4, epochs=2, l1=0.001)
+def test_a_baseline_stored_before_records_carried_words_says_so(app, store_path, imdb_path, monkeypatch):  # noqa: F811
+    """A baseline stored before records carried the inputs shows one line instead of its table, and the
+    headline leaves it out; the run's own table is still there."""
+    monkeypatch.setenv(data.IMDB_PATH_ENV, str(imdb_path))
+    settings = Settings(dataset="imdb", width=4, epochs=1, l1=0.001)
     run, base = (list(train(s)) for s in (settings, settings.baseline()))
     old_base = [dataclasses.replace(r, top_inputs=None, zeroed_inputs=None) for r in base]
     store = RunStore(store_path)
     for s, records in ((settings, run), (settings.baseline(), old_base)):
-        store.put(s, data.load("synthetic").version, records)
-    at = open_app({"dataset": "synthetic", "width": "4", "epochs": "2", "l1": "0.001"})
+        store.put(s, data.load("imdb").version, records)
+    at = open_app({"dataset": "imdb", "width": "4", "epochs": "1", "l1": "0.001"})
     shown = panel(at)
-    assert [c.value for c in shown.caption if "generated" in c.value] == [
-        "The synthetic data is generated, without words: inputs are shown by number."
-    ]
-    numbers = [f"input {i}" for i, _ in run[-1].top_inputs]
-    assert [df.value["word"].tolist() for df in shown.dataframe] == [numbers]  # the run's table only
+    named = [words.vocabulary("imdb").name(i) for i, _ in run[-1].top_inputs]
+    assert [df.value["word"].tolist() for df in shown.dataframe] == [named]  # the run's table only
     assert any("stored before runs kept them" in c.value for c in shown.caption)
     zeroed = f"L1 has practically zeroed {run[-1].zeroed_inputs:,} of the 10,000 words:"
     assert shown.markdown[0].value.startswith(zeroed)
