@@ -43,6 +43,11 @@ class EpochRecord:
     val_top3: float | None = None  # multiclass: the true class among the three most probable
     mae: float | None = None  # regression: mean absolute error, training side (batch-averaged)
     val_mae: float | None = None
+    # multi-hot (word) inputs, the run's last epoch only (words.py): the inputs whose first-kernel rows have
+    # the largest L2 norms, as (column, norm), largest first; and how many inputs have every weight
+    # below SMALL_WEIGHT (the ones L1 has practically zeroed)
+    top_inputs: tuple[tuple[int, float], ...] | None = None
+    zeroed_inputs: int | None = None
 
     def in_target_units(self, scale: float) -> EpochRecord:
         """A regression record of a target trained divided by `scale`: its absolute errors back in the
@@ -62,6 +67,8 @@ class EpochRecord:
         d = dict(d)
         d["layers"] = tuple(LayerStats(**s) for s in d["layers"])
         d["hist"] = tuple(d["hist"])
+        if d.get("top_inputs") is not None:  # JSON gives lists; records stored before it have no key
+            d["top_inputs"] = tuple((int(i), float(n)) for i, n in d["top_inputs"])
         return cls(**d)
 
 
@@ -89,7 +96,8 @@ def summary(records: list[EpochRecord], cached: bool) -> dict[str, Any]:
 
 def mean_records(runs: list[list[EpochRecord]]) -> list[EpochRecord]:
     """The folds' mean record per epoch, over the epochs every fold has reached: each number averaged
-    (None where a fold has none), seconds the slowest fold's, the weight histogram summed."""
+    (None where a fold has none), seconds the slowest fold's, the weight histogram summed, the first
+    fold's top inputs (words do not average)."""
     if not runs or not all(runs):
         return []
     epochs = min(len(r) for r in runs)
@@ -114,6 +122,8 @@ def _mean_epoch(records: list[EpochRecord]) -> EpochRecord:
             values[f.name] = tuple(_mean_layer(layer) for layer in zip(*got, strict=True))
         elif f.name == "hist":
             values[f.name] = tuple(int(v) for v in np.sum(got, axis=0))
+        elif f.name in ("top_inputs", "zeroed_inputs"):  # each fold's network keeps its own words
+            values[f.name] = got[0]
         else:
             values[f.name] = None if any(g is None for g in got) else float(np.mean(got))
     return EpochRecord(**values)

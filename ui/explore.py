@@ -7,7 +7,7 @@ import time
 
 import streamlit as st
 
-from regviz import data, pins, problems, reading, remedies
+from regviz import data, pins, problems, reading, remedies, words
 from regviz import views as views_mod
 from regviz.listing import keras_code
 from regviz.records import best_epoch
@@ -198,6 +198,50 @@ def draw(view) -> None:
     live_charts.draw(figures, key="live_charts", as_json=view.figures_json)
 
 
+def words_panel(settings: Settings, run, base) -> None:
+    """Word datasets: the words whose first-layer weights are largest, this run's beside the baseline's,
+    and how many L1 has practically zeroed; read off the runs' last records (regviz/words.py)."""
+    if not words.has_words(settings.dataset):
+        return
+    with st.expander("What the first layer keeps: the words", expanded=bool(settings.l1)):
+        if not run.finished:
+            st.caption("The words appear when the run has finished.")
+            return
+        vocab = words.vocabulary(settings.dataset)
+        sides = [("This run", run)] + ([] if base is run else [("Baseline", base)])
+        kept = {who: words.kept(_last(r), vocab) if r.finished else None for who, r in sides}
+        if kept["This run"] is not None:
+            st.markdown(words.headline(kept["This run"], kept.get("Baseline"), settings.l1))
+        if vocab.missing:
+            st.caption(vocab.missing)
+        if settings.validation != "holdout":
+            st.caption("K-fold: the words of the first fold's network (each fold's network keeps its own).")
+        st.caption("Largest first, by the L2 norm of the word's row of the first layer's kernel.")
+        for column, (who, r) in zip(st.columns(len(sides)), sides, strict=True):
+            column.markdown(f"**{who}**")
+            if (side := kept[who]) is not None:
+                table = [{"word": word, "weight norm": norm} for word, norm in side.words]
+                column.dataframe(
+                    table, hide_index=True, key=f"words-{who}", height=35 * (len(table) + 1) + 3,
+                    column_config={"weight norm": st.column_config.NumberColumn(format="%.4f")},
+                )  # fmt: skip
+            else:
+                column.caption(_no_words(r))
+
+
+def _last(run):
+    records = run.records()
+    return records[-1] if records else None
+
+
+def _no_words(run) -> str:
+    if not run.finished:
+        return "Its words appear when it has finished."
+    if run.state != "done":
+        return "No words: it stopped before its last epoch."
+    return "No words: it was stored before runs kept them (stored runs are reused, not retrained)."
+
+
 def link_params(settings: Settings, pinned: list[Settings]) -> dict[str, str | list[str]]:
     """What the link holds: the settings that differ from the defaults, and one `pin` per pinned run."""
     params: dict[str, str | list[str]] = dict(settings.to_params())
@@ -301,6 +345,7 @@ def explore() -> None:
         every = poll_seconds(run, base) if poll else None
         st.fragment(live, run_every=every)(run, base, settings, poll, pin_runs)
         pin_controls(settings, pinned)
+        words_panel(settings, run, base)
         final_evaluation(settings, run)
         wanted = (settings.dataset, settings.seed)
         if prefetch_on() and st.session_state.get("prefetched") != wanted:  # once, not at every move

@@ -13,6 +13,7 @@ same update as one TF kernel per weight (`optimizer_step.py`). Trainers are pool
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 
 from regviz import data as datasets
+from regviz import words
 from regviz.problems import BINARY, REGRESSION
 from regviz.records import EpochRecord, LayerStats
 from regviz.settings import Settings
@@ -113,7 +115,14 @@ def fit(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator[Epoch
                     return
                 evaluated = trainer.evaluate(*val)
             seconds = time.perf_counter() - start
-            yield _record(epoch, sums, len(y_train), evaluated, y_val, seconds, trainer.kind)
+            record = _record(epoch, sums, len(y_train), evaluated, y_val, seconds, trainer.kind)
+            yield _with_inputs(record, trainer) if epoch == settings.epochs else record
+
+
+def _with_inputs(record: EpochRecord, trainer) -> EpochRecord:
+    """The last record with the words the first layer keeps (words.py): read once, at the run's end."""
+    top, zeroed = words.first_layer_inputs(trainer.model.layers[0].kernel.numpy())
+    return dataclasses.replace(record, top_inputs=top, zeroed_inputs=zeroed)
 
 
 _background = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="regviz-batches")
