@@ -430,7 +430,8 @@ async def _play(v: Visitor, times: list[float], start: float, rng: random.Random
         await asyncio.sleep(max(0.0, start + t - time.monotonic()))
         page = v.page if v.page is not None else Settings()
         control, value, target = choose(rng, page, v.options(), i == switch)
-        await v.move(control, value, target)
+        if control in v.widgets:  # else the page shows no such control now (an error line instead)
+            await v.move(control, value, target)
 
 
 def _settled(m: Move) -> bool:
