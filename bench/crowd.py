@@ -46,6 +46,7 @@ from urllib.parse import parse_qsl
 import live  # bench/live.py: the server, /proc sampling, the page sampler, the machine and checkout
 from streamlit.proto.BackMsg_pb2 import BackMsg
 from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
@@ -79,6 +80,7 @@ PROGRESS = re.compile(
     r"|training, epoch (?P<k>\d+) of (?P<n>\d+)|(?P<end>done|cancelled), (?P<dk>\d+) of (?P<dn>\d+) epochs"
     r"|(?P<failed>training failed|not trained))"
 )
+ANSWERS = ("store", "finished", "trained")
 PRESS_FIGURES = ("params", "key_date_ms", "first_epoch_s", "last_epoch_s", "last_epoch_received_s")
 LINK_CAPTION = "Link to this experiment"
 RUN_TRACE = "validation (this run"  # the loss chart's trace of the page's run (K-fold: its mean)
@@ -100,7 +102,8 @@ class Move:
     complete_s: float | None = None  # the progress line says all epochs are in
     charts_first_s: float | None = None  # the charts' data hold >= 1 point of this run
     charts_complete_s: float | None = None  # ... all its epochs
-    from_store: bool | None = None
+    from_store: bool | None = None  # complete from the store's line ("from the store, all n epochs")
+    answer: str | None = None  # store | finished (held done by the server, no epoch to wait for) | trained
     queued_seen: bool = False
     queue_wait_s: float | None = None  # move -> first line that is not "waiting for a free trainer"
     state: str | None = None  # the progress line's last state: training, done, from store, failed...
@@ -202,14 +205,13 @@ class Visitor:
     def __init__(self, number: int, url: str, query: str, clock):
         self.number, self.url, self.query, self.clock = number, url, query, clock
         self.widgets: dict[str, tuple[str, object]] = {}  # key -> (widget id, its element)
-        self.states: dict[str, object] = {}  # key -> WidgetState this tab has changed
+        self.states: dict[str, WidgetState] = {}  # key -> the widget's value here, sent with every rerun
         self.page: Settings | None = None  # what the page's link says it shows
         self.run: Seen | None = None
         self.moves: list[Move] = []
         self.exceptions: list[str] = []
         self.timers: dict[str, tuple[float, asyncio.Task]] = {}  # fragment id -> (interval, its task)
         self.ws = None
-        self.sent_since_full_run = False
 
     # sending
 
@@ -222,14 +224,12 @@ class Visitor:
 
     async def move(self, control: str, value: str, target: Settings) -> None:
         """Change one widget, as the frontend does: a rerun with the new widget state."""
-        wid, element = self.widgets[control]
-        state = _state(control, wid, value)
-        self.states[control] = state
+        wid, _ = self.widgets[control]
+        self.states[control] = _state(control, wid, value)
         for old in self.moves:
             if old.complete_s is None and old.state not in ("failed", "refused"):
                 old.superseded = True
         self.moves.append(Move(self.number, control, value, target.to_params(), sent=time.time()))
-        self.sent_since_full_run = True
         await self._rerun()
 
     async def _rerun(self, fragment_id: str = "") -> None:
@@ -282,9 +282,6 @@ class Visitor:
         self._end_run()
         if not fragment:
             self._stop_timers()  # the frontend's cleanupAutoReruns at a full run
-            if self.sent_since_full_run:
-                # the server has this tab's widget states now; a preset's pill is reset by its callback
-                self.states, self.sent_since_full_run = {}, False
         self.run = Seen(fragment)
 
     def _element(self, element, now: float) -> None:
@@ -292,7 +289,15 @@ class Visitor:
         sub = getattr(element, kind)
         wid = getattr(sub, "id", "")
         if wid.startswith("$$ID-"):
-            self.widgets[wid.split("-", 2)[2]] = (wid, sub)
+            key = wid.split("-", 2)[2]
+            known = self.states.get(key)
+            self.widgets[key] = (wid, sub)
+            # as the frontend's widget manager: a widget's value from its element when it first shows (or
+            # shows under a new id), or when the server sets it (a callback, a link); else this tab's own
+            if known is None or known.id != wid or getattr(sub, "set_value", False):
+                state = _shown_state(kind, wid, sub)
+                if state is not None:
+                    self.states[key] = state
         if self.run is None:
             return
         if kind == "progress" and (hit := PROGRESS.match(sub.text)):
@@ -336,9 +341,34 @@ class Visitor:
             await self.ws.close()
 
 
-def _state(control: str, wid: str, value: str):
-    from streamlit.proto.WidgetStates_pb2 import WidgetState
+def _shown_state(kind: str, wid: str, el) -> WidgetState | None:
+    """The value a widget's element shows, as the frontend reports it (None: a widget that reports
+    nothing until used, such as a button)."""
+    state, shown = WidgetState(id=wid), getattr(el, "set_value", False)
+    if kind == "slider" and el.options:  # a select slider: the labels of its value
+        labels = list(el.raw_value) if shown else [el.options[int(i)] for i in el.default]
+        state.string_array_value.data.extend(labels)
+    elif kind == "slider":
+        state.double_array_value.data.extend(el.value if shown else el.default)
+    elif kind == "selectbox":
+        state.string_value = el.raw_value if shown else el.options[el.default]
+    elif kind == "button_group":
+        labels = list(el.raw_values) if shown else [el.options[i].content for i in el.default]
+        state.string_array_value.data.extend(labels)
+    elif kind == "checkbox":
+        state.bool_value = el.value if shown else el.default
+    elif kind == "number_input":
+        number = el.value if el.HasField("value") else el.default
+        if el.data_type == el.INT:
+            state.int_value = int(number)
+        else:
+            state.double_value = number
+    else:
+        return None
+    return state
 
+
+def _state(control: str, wid: str, value: str) -> WidgetState:
     state = WidgetState(id=wid)
     if control == "preset" or control in SELECT_SLIDERS:
         state.string_array_value.data.append(value)  # pills and select sliders send their labels
@@ -378,10 +408,13 @@ def _credit(move: Move, t: float, hit) -> None:
     store = bool(hit["store"])
     epochs = int(hit["all"] or hit["k"] or hit["dk"] or 0)
     total = int(hit["all"] or hit["n"] or hit["dn"] or 0)
+    complete = (store or hit["end"] == "done") and epochs == total
     move.state = "from store" if store else hit["end"] or "training"
+    if move.answer is None:  # the first line that is not the queue's says how it is answered
+        move.answer = "store" if store else "finished" if complete else "trained"
     if epochs >= 1 and move.first_epoch_s is None:
         move.first_epoch_s = after
-    if (store or hit["end"] == "done") and epochs == total and move.complete_s is None:
+    if complete and move.complete_s is None:
         move.complete_s, move.from_store = after, store
         if Settings.from_params(move.target).is_baseline:
             move.baseline_complete_s = after  # one progress line: the run is its own baseline
@@ -405,6 +438,7 @@ async def _class(url: str, query: str, args, phases: dict) -> list[Visitor]:
     readers = [asyncio.create_task(v.read()) for v in visitors]
     await _until(lambda: all(v.moves[0].complete_s is not None for v in visitors), OPEN_DEADLINE_S)
     phases["opened"] = time.time()
+    say(f"{len(visitors)} visitors have the teacher's page; {args.idle_s:.0f} s of watching, nobody moving")
     await asyncio.sleep(args.idle_s)  # a measurement window: everyone watching, nobody moving
     phases["idle_end"] = time.time()
     rng = random.Random(args.seed)
@@ -413,9 +447,11 @@ async def _class(url: str, query: str, args, phases: dict) -> list[Visitor]:
     switch_at = {v.number: rng.randrange(len(times)) for v, times in plans if times and v.number in switchers}
     start = time.monotonic()
     phases["class_start"] = time.time()
+    say(f"the class: {sum(len(t) for _, t in plans)} moves over {args.minutes:g} min")
     await asyncio.gather(*(_play(v, times, start, random.Random(rng.random()), switch_at.get(v.number))
                            for v, times in plans))  # fmt: skip
     phases["class_end"] = time.time()
+    say(f"the class is over: waiting up to {INCOMPLETE_S:.0f} s for the last moves' runs")
     await _until(lambda: all(_settled(m) for v in visitors for m in v.moves), INCOMPLETE_S)
     phases["drained"] = time.time()
     for v in visitors:
@@ -432,6 +468,11 @@ async def _play(v: Visitor, times: list[float], start: float, rng: random.Random
         control, value, target = choose(rng, page, v.options(), i == switch)
         if control in v.widgets:  # else the page shows no such control now (an error line instead)
             await v.move(control, value, target)
+
+
+def say(line: str) -> None:
+    """A progress line of the benchmark, with the time."""
+    print(time.strftime("%H:%M:%S"), line, flush=True)
 
 
 def _settled(m: Move) -> bool:
@@ -579,6 +620,8 @@ def figures(visitors: list[Visitor], proc, phases: dict, visitors_cpu: dict, pro
         "superseded": sum(m.superseded for m in moves),
         "failed_or_refused": sum(m.state in ("failed", "refused") for m in moves),
         "store_hit_share": sum(m.from_store for m in answered) / len(answered) if answered else None,
+        "answered_without_training_share": _share([m.answer != "trained" for m in moves if m.answer]),
+        "answers": {a or "unanswered": sum(m.answer == a for m in moves) for a in (*ANSWERS, None)},
         "exceptions": [e for v in visitors for e in v.exceptions],
         "cores_idle_watching": proc.cores(phases["opened"], phases["idle_end"]),
         "cores_class": proc.cores(phases["class_start"], phases["class_end"]),
@@ -593,6 +636,14 @@ def figures(visitors: list[Visitor], proc, phases: dict, visitors_cpu: dict, pro
             "done_drawn_s": percentiles([p["last_epoch_s"] for p in presses]),
         },
     }  # fmt: skip
+
+
+def _pct(share: float | None) -> str:
+    return "-" if share is None else f"{share:.0%}"
+
+
+def _share(flags: list[bool]) -> float | None:
+    return sum(flags) / len(flags) if flags else None
 
 
 def table(f: dict, warm_store: bool) -> str:
@@ -615,7 +666,8 @@ def table(f: dict, warm_store: bool) -> str:
         ("open the teacher's link -> complete, s", ppp(f["open_complete_s"]), ""),
         ("moves not complete within 60 s", str(f["incomplete_after_60_s"]), "0"),
         ("moves replaced by the next before complete", str(f["superseded"]), ""),
-        ("store hit share", "-" if f["store_hit_share"] is None else f"{f['store_hit_share']:.0%}", ""),
+        ("answered from the store / without training", f"{_pct(f['store_hit_share'])} / "
+         f"{_pct(f['answered_without_training_share'])}", ""),
         ("exceptions shown to visitors", str(len(f["exceptions"])), "0"),
         ("server cores, everyone watching, nobody moving", f"{f['cores_idle_watching']['server']:.2f}",
          "<= 0.3"),
@@ -693,6 +745,7 @@ def measure(args, env, logs: Path, params: dict, server_cores: set[int], bench_c
     stop, projector_out, phases = threading.Event(), {}, {}
     try:
         server.start(spawned)
+        say(f"server up at {server.url} on cores {sorted(server_cores)}")
         query = "&".join(f"{k}={v}" for k, v in params.items())
         tab = None
         if not args.no_projector:
