@@ -750,7 +750,10 @@ def measure(args, env, logs: Path, params: dict, server_cores: set[int], bench_c
         tab = None
         if not args.no_projector:
             every = 10.0 if args.quick else PROJECTOR_EVERY_S
-            tab = threading.Thread(target=projector, args=(server.url, params, every, stop, projector_out))
+            # a daemon: a projector stuck on a page that never finishes (reported) does not keep us alive
+            tab = threading.Thread(
+                target=projector, args=(server.url, params, every, stop, projector_out), daemon=True
+            )
             tab.start()
         visitors, cpu_s = run_class(server.url, query, args, phases)
         stop.set()
