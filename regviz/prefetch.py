@@ -265,6 +265,9 @@ def command(args: argparse.Namespace) -> int:
     except StoreError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:  # what is stored stays; a run cut halfway was never written
+        print("\nprefetch: stopped; run the same command again to go on", file=sys.stderr)
+        return 130
     if sys.stderr.isatty():
         print(file=sys.stderr)  # the bar's line ends
     summary = {

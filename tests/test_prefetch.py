@@ -148,3 +148,27 @@ def test_bad_options_get_one_line(tmp_path):
         done = run(*args, store=tmp_path / "runs.sqlite")
         assert done.returncode == 2, (args, done.stderr)
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_ctrl_c_stops_with_one_line_and_keeps_what_is_stored(tmp_path):
+    """SIGINT after the first stored run: exit 130 with one line saying how to go on, no traceback,
+    and every stored row a whole run."""
+    store = tmp_path / "runs.sqlite"
+    proc = subprocess.Popen(
+        command(*SMALL), cwd=REPO, env=subprocess_env(REGVIZ_STORE=str(store)),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + DEADLINE_S
+        while not (store.exists() and RunStore(store).count() >= 1) and proc.poll() is None:
+            assert time.monotonic() < deadline, "no run was stored"
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=DEADLINE_S)
+    finally:
+        proc.kill()
+    assert all(len(records) == 2 for _, records in rows(store))
+    if proc.returncode == 0:
+        return  # it had already finished every run when the signal came: nothing to stop
+    assert proc.returncode == 130
+    assert "Traceback" not in err and err.strip().splitlines()[-1].startswith("prefetch: stopped")
