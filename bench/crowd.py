@@ -50,7 +50,8 @@ from streamlit.proto.WidgetStates_pb2 import WidgetState
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from regviz.settings import PENALTY_STEPS, PRESETS, Settings  # noqa: E402  (live.py put the repo on the path)
+from regviz import settings as settings_table  # live.py put the repo on the path
+from regviz.settings import PENALTY_STEPS, PRESETS, Settings
 
 REPO = live.REPO
 DEFAULT_OUT = REPO / "bench" / "results" / "crowd.json"
@@ -111,7 +112,7 @@ class Move:
     superseded: bool = False  # the visitor moved again before this one completed
 
 
-def script_moves(rng: random.Random, visitor: int, seconds: float) -> list[float]:
+def script_moves(rng: random.Random, seconds: float) -> list[float]:
     """When this visitor moves: every 10-20 s (uniform) from the class start, within `seconds`."""
     times, t = [], rng.uniform(*MOVE_EVERY_S)
     while t < seconds:
@@ -161,14 +162,8 @@ def anywhere(rng: random.Random, control: str, page: Settings, options: dict[str
 
 def slider_range(control: str) -> tuple[float, float, float]:
     """(lo, hi, step) of a plain slider of the page (ui/common.py: ints by 1, floats by 0.05)."""
-    meta = next(f.metadata for f in _fields() if f.name == control)
+    meta = next(f.metadata for f in settings_table.fields() if f.name == control)
     return meta["lo"], meta["hi"], 1 if meta["kind"] is int else DROPOUT_STEP
-
-
-def _fields():
-    from regviz import settings
-
-    return settings.fields()
 
 
 def label(control: str, value) -> str:
@@ -181,7 +176,7 @@ def label(control: str, value) -> str:
 def decode(control: str, value: str):
     """The setting's value of a label or a number sent."""
     number = float(value[:-1]) / 100 if value.endswith("%") else float(value)
-    kind = next(f.metadata["kind"] for f in _fields() if f.name == control)
+    kind = next(f.metadata["kind"] for f in settings_table.fields() if f.name == control)
     return int(number) if kind is int else number
 
 
@@ -443,7 +438,7 @@ async def _class(url: str, query: str, args, phases: dict) -> list[Visitor]:
     phases["idle_end"] = time.time()
     rng = random.Random(args.seed)
     switchers = set(rng.sample(range(args.visitors), round(args.visitors * SWITCHERS)))
-    plans = [(v, script_moves(rng, v.number, args.minutes * 60)) for v in visitors]
+    plans = [(v, script_moves(rng, args.minutes * 60)) for v in visitors]
     switch_at = {v.number: rng.randrange(len(times)) for v, times in plans if times and v.number in switchers}
     start = time.monotonic()
     phases["class_start"] = time.time()
@@ -465,8 +460,11 @@ async def _play(v: Visitor, times: list[float], start: float, rng: random.Random
     for i, t in enumerate(times):
         await asyncio.sleep(max(0.0, start + t - time.monotonic()))
         page = v.page if v.page is not None else Settings()
-        control, value, target = choose(rng, page, v.options(), i == switch)
-        if control in v.widgets:  # else the page shows no such control now (an error line instead)
+        try:
+            control, value, target = choose(rng, page, v.options(), i == switch)
+        except (KeyError, ValueError):
+            continue  # the page shows no such control now (an error line instead): no move
+        if control in v.widgets:
             await v.move(control, value, target)
 
 
