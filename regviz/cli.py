@@ -59,6 +59,9 @@ def parser() -> argparse.ArgumentParser:
         help="train N cells at once, each in a worker process of its own (default 1: one at a time, in "
         "this process); with RAY_ADDRESS set, the cells go to that Ray cluster instead",
     )  # fmt: skip
+    from regviz import prefetch  # the prefetch subcommand: its options live beside its code
+
+    prefetch.add_parser(sub)
     return p
 
 
@@ -97,6 +100,10 @@ def _add_upload(p: argparse.ArgumentParser, keep: bool) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; returns the exit code (2 for bad input)."""
     args = parser().parse_args(argv)
+    if args.command == "prefetch":
+        from regviz import prefetch
+
+        return prefetch.command(args)
     given = {k: v for k, v in vars(args).items() if k in _names() and v is not None}
     if args.command == "sweep":
         if args.workers < 1:
