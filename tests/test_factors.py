@@ -119,3 +119,30 @@ def test_the_pool_key_names_which_factors_are_nonzero_not_their_values():
     assert key(s, 10) != key(s.replace(l2=0.0), 10)
     assert key(s, 10) != key(s.replace(l1=1e-4), 10)
     assert key(s, 10) != key(s.replace(dropout=0.0), 10)
+
+
+def test_the_pool_evicts_past_an_architecture_whose_last_trainer_is_leased(monkeypatch):
+    """A run that leases its architecture's last idle trainer leaves no empty entry behind: more
+    architectures handed back meanwhile evict the least recently used trainer instead of failing
+    (a class reached this within a minute: IndexError, and the worker's train thread died)."""
+
+    class Stub:
+        def __init__(self, settings, n_cols):
+            self.width = settings.width
+
+        def reset(self, settings):
+            pass
+
+    monkeypatch.setattr(trainers, "_Trainer", Stub)
+    monkeypatch.setattr(trainers, "_architecture", lambda s, n: (s.width,))
+    pool = trainers._Pool(2)
+    wide = {w: Settings(width=w) for w in (4, 8, 16, 32)}
+    with pool.lease(wide[4], N_COLS):
+        pass
+    with pool.lease(wide[4], N_COLS) as leased:  # the 4-unit architecture's last idle trainer
+        for w in (8, 16, 32):
+            with pool.lease(wide[w], N_COLS):
+                pass
+    assert [t.width for t in pool.idle(wide[32], N_COLS)] == [32]
+    assert pool.idle(wide[4], N_COLS) == [leased]
+    assert pool.idle(wide[8], N_COLS) == [] and pool.idle(wide[16], N_COLS) == []

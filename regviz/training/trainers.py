@@ -119,7 +119,7 @@ class _Pool:
         """A trainer for these settings, reset to fresh weights, for the duration of one run."""
         key = _architecture(settings, n_cols)
         with self._lock:
-            trainer = self._idle[key].pop() if self._idle.get(key) else None
+            trainer = self._take(key)
         trainer = trainer or _Trainer(settings, n_cols)
         trainer.reset(settings)
         try:
@@ -136,6 +136,16 @@ class _Pool:
         """The idle trainers a run of these settings could take over (a copy of the list)."""
         with self._lock:
             return list(self._idle.get(_architecture(settings, n_cols), []))
+
+    def _take(self, key):
+        # a key leaves the map with its last trainer: eviction below never meets an empty list
+        idle = self._idle.get(key)
+        if not idle:
+            return None
+        trainer = idle.pop()
+        if not idle:
+            del self._idle[key]
+        return trainer
 
     def _give_back(self, key, trainer):
         with self._lock:
