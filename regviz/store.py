@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import sqlite3
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import TYPE_CHECKING, TypeVar
 import regviz.training.version
 from regviz.records import EpochRecord
 from regviz.settings import Settings
+from regviz.store_codec import APPLICATION_ID, BAD_ROW, ENV_VAR, StoreError, decode, encode, run_key, warn
 
 if TYPE_CHECKING:
     from regviz.store_postgres import PostgresStore
@@ -28,13 +27,10 @@ try:  # posix: a lock file keeps two processes from repairing the same file at o
 except ImportError:  # pragma: no cover - windows: only the threads of one process are kept apart
     fcntl = None
 
-ENV_VAR = "REGVIZ_STORE"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # store_postgres.py; anything else is a file path
-APPLICATION_ID = 0x52675A31  # "RgZ1" in the sqlite header: this file is a regviz store
 SCHEMA_VERSION = 1  # bump (with a migration) when the table changes
 BUSY_TIMEOUT_S = 30.0  # a writer holds the lock for milliseconds; waiting beats failing
 _CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-_BAD_ROW = (ValueError, TypeError, KeyError)  # what decoding a damaged records column can raise
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     key TEXT PRIMARY KEY,       -- run_key(settings, data_version)
@@ -47,10 +43,6 @@ CREATE TABLE IF NOT EXISTS runs (
 
 log = logging.getLogger("regviz")
 T = TypeVar("T")
-
-
-class StoreError(RuntimeError):
-    """The store cannot be used where it is (unwritable place, newer schema); the message says what to do."""
 
 
 def default_path() -> Path:
@@ -78,13 +70,6 @@ def open_store(where: str | Path | None = None) -> RunStore | PostgresStore:
     return RunStore(where)
 
 
-def run_key(settings: Settings, data_version: str) -> str:
-    """Row key; changes with the settings, the training code (TRAINING_VERSION) or the data, never stale."""
-    # read at call time so a bumped TRAINING_VERSION takes effect without re-importing this module
-    blob = json.dumps([settings.key(), regviz.training.version.TRAINING_VERSION, data_version])
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
 class RunStore:
     """Finished runs on disk; one object serves all threads, and many processes may share the file."""
 
@@ -105,8 +90,8 @@ class RunStore:
         if row is None:
             return None
         try:
-            return _decode(row[0])
-        except _BAD_ROW as e:
+            return decode(row[0])
+        except BAD_ROW as e:
             self._drop_row(key, row[0], e)
             return None
 
@@ -117,7 +102,7 @@ class RunStore:
             json.dumps(settings.as_dict(), sort_keys=True),
             data_version,
             regviz.training.version.TRAINING_VERSION,
-            _encode(records),
+            encode(records),
             datetime.now(UTC).isoformat(timespec="seconds"),
         )
         self._run(lambda db: db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)", row))
@@ -222,13 +207,13 @@ class RunStore:
                     os.rename(f"{self.path}{suffix}", f"{dest}{suffix}")
                 except OSError as e:
                     raise self._unusable(f"it {problem} and cannot be moved aside ({e.strerror})") from None
-        _warn(f"regviz run store {self.path} {problem}; moved it to {dest} and started a fresh store")
+        warn(f"regviz run store {self.path} {problem}; moved it to {dest} and started a fresh store")
 
     def _drop_row(self, key: str, blob: str, error: Exception) -> None:
         # one unreadable row costs one run, which is trained again and replaced by the next put;
         # moving the whole file aside would turn every other stored run into a miss as well
         self._run(lambda db: db.execute("DELETE FROM runs WHERE key = ? AND records = ?", (key, blob)))
-        _warn(f"regviz run store {self.path}: dropped run {key}, its records could not be read ({error})")
+        warn(f"regviz run store {self.path}: dropped run {key}, its records could not be read ({error})")
 
     def _unusable(self, why: str) -> StoreError:
         hint = f"set {ENV_VAR} to a writable file path"
@@ -256,22 +241,3 @@ def _aside_path(path: Path) -> Path:
     while os.path.lexists(dest):
         dest, n = path.with_name(f"{path.name}.corrupt-{stamp}-{n}"), n + 1
     return dest
-
-
-def _encode(records: list[EpochRecord]) -> str:
-    """Records as a JSON list, in epoch order."""
-    return json.dumps([r.to_dict() for r in sorted(records, key=lambda r: r.epoch)])
-
-
-def _decode(blob: str) -> list[EpochRecord]:
-    """Inverse of _encode; ValueError, TypeError or KeyError when the JSON is not such a list."""
-    items = json.loads(blob)
-    if not isinstance(items, list):
-        raise TypeError(f"expected a JSON list, found {type(items).__name__}")
-    return sorted((EpochRecord.from_dict(d) for d in items), key=lambda r: r.epoch)
-
-
-def _warn(message: str) -> None:
-    # both: the warning reaches a developer's console and pytest, the log reaches a server's log file
-    log.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=2)
