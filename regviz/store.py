@@ -18,6 +18,7 @@ import regviz.training.version
 from regviz.records import EpochRecord
 from regviz.settings import Settings
 from regviz.store_codec import APPLICATION_ID, BAD_ROW, ENV_VAR, StoreError, decode, encode, run_key, warn
+from regviz.store_salvage import Salvage, salvage
 
 if TYPE_CHECKING:
     from regviz.store_postgres import PostgresStore
@@ -81,6 +82,7 @@ class RunStore:
         self.path = Path(path).expanduser() if path is not None else default_path()
         # the only mutable state is the file itself: connections are per call, the lock guards repairs
         self._lock = threading.Lock()
+        self._notice: str | None = None  # the last repair, in words for the page, until a page takes it
         self._repair()
 
     def get(self, settings: Settings, data_version: str) -> list[EpochRecord] | None:
@@ -117,6 +119,12 @@ class RunStore:
         """Number of stored runs."""
         return self._run(lambda db: db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
+    def take_notice(self) -> str | None:
+        """One line for the page when a damaged file was replaced (and what was salvaged), given once."""
+        with self._lock:
+            notice, self._notice = self._notice, None
+        return notice
+
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
             with self._connect() as db:
@@ -141,9 +149,10 @@ class RunStore:
         with self._lock, self._file_lock():
             try:
                 problem = self._inspect()
-                if problem:
-                    self._move_aside(problem)
+                aside = self._move_aside(problem) if problem else None
                 self._setup()
+                if aside is not None:
+                    self._report(problem, aside, self._salvage(aside))
             except sqlite3.DatabaseError as e:
                 raise self._unusable(str(e)) from None
 
@@ -198,7 +207,7 @@ class RunStore:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
 
-    def _move_aside(self, problem: str) -> None:
+    def _move_aside(self, problem: str) -> Path:
         dest = _aside_path(self.path)
         # the wal and journal belong to the old file; left here they would be replayed into the fresh one
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -207,7 +216,36 @@ class RunStore:
                     os.rename(f"{self.path}{suffix}", f"{dest}{suffix}")
                 except OSError as e:
                     raise self._unusable(f"it {problem} and cannot be moved aside ({e.strerror})") from None
-        warn(f"regviz run store {self.path} {problem}; moved it to {dest} and started a fresh store")
+        return dest
+
+    def _salvage(self, aside: Path) -> Salvage | None:
+        """Copy the runs that can still be read from the file moved aside into the fresh store; None when
+        that file was not a regviz store (nothing of ours to salvage)."""
+        found = salvage(aside)
+        if found is not None and found.rows:
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?)", found.rows)
+                db.execute("COMMIT")
+        return found
+
+    def _report(self, problem: str, aside: Path, found: Salvage | None) -> None:
+        """One warning for the log, and one notice for the page (taken once, see take_notice)."""
+        salvaged = f"; {found.describe()}" if found is not None else ""
+        warn(
+            f"regviz run store {self.path} {problem}; moved it to {aside} and started a fresh store{salvaged}"
+        )
+        if found is None:
+            self._notice = (
+                f"The store of finished runs could not be read ({problem}): it was moved to {aside} and a "
+                "fresh one started. Earlier runs train again when asked for."
+            )
+        else:
+            self._notice = (
+                f"The store of finished runs was damaged ({problem}) and has been rebuilt: "
+                f"{found.describe()}. Lost runs train again when asked for; the damaged file is kept at "
+                f"{aside}."
+            )
 
     def _drop_row(self, key: str, blob: str, error: Exception) -> None:
         # one unreadable row costs one run, which is trained again and replaced by the next put;

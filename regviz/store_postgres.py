@@ -92,6 +92,10 @@ class PostgresStore:
         """Number of stored runs."""
         return self._run(lambda db: db.execute("SELECT count(*) FROM regviz_runs").fetchone()[0])
 
+    def take_notice(self) -> None:
+        """None: a PostgreSQL store is never rebuilt from a damaged file (the server keeps its own)."""
+        return None
+
     def close(self) -> None:
         """Close the connection; the next call opens a new one."""
         with self._lock:
