@@ -56,9 +56,6 @@ def session_token() -> str:
 # ---- settings: from the link once, then from the controls ------------------------------------------
 
 
-# ---- settings: from the link once, then from the controls ------------------------------------------
-
-
 def seed_from_link(page: str) -> None:
     """On a session's first run, the link's settings fill the controls; what was ignored is noted."""
     if "seeded" in st.session_state:
@@ -223,9 +220,6 @@ def sidebar() -> None:
                 control(by_name[name])
 
 
-# ---- the page -----------------------------------------------------------------------------------------
-
-
 # ---- lines every page may show ------------------------------------------------------------------------
 
 
@@ -255,8 +249,12 @@ def notices() -> None:
 
 
 def problem_line() -> None:
-    """One line when no training worker can start (reported once in the log, shown on every page), and
-    one while the store of finished runs cannot be reached."""
+    """One line when no training worker can start (reported once in the log, shown on every page), one
+    while the store of finished runs cannot be reached, and one after a damaged store was rebuilt."""
+    # the rebuild is told once per server: to the first page drawn after it, for the rest of its session
+    st.session_state.store_notice = service().store.take_notice() or st.session_state.get("store_notice")
+    if st.session_state.store_notice:
+        st.warning(st.session_state.store_notice)
     problem = service().manager.problem()
     if problem:
         st.error(f"Training is not available on this server: {problem}")
