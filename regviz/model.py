@@ -26,8 +26,9 @@ def build_model(settings: Settings, num_features: int) -> keras.Sequential:
     (multiclass) or one linear unit (regression)."""
     # named here, not by keras's per-thread name counter: streamlit calls keras.backend.clear_session()
     # after every script run, which resets that counter under a model being built in a worker thread
-    # (two layers named "dense" in one model)
-    stack = [keras.Input(shape=(num_features,), name="reviews")]
+    # (two layers named "dense" in one model); the input is a row's features whatever the dataset (a
+    # review's or a newswire's multi-hot words, a house's standardised columns, an uploaded file's)
+    stack = [keras.Input(shape=(num_features,), name="features")]
     for i, units in enumerate(settings.widths(), 1):
         penalty = regularizer(settings)
         stack.append(layers.Dense(units, activation="relu", kernel_regularizer=penalty, name=f"hidden_{i}"))

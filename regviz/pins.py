@@ -17,14 +17,17 @@ from regviz.settings import Settings, SettingsError
 MAX_PINS = 6
 DEFAULT = "default"  # the link text of a pin of the default settings
 MAX_TEXT = 300  # a pin's link text longer than this is not read (every setting fits in about 150)
-# how a table and a legend name a setting that differs from the reference
-SHORT = {
-    "dataset": "data set", "depth": "depth", "width": "width", "l1": "L1", "l2": "L2",
-    "dropout": "dropout", "train_fraction": "training data", "epochs": "epochs",
-    "batch_size": "batch", "optimizer": "optimizer", "learning_rate": "rate", "seed": "seed",
-}  # fmt: skip
-# regularization first: it is what a comparison of pins is usually about
-ORDER = ("l2", "l1", "dropout", "width", "depth", "train_fraction")
+
+
+def short_names(of: type = Settings) -> dict[str, str]:
+    """How a table and a legend name each setting that differs from the reference (the settings table's)."""
+    return {f.name: f.metadata["short"] or f.name for f in dataclasses.fields(of)}
+
+
+def first_named(of: type = Settings) -> tuple[str, ...]:
+    """The settings a label names first, in that order: regularization, what a comparison is usually about."""
+    ranked = [f for f in dataclasses.fields(of) if f.metadata["pin_rank"] is not None]
+    return tuple(f.name for f in sorted(ranked, key=lambda f: f.metadata["pin_rank"]))
 
 
 def encode(settings: Settings) -> str:
@@ -72,13 +75,14 @@ def read(texts: list[str]) -> tuple[list[Settings], list[tuple[str, str, str]]]:
 
 def differences(settings: Settings, reference: Settings) -> list[str]:
     """What differs from the reference, as 'L2 0.001', 'width 64' (regularization first)."""
-    declared = [f.name for f in dataclasses.fields(Settings)]
-    names = sorted(declared, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER) + declared.index(n))
+    fields = {f.name: f for f in dataclasses.fields(settings)}
+    declared, first, short = list(fields), first_named(type(settings)), short_names(type(settings))
+    names = sorted(declared, key=lambda n: first.index(n) if n in first else len(first) + declared.index(n))
     out = []
     for name in names:
         mine, theirs = getattr(settings, name), getattr(reference, name)
         if mine != theirs:
-            out.append(f"{SHORT.get(name, name)} {_value(name, mine)}")
+            out.append(f"{short[name]} {_value(fields[name], mine)}")
     return out
 
 
@@ -124,8 +128,8 @@ def row(name: str, settings: Settings, reference: Settings, records: list[EpochR
     )
 
 
-def _value(name: str, value) -> str:
-    if name == "train_fraction":
+def _value(f: dataclasses.Field, value) -> str:
+    if f.metadata["percent"]:
         return f"{value:.0%}"
     if isinstance(value, float):
         return f"{value:g}"

@@ -1,4 +1,8 @@
-"""One run's settings: declared once, validated in one place, serialised for URL, CLI and store."""
+"""One run's settings: declared once, validated in one place, serialised for URL, CLI and store.
+
+The table (each field's `spec`) also says how a setting is shown and offered: its sidebar section, its
+name in a pin's label, whether a sweep varies it and on what axis, which protocol uses it. The sidebar
+(ui/common.py), the sweep (sweep.py, sweep_figures.py) and the pins (pins.py) read it from here."""
 
 from __future__ import annotations
 
@@ -64,18 +68,49 @@ class SettingsError(ValueError):
         super().__init__(f"{name}={shown} is not allowed: {allowed}")
 
 
-def _spec(kind, default, help, lo=None, hi=None, choices=None, label=None, steps=None, effect="", hidden=0):
-    # steps: the stops a slider offers (any in-range value stays valid, e.g. from a link or the CLI);
-    # hidden: set by regviz itself (which fold of a K-fold run this is), never by a control or option
+@dataclass(frozen=True)
+class Sweep:
+    """How a sweep offers a setting: its place in the menu of settings to vary, the values picked when it
+    is chosen, and the values offered (None: its slider's stops, or its choices)."""
+
+    place: int
+    picked: tuple
+    menu: tuple | None = None
+
+
+# how a field is shown and offered beyond its range; every key may be left out, these are the defaults
+SHOWN: dict[str, Any] = {
+    "group": None,  # (sidebar section, place in it), e.g. ("basic", 1); None: no control of its own
+    "short": None,  # its name in a pin's label ("L2 0.001"); None: the field's own name
+    "pin_rank": None,  # where a pin's label names it among the first (regularization first); None: after
+    "sweep": None,  # a Sweep when a sweep may vary it
+    "axis": "linear",  # "log" for values spread over decades: a sweep's curve reads them best on a log axis
+    "protocols": None,  # the validation protocols that use it (its default is kept under the others)
+    "percent": False,  # shown as a percentage: by its control, in a pin's label, on a sweep's axes
+    "typed": False,  # typed into a number box: a range too wide for a slider
+}
+SECTIONS = ("basic", "protocol", "advanced")  # the sidebar's sections of controls, in order
+
+
+def spec(kind, default, help, lo=None, hi=None, choices=None, label=None, steps=None, effect="", hidden=0,
+         **shown):  # fmt: skip
+    """A field of the settings table: its type, default, range and help, and (SHOWN) how it is shown.
+    steps: the stops a slider offers (any in-range value stays valid, e.g. from a link or the CLI);
+    hidden: set by regviz itself (which fold of a K-fold run this is), never by a control or option."""
+    if set(shown) - set(SHOWN):
+        raise TypeError(f"unknown setting metadata: {', '.join(sorted(set(shown) - set(SHOWN)))}")
+    if shown.get("group") and shown["group"][0] not in SECTIONS:
+        raise TypeError(f"group {shown['group'][0]!r} is not one of the sidebar's {', '.join(SECTIONS)}")
     meta = {"kind": kind, "lo": lo, "hi": hi, "choices": choices, "help": help, "label": label}
-    return field(default=default, metadata=meta | {"steps": steps, "effect": effect, "hidden": hidden})
+    meta |= {"steps": steps, "effect": effect, "hidden": hidden}
+    return field(default=default, metadata=meta | SHOWN | shown)
 
 
 @dataclass(frozen=True)
 class Settings:
     """Everything that decides a run's curves; defaults are the book's IMDB experiment."""
 
-    dataset: str = _spec(
+    dataset: str = spec(
         str,
         "imdb",
         "dataset to train on",
@@ -84,8 +119,10 @@ class Settings:
         effect="IMDB reviews (binary), Reuters newswires (46 topics) and Boston house prices (regression) "
         "as in the book; 'synthetic', 'topics' and 'houses' are generated offline in their shapes and "
         "overfit the same way.",
+        group=("basic", 1),
+        short="data set",
     )
-    depth: int = _spec(
+    depth: int = spec(
         int,
         2,
         "number of hidden layers",
@@ -93,8 +130,11 @@ class Settings:
         4,
         label="Hidden layers",
         effect="More layers mean more capacity: the network can memorise the training set sooner.",
+        group=("basic", 3),
+        pin_rank=5,
+        sweep=Sweep(6, (1, 2, 3), menu=(1, 2, 3, 4)),
     )
-    width: int = _spec(
+    width: int = spec(
         int,
         16,
         "units per hidden layer",
@@ -104,8 +144,12 @@ class Settings:
         steps=WIDTH_STEPS,
         effect="Capacity. The book's second remedy: a smaller network overfits later and less; "
         "512 units overfit almost at once.",
+        group=("basic", 2),
+        pin_rank=4,
+        sweep=Sweep(4, (4, 16, 64, 256)),
+        axis="log",
     )
-    last_width: int = _spec(
+    last_width: int = spec(
         int,
         0,
         "units of the last hidden layer (0: as many as the others)",
@@ -115,8 +159,10 @@ class Settings:
         steps=(0, *WIDTH_STEPS),
         effect="The book's information bottleneck: a last layer much narrower than the classes (4 units "
         "for 46 topics) cannot carry what the others learnt, and validation accuracy drops.",
+        group=("basic", 4),
+        sweep=Sweep(5, (0, 4, 16, 64)),
     )
-    l1: float = _spec(
+    l1: float = spec(
         float,
         0.0,
         "L1 penalty factor on hidden kernels (adds l1*sum|w|)",
@@ -125,8 +171,13 @@ class Settings:
         label="L1 penalty",
         steps=PENALTY_STEPS,
         effect="Adds l1 x sum|w| to the loss: pushes many weights to exactly zero (a sparse network).",
+        group=("basic", 6),
+        short="L1",
+        pin_rank=2,
+        sweep=Sweep(2, (0.0, 1e-4, 1e-3, 1e-2)),
+        axis="log",
     )
-    l2: float = _spec(
+    l2: float = spec(
         float,
         0.0,
         "L2 penalty factor on hidden kernels (adds l2*sum w^2)",
@@ -136,8 +187,13 @@ class Settings:
         steps=PENALTY_STEPS,
         effect="Adds l2 x sum w^2 to the loss: shrinks all weights, a simpler model that overfits less. "
         "The book uses 0.001.",
+        group=("basic", 5),
+        short="L2",
+        pin_rank=1,
+        sweep=Sweep(1, (0.0, 1e-4, 1e-3, 1e-2)),
+        axis="log",
     )
-    dropout: float = _spec(
+    dropout: float = spec(
         float,
         0.0,
         "dropout rate after every hidden layer",
@@ -146,8 +202,11 @@ class Settings:
         label="Dropout rate",
         effect="Zeroes this share of each hidden layer's outputs during training, so no unit can rely "
         "on chance patterns. The book uses 0.5.",
+        group=("basic", 7),
+        pin_rank=3,
+        sweep=Sweep(3, (0.0, 0.25, 0.5), menu=(0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)),
     )
-    train_fraction: float = _spec(
+    train_fraction: float = spec(
         float,
         1.0,
         "fraction of the training split used for training",
@@ -156,8 +215,13 @@ class Settings:
         label="Training data used",
         steps=FRACTION_STEPS,
         effect="The book's first remedy: more training data. Less data overfits sooner.",
+        group=("basic", 8),
+        short="training data",
+        pin_rank=6,
+        sweep=Sweep(7, (0.2, 0.5, 1.0)),
+        percent=True,
     )
-    epochs: int = _spec(
+    epochs: int = spec(
         int,
         20,
         "training epochs",
@@ -165,8 +229,10 @@ class Settings:
         500,
         label="Epochs",
         effect="Longer training gives overfitting more time to show; the best epoch is where to stop.",
+        group=("basic", 9),
+        sweep=Sweep(8, (10, 20, 40), menu=(5, 10, 20, 30, 40, 60, 80, 100, 200, 500)),
     )
-    batch_size: int = _spec(
+    batch_size: int = spec(
         int,
         512,
         "minibatch size",
@@ -175,8 +241,12 @@ class Settings:
         label="Batch size",
         steps=BATCH_STEPS,
         effect="Smaller batches take more (noisier) steps per epoch, so overfitting comes in fewer epochs.",
+        group=("advanced", 3),
+        short="batch",
+        sweep=Sweep(9, (128, 512, 2048)),
+        axis="log",
     )
-    optimizer: str = _spec(
+    optimizer: str = spec(
         str,
         "rmsprop",
         "optimizer",
@@ -184,8 +254,10 @@ class Settings:
         label="Optimizer",
         effect="How weights move; rmsprop as in the book. It changes how fast, not whether, "
         "a big network overfits.",
+        group=("advanced", 1),
+        sweep=Sweep(10, OPTIMIZERS),
     )
-    learning_rate: float = _spec(
+    learning_rate: float = spec(
         float,
         1e-3,
         "optimizer learning rate",
@@ -194,8 +266,12 @@ class Settings:
         label="Learning rate",
         steps=RATE_STEPS,
         effect="Step size. Larger steps fit (and overfit) faster until training becomes unstable.",
+        group=("advanced", 2),
+        short="rate",
+        sweep=Sweep(11, (1e-4, 1e-3, 1e-2)),
+        axis="log",
     )
-    validation: str = _spec(
+    validation: str = spec(
         str,
         HOLDOUT,
         "evaluation protocol: holdout, kfold or iterated (K-fold repeated on reshuffled rows)",
@@ -203,8 +279,9 @@ class Settings:
         label="Validation",
         effect="Hold-out validates on fixed rows; K-fold trains one model per fold and shows their mean "
         "and spread, the book's choice for a dataset as small as Boston.",
+        group=("protocol", 1),
     )
-    folds: int = _spec(
+    folds: int = spec(
         int,
         4,
         "folds of K-fold validation (kfold and iterated only)",
@@ -212,8 +289,10 @@ class Settings:
         10,
         label="Folds",
         effect="Each fold validates once on its share of the rows; more folds, more models, more data each.",
+        group=("protocol", 2),
+        protocols=(KFOLD, ITERATED),
     )
-    repeats: int = _spec(
+    repeats: int = spec(
         int,
         2,
         "repeats of iterated K-fold (iterated only), the rows reshuffled before each",
@@ -222,11 +301,23 @@ class Settings:
         label="Repeats",
         effect="Iterated K-fold averages over several shuffles: a steadier estimate, at that many times "
         "the cost.",
+        group=("protocol", 3),
+        protocols=(ITERATED,),
     )
-    fold: int = _spec(int, -1, "which fold this run is (-1: the whole protocol)", -1, 9, hidden=True)
-    repeat: int = _spec(int, 0, "which repeat of iterated K-fold this fold is in", 0, 4, hidden=True)
-    final: int = _spec(int, 0, "1: trained on all training rows, tested on the test split", 0, 1, hidden=True)
-    seed: int = _spec(
+    fold: int = spec(
+        int,
+        -1,
+        "which fold this run is (-1: the whole protocol)",
+        -1,
+        9,
+        hidden=True,
+        protocols=(KFOLD, ITERATED),
+    )
+    repeat: int = spec(
+        int, 0, "which repeat of iterated K-fold this fold is in", 0, 4, hidden=True, protocols=(ITERATED,)
+    )
+    final: int = spec(int, 0, "1: trained on all training rows, tested on the test split", 0, 1, hidden=True)
+    seed: int = spec(
         int,
         0,
         "random seed for weights, shuffling and dropout",
@@ -234,24 +325,25 @@ class Settings:
         2**31 - 1,
         label="Seed",
         effect="Another seed gives another draw of initial weights and batches: see what is noise.",
+        group=("advanced", 4),
+        sweep=Sweep(12, (0, 1, 2, 3), menu=tuple(range(10))),
+        typed=True,
     )
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
             object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
         # what a protocol does not use keeps its default, so that one experiment has one identity
-        if self.validation == HOLDOUT:
-            object.__setattr__(self, "folds", 4)
-            object.__setattr__(self, "fold", -1)
-        if self.validation != ITERATED:
-            object.__setattr__(self, "repeats", 2)
-            object.__setattr__(self, "repeat", 0)
+        self._reset(lambda f: not used_by(f, self.validation))
         if self.fold >= self.folds:
             raise SettingsError("fold", self.fold, f"an integer from -1 to {self.folds - 1}")
-        if self.final:  # every training row trains; the test split is the only one evaluated
-            for name, value in (("validation", HOLDOUT), ("folds", 4), ("repeats", 2), ("fold", -1),
-                                ("repeat", 0), ("train_fraction", 1.0)):  # fmt: skip
-                object.__setattr__(self, name, value)
+        if self.final:  # every training row trains, held out by no protocol; the test split is evaluated
+            self._reset(lambda f: f.name in ("validation", "train_fraction") or f.metadata["protocols"])
+
+    def _reset(self, which) -> None:
+        for f in dataclasses.fields(self):
+            if which(f):
+                object.__setattr__(self, f.name, f.default)
 
     def final_run(self, epochs: int) -> Settings:
         """The workflow's last step for these settings: trained on the whole training split for this
@@ -317,10 +409,12 @@ class Settings:
                 dropped.append((name, _short(raw), e.allowed))
         dataset = kept.get("dataset", cls.dataset)
         protocol = kept.get("validation", dataset_defaults(dataset).get("validation", HOLDOUT))
-        for name, applies in (("folds", (KFOLD, ITERATED)), ("repeats", (ITERATED,))):
-            if name in kept and protocol not in applies:
-                dropped.append((name, _short(params[name]), f"only with validation {' or '.join(applies)}"))
-                del kept[name]
+        # a link's folds under hold-out is noted; a fold run's own fold (hidden) is reset without a word
+        given = [f.name for f in fields.values() if f.name in kept and not f.metadata["hidden"]]
+        for name in [name for name in given if not used_by(fields[name], protocol)]:
+            applies = " or ".join(fields[name].metadata["protocols"])
+            dropped.append((name, _short(params[name]), f"only with validation {applies}"))
+            del kept[name]
         dataset = kept.pop("dataset", cls.dataset)
         return cls.for_dataset(dataset, **kept), dropped
 
@@ -347,10 +441,38 @@ class Settings:
         return self == self.baseline()
 
 
-def fields() -> list[dataclasses.Field]:
+def fields(of: type = Settings) -> list[dataclasses.Field]:
     """The settings a person sets, in order, with their metadata (kind, range, choices, help); not
     the hidden ones regviz sets itself (a fold run's fold and repeat)."""
-    return [f for f in dataclasses.fields(Settings) if not f.metadata["hidden"]]
+    return [f for f in dataclasses.fields(of) if not f.metadata["hidden"]]
+
+
+def named(name: str, of: type = Settings) -> dataclasses.Field:
+    """The field of this name, with its metadata."""
+    return {f.name: f for f in dataclasses.fields(of)}[name]
+
+
+def section(name: str, of: type = Settings) -> list[dataclasses.Field]:
+    """The fields whose controls a sidebar section (SECTIONS) holds, in their places."""
+    members = [f for f in dataclasses.fields(of) if f.metadata["group"] and f.metadata["group"][0] == name]
+    return sorted(members, key=lambda f: f.metadata["group"][1])
+
+
+def used_by(f: dataclasses.Field, protocol: str) -> bool:
+    """Whether runs under this validation protocol use the field (folds: K-fold ones only)."""
+    return f.metadata["protocols"] is None or protocol in f.metadata["protocols"]
+
+
+def sweepable(of: type = Settings) -> list[dataclasses.Field]:
+    """The fields a sweep may vary, in the order its menu offers them."""
+    return sorted(
+        (f for f in dataclasses.fields(of) if f.metadata["sweep"]), key=lambda f: f.metadata["sweep"].place
+    )
+
+
+def sweep_values(f: dataclasses.Field) -> tuple:
+    """The values a sweep's menu offers for a field: its own menu, else its slider's stops or choices."""
+    return f.metadata["sweep"].menu or f.metadata["steps"] or f.metadata["choices"]
 
 
 def allowed(f: dataclasses.Field) -> str:

@@ -4,13 +4,11 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
 import os
 import sqlite3
 import threading
-import warnings
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,8 @@ from typing import TYPE_CHECKING, TypeVar
 import regviz.training.version
 from regviz.records import EpochRecord
 from regviz.settings import Settings
+from regviz.store_codec import APPLICATION_ID, BAD_ROW, ENV_VAR, StoreError, decode, encode, run_key, warn
+from regviz.store_salvage import Salvage, salvage
 
 if TYPE_CHECKING:
     from regviz.store_postgres import PostgresStore
@@ -28,13 +28,10 @@ try:  # posix: a lock file keeps two processes from repairing the same file at o
 except ImportError:  # pragma: no cover - windows: only the threads of one process are kept apart
     fcntl = None
 
-ENV_VAR = "REGVIZ_STORE"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")  # store_postgres.py; anything else is a file path
-APPLICATION_ID = 0x52675A31  # "RgZ1" in the sqlite header: this file is a regviz store
 SCHEMA_VERSION = 1  # bump (with a migration) when the table changes
 BUSY_TIMEOUT_S = 30.0  # a writer holds the lock for milliseconds; waiting beats failing
 _CORRUPT = (sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB)
-_BAD_ROW = (ValueError, TypeError, KeyError)  # what decoding a damaged records column can raise
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     key TEXT PRIMARY KEY,       -- run_key(settings, data_version)
@@ -47,10 +44,6 @@ CREATE TABLE IF NOT EXISTS runs (
 
 log = logging.getLogger("regviz")
 T = TypeVar("T")
-
-
-class StoreError(RuntimeError):
-    """The store cannot be used where it is (unwritable place, newer schema); the message says what to do."""
 
 
 def default_path() -> Path:
@@ -78,13 +71,6 @@ def open_store(where: str | Path | None = None) -> RunStore | PostgresStore:
     return RunStore(where)
 
 
-def run_key(settings: Settings, data_version: str) -> str:
-    """Row key; changes with the settings, the training code (TRAINING_VERSION) or the data, never stale."""
-    # read at call time so a bumped TRAINING_VERSION takes effect without re-importing this module
-    blob = json.dumps([settings.key(), regviz.training.version.TRAINING_VERSION, data_version])
-    return hashlib.sha256(blob.encode()).hexdigest()[:32]
-
-
 class RunStore:
     """Finished runs on disk; one object serves all threads, and many processes may share the file."""
 
@@ -96,6 +82,7 @@ class RunStore:
         self.path = Path(path).expanduser() if path is not None else default_path()
         # the only mutable state is the file itself: connections are per call, the lock guards repairs
         self._lock = threading.Lock()
+        self._notice: str | None = None  # the last repair, in words for the page, until a page takes it
         self._repair()
 
     def get(self, settings: Settings, data_version: str) -> list[EpochRecord] | None:
@@ -105,8 +92,8 @@ class RunStore:
         if row is None:
             return None
         try:
-            return _decode(row[0])
-        except _BAD_ROW as e:
+            return decode(row[0])
+        except BAD_ROW as e:
             self._drop_row(key, row[0], e)
             return None
 
@@ -117,7 +104,7 @@ class RunStore:
             json.dumps(settings.as_dict(), sort_keys=True),
             data_version,
             regviz.training.version.TRAINING_VERSION,
-            _encode(records),
+            encode(records),
             datetime.now(UTC).isoformat(timespec="seconds"),
         )
         self._run(lambda db: db.execute("INSERT OR REPLACE INTO runs VALUES (?, ?, ?, ?, ?, ?)", row))
@@ -131,6 +118,12 @@ class RunStore:
     def count(self) -> int:
         """Number of stored runs."""
         return self._run(lambda db: db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+    def take_notice(self) -> str | None:
+        """One line for the page when a damaged file was replaced (and what was salvaged), given once."""
+        with self._lock:
+            notice, self._notice = self._notice, None
+        return notice
 
     def _run(self, work: Callable[[sqlite3.Connection], T]) -> T:
         try:
@@ -156,9 +149,10 @@ class RunStore:
         with self._lock, self._file_lock():
             try:
                 problem = self._inspect()
-                if problem:
-                    self._move_aside(problem)
+                aside = self._move_aside(problem) if problem else None
                 self._setup()
+                if aside is not None:
+                    self._report(problem, aside, self._salvage(aside))
             except sqlite3.DatabaseError as e:
                 raise self._unusable(str(e)) from None
 
@@ -213,7 +207,7 @@ class RunStore:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             db.execute("COMMIT")
 
-    def _move_aside(self, problem: str) -> None:
+    def _move_aside(self, problem: str) -> Path:
         dest = _aside_path(self.path)
         # the wal and journal belong to the old file; left here they would be replayed into the fresh one
         for suffix in ("", "-wal", "-shm", "-journal"):
@@ -222,13 +216,42 @@ class RunStore:
                     os.rename(f"{self.path}{suffix}", f"{dest}{suffix}")
                 except OSError as e:
                     raise self._unusable(f"it {problem} and cannot be moved aside ({e.strerror})") from None
-        _warn(f"regviz run store {self.path} {problem}; moved it to {dest} and started a fresh store")
+        return dest
+
+    def _salvage(self, aside: Path) -> Salvage | None:
+        """Copy the runs that can still be read from the file moved aside into the fresh store; None when
+        that file was not a regviz store (nothing of ours to salvage)."""
+        found = salvage(aside)
+        if found is not None and found.rows:
+            with self._connect() as db:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany("INSERT OR IGNORE INTO runs VALUES (?, ?, ?, ?, ?, ?)", found.rows)
+                db.execute("COMMIT")
+        return found
+
+    def _report(self, problem: str, aside: Path, found: Salvage | None) -> None:
+        """One warning for the log, and one notice for the page (taken once, see take_notice)."""
+        salvaged = f"; {found.describe()}" if found is not None else ""
+        warn(
+            f"regviz run store {self.path} {problem}; moved it to {aside} and started a fresh store{salvaged}"
+        )
+        if found is None:
+            self._notice = (
+                f"The store of finished runs could not be read ({problem}): it was moved to {aside} and a "
+                "fresh one started. Earlier runs train again when asked for."
+            )
+        else:
+            self._notice = (
+                f"The store of finished runs was damaged ({problem}) and has been rebuilt: "
+                f"{found.describe()}. Lost runs train again when asked for; the damaged file is kept at "
+                f"{aside}."
+            )
 
     def _drop_row(self, key: str, blob: str, error: Exception) -> None:
         # one unreadable row costs one run, which is trained again and replaced by the next put;
         # moving the whole file aside would turn every other stored run into a miss as well
         self._run(lambda db: db.execute("DELETE FROM runs WHERE key = ? AND records = ?", (key, blob)))
-        _warn(f"regviz run store {self.path}: dropped run {key}, its records could not be read ({error})")
+        warn(f"regviz run store {self.path}: dropped run {key}, its records could not be read ({error})")
 
     def _unusable(self, why: str) -> StoreError:
         hint = f"set {ENV_VAR} to a writable file path"
@@ -256,22 +279,3 @@ def _aside_path(path: Path) -> Path:
     while os.path.lexists(dest):
         dest, n = path.with_name(f"{path.name}.corrupt-{stamp}-{n}"), n + 1
     return dest
-
-
-def _encode(records: list[EpochRecord]) -> str:
-    """Records as a JSON list, in epoch order."""
-    return json.dumps([r.to_dict() for r in sorted(records, key=lambda r: r.epoch)])
-
-
-def _decode(blob: str) -> list[EpochRecord]:
-    """Inverse of _encode; ValueError, TypeError or KeyError when the JSON is not such a list."""
-    items = json.loads(blob)
-    if not isinstance(items, list):
-        raise TypeError(f"expected a JSON list, found {type(items).__name__}")
-    return sorted((EpochRecord.from_dict(d) for d in items), key=lambda r: r.epoch)
-
-
-def _warn(message: str) -> None:
-    # both: the warning reaches a developer's console and pytest, the log reaches a server's log file
-    log.warning(message)
-    warnings.warn(message, RuntimeWarning, stacklevel=2)

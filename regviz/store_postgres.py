@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, TypeVar
 import regviz.training.version
 from regviz.records import EpochRecord
 from regviz.settings import Settings
-from regviz.store import _BAD_ROW, APPLICATION_ID, ENV_VAR, StoreError, _decode, _encode, _warn, run_key
+from regviz.store_codec import APPLICATION_ID, BAD_ROW, ENV_VAR, StoreError, decode, encode, run_key, warn
 
 if TYPE_CHECKING:
     import psycopg
@@ -66,8 +66,8 @@ class PostgresStore:
         if row is None:
             return None
         try:
-            return _decode(row[0])
-        except _BAD_ROW as e:
+            return decode(row[0])
+        except BAD_ROW as e:
             self._drop_row(key, row[0], e)
             return None
 
@@ -78,7 +78,7 @@ class PostgresStore:
             self._pg.types.json.Jsonb(settings.as_dict()),
             data_version,
             _training_version(),
-            _encode(records),
+            encode(records),
         )
         # one statement in autocommit is one transaction; ON CONFLICT lets two replicas store the same run
         self._run(lambda db: db.execute(_UPSERT, row))
@@ -91,6 +91,10 @@ class PostgresStore:
     def count(self) -> int:
         """Number of stored runs."""
         return self._run(lambda db: db.execute("SELECT count(*) FROM regviz_runs").fetchone()[0])
+
+    def take_notice(self) -> None:
+        """None: a PostgreSQL store is never rebuilt from a damaged file (the server keeps its own)."""
+        return None
 
     def close(self) -> None:
         """Close the connection; the next call opens a new one."""
@@ -156,7 +160,7 @@ class PostgresStore:
     def _drop_row(self, key: str, blob: str, error: Exception) -> None:
         # one unreadable row costs one run, trained again and replaced by the next put
         self._run(lambda db: db.execute(_DROP, (key, blob)))
-        _warn(f"regviz run store {self.where}: dropped run {key}, its records could not be read ({error})")
+        warn(f"regviz run store {self.where}: dropped run {key}, its records could not be read ({error})")
 
     def _line(self, error: Exception) -> str:
         """The driver's message on one bounded line, the password blanked out."""

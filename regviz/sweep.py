@@ -18,29 +18,26 @@ from regviz.settings import Settings, SettingsError
 
 MAX_CELLS = 36
 MAX_VARIED = 2
-# what a sweep may vary, the values its menus offer, and those picked when a setting is first chosen
-MENUS: dict[str, tuple] = {
-    "l2": settings_mod.PENALTY_STEPS,
-    "l1": settings_mod.PENALTY_STEPS,
-    "dropout": (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8),
-    "width": settings_mod.WIDTH_STEPS,
-    "last_width": (0, *settings_mod.WIDTH_STEPS),
-    "depth": (1, 2, 3, 4),
-    "train_fraction": settings_mod.FRACTION_STEPS,
-    "epochs": (5, 10, 20, 30, 40, 60, 80, 100, 200, 500),
-    "batch_size": settings_mod.BATCH_STEPS,
-    "optimizer": settings_mod.OPTIMIZERS,
-    "learning_rate": settings_mod.RATE_STEPS,
-    "seed": tuple(range(10)),
-}
-PICKED: dict[str, tuple] = {
-    "l2": (0.0, 1e-4, 1e-3, 1e-2), "l1": (0.0, 1e-4, 1e-3, 1e-2), "dropout": (0.0, 0.25, 0.5),
-    "width": (4, 16, 64, 256), "last_width": (0, 4, 16, 64),
-    "depth": (1, 2, 3), "train_fraction": (0.2, 0.5, 1.0),
-    "epochs": (10, 20, 40), "batch_size": (128, 512, 2048), "optimizer": settings_mod.OPTIMIZERS,
-    "learning_rate": (1e-4, 1e-3, 1e-2), "seed": (0, 1, 2, 3),
-}  # fmt: skip
-LOG_SETTINGS = frozenset({"l1", "l2", "learning_rate"})  # spread over decades: a log axis reads them best
+
+
+def menus(of: type = Settings) -> dict[str, tuple]:
+    """What a sweep may vary, in its menu's order, and the values offered for each (the settings table's)."""
+    return {f.name: settings_mod.sweep_values(f) for f in settings_mod.sweepable(of)}
+
+
+def picks(of: type = Settings) -> dict[str, tuple]:
+    """The values picked when a setting is first chosen to vary."""
+    return {f.name: f.metadata["sweep"].picked for f in settings_mod.sweepable(of)}
+
+
+def log_axes(of: type = Settings) -> frozenset[str]:
+    """The settings spread over decades, which a sweep's curve draws on a log axis."""
+    return frozenset(f.name for f in settings_mod.sweepable(of) if f.metadata["axis"] == "log")
+
+
+MENUS = menus()
+PICKED = picks()
+LOG_SETTINGS = log_axes()
 
 
 class GridError(ValueError):

@@ -31,7 +31,7 @@ def label(name: str) -> str:
 
 def shown(name: str, value: Any) -> str:
     """A setting's value as the controls write it."""
-    if name == "train_fraction":
+    if settings_mod.named(name).metadata["percent"]:
         return f"{value:.0%}"
     return f"{value:g}" if isinstance(value, float) else str(value)
 
@@ -100,7 +100,7 @@ def validation_curve(
     standard deviation over its folds), the mean with a band of one standard deviation. Unfinished
     cells are left out until done."""
     m = sweep.METRICS[metric]
-    log = name in sweep.LOG_SETTINGS or name in ("width", "batch_size")
+    log = name in sweep.LOG_SETTINGS  # the settings table's log-axis ones
     at = _positions(xs, log)
     done = [i for i, v in enumerate(values) if v is not None]
     best = sweep.best_cell(values, metric)

@@ -27,6 +27,7 @@ from markdown_it import MarkdownIt
 from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as app_test_module
+from test_store import store_of_20_runs
 
 import regviz.service
 from regviz import data, sweep
@@ -392,6 +393,21 @@ def test_a_preset_or_a_moved_control_clears_the_link_notice(app):
     controls(at)["epochs"].set_value(3)
     at.run()
     assert not at.warning
+
+
+def test_a_store_rebuilt_from_a_damaged_file_is_told_once(app, store_path):
+    """After the server finds its store cut short and salvages it, the first page says how many runs were
+    salvaged and lost, and keeps saying so in that session; a session opened later is not told again."""
+    whole = store_of_20_runs(store_path)
+    store_path.write_bytes(whole[: len(whole) // 2])
+    with pytest.warns(RuntimeWarning, match="moved it to"):
+        first = open_app(SMALL_LINK)
+    assert len(re.findall(r"\d+ runs? salvaged, \d+ lost", warnings_text(first))) == 1
+    first.run()
+    assert "salvaged" in warnings_text(first)
+    second = open_app(SMALL_LINK)
+    assert "salvaged" not in warnings_text(second) and not second.exception
+
 
 
 # ---- links -----------------------------------------------------------------------------------------------

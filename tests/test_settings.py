@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from conftest import REPO, subprocess_env
 
-from regviz.settings import Settings, SettingsError
+from regviz import pins, sweep
+from regviz import settings as settings_mod
+from regviz.settings import Settings, SettingsError, Sweep, spec
 
 # the spec each field is checked against, written out here rather than read from regviz.settings
 NUMERIC = {  # name: (lo, hi, is_int)
@@ -270,3 +272,94 @@ def test_settings_are_immutable_and_replace_validates():
     with pytest.raises(SettingsError):
         s.replace(width=0)
     assert s.replace(l2="0.001").l2 == 0.001
+
+
+# ---- the table drives the sidebar, the sweep, the pins and the protocols ---------------------------------
+
+# what ui/common.py, sweep.py, sweep_figures.py and pins.py listed by hand before the table carried it
+SIDEBAR = {
+    "basic": ["dataset", "width", "depth", "last_width", "l2", "l1", "dropout", "train_fraction", "epochs"],
+    "protocol": ["validation", "folds", "repeats"],
+    "advanced": ["optimizer", "learning_rate", "batch_size", "seed"],
+}
+SWEEP_MENUS = {
+    "l2": SLIDER_STOPS["l2"], "l1": SLIDER_STOPS["l1"], "dropout": SLIDER_STOPS["dropout"],
+    "width": SLIDER_STOPS["width"], "last_width": SLIDER_STOPS["last_width"], "depth": (1, 2, 3, 4),
+    "train_fraction": (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0),
+    "epochs": (5, 10, 20, 30, 40, 60, 80, 100, 200, 500), "batch_size": SLIDER_STOPS["batch_size"],
+    "optimizer": CHOICES["optimizer"], "learning_rate": SLIDER_STOPS["learning_rate"],
+    "seed": tuple(range(10)),
+}  # fmt: skip
+SWEEP_PICKED = {
+    "l2": (0.0, 1e-4, 1e-3, 1e-2), "l1": (0.0, 1e-4, 1e-3, 1e-2), "dropout": (0.0, 0.25, 0.5),
+    "width": (4, 16, 64, 256), "last_width": (0, 4, 16, 64), "depth": (1, 2, 3),
+    "train_fraction": (0.2, 0.5, 1.0),
+    "epochs": (10, 20, 40), "batch_size": (128, 512, 2048), "optimizer": CHOICES["optimizer"],
+    "learning_rate": (1e-4, 1e-3, 1e-2), "seed": (0, 1, 2, 3),
+}  # fmt: skip
+LOG_AXES = {"l1", "l2", "learning_rate", "width", "batch_size"}
+PIN_NAMES = {"dataset": "data set", "l1": "L1", "l2": "L2", "train_fraction": "training data",
+             "batch_size": "batch", "learning_rate": "rate"}  # fmt: skip
+PIN_FIRST = ("l2", "l1", "dropout", "width", "depth", "train_fraction")
+USED_BY = {"folds": ("kfold", "iterated"), "repeats": ("iterated",), "fold": ("kfold", "iterated"),
+           "repeat": ("iterated",)}  # fmt: skip
+
+
+def test_the_table_gives_what_was_listed_by_hand():
+    """The sidebar's sections, the sweep's menus and log axes, the pins' names and order and which protocol
+    uses which field come out of the settings table as they were written out by hand before."""
+    assert {name: [f.name for f in settings_mod.section(name)] for name in SIDEBAR} == SIDEBAR
+    assert list(sweep.MENUS.items()) == list(SWEEP_MENUS.items())  # the menu's order too
+    assert sweep.PICKED == SWEEP_PICKED and sweep.LOG_SETTINGS == LOG_AXES
+    assert {n: s for n, s in pins.short_names().items() if s != n} == PIN_NAMES
+    assert pins.first_named() == PIN_FIRST
+    for f in dataclasses.fields(Settings):
+        for protocol in ("holdout", "kfold", "iterated"):
+            assert settings_mod.used_by(f, protocol) == (protocol in USED_BY.get(f.name, (protocol,))), f.name
+
+
+@dataclasses.dataclass(frozen=True)
+class WithMomentum(Settings):
+    """The settings with two fields more, declared once in the table's own terms."""
+
+    momentum: float = spec(
+        float, 0.0, "momentum", 0.0, 0.9, label="Momentum", steps=(0.0, 0.5, 0.9), effect="Keeps moving.",
+        group=("advanced", 2.5), short="mom", pin_rank=0, sweep=Sweep(3.5, (0.0, 0.9)), axis="log",
+    )  # fmt: skip
+    shuffles: int = spec(
+        int, 3, "reshuffles", 1, 9, label="Shuffles", group=("protocol", 9), protocols=("iterated",)
+    )
+
+
+def test_a_field_added_to_the_table_shows_up_in_the_sidebar_sweep_and_pins():
+    """A new field, declared once with its group, short name, rank, sweep values and axis, is in its
+    sidebar section at its place, in the sweep's menu at its place with its values and log axis, and named
+    first (by its short name) in a pin's label."""
+    advanced = [f.name for f in settings_mod.section("advanced", WithMomentum)]
+    assert advanced == ["optimizer", "learning_rate", "momentum", "batch_size", "seed"]
+    assert [f.name for f in settings_mod.section("protocol", WithMomentum)][-1] == "shuffles"
+    menus = sweep.menus(WithMomentum)
+    assert list(menus)[:4] == ["l2", "l1", "dropout", "momentum"] and menus["momentum"] == (0.0, 0.5, 0.9)
+    assert sweep.picks(WithMomentum)["momentum"] == (0.0, 0.9) and "momentum" in sweep.log_axes(WithMomentum)
+    assert "shuffles" not in menus
+    assert pins.label(WithMomentum(momentum=0.5, l2=0.001), WithMomentum()) == "mom 0.5, L2 0.001"
+
+
+def test_a_field_of_one_protocol_keeps_its_declared_default_under_the_others():
+    """The default a protocol's field falls back to is the one its table entry declares (written once):
+    under other protocols, or in a final run, it is reset; a link that sets it is told where it applies."""
+    iterated = WithMomentum(validation="iterated", shuffles=7, folds=5, repeats=4)
+    assert (iterated.shuffles, iterated.folds, iterated.repeats) == (7, 5, 4)
+    assert WithMomentum(validation="kfold", shuffles=7).shuffles == 3
+    final = iterated.final_run(epochs=5)
+    assert (final.validation, final.shuffles, final.folds, final.repeats) == ("holdout", 3, 4, 2)
+    settings, dropped = WithMomentum.read_lenient({"shuffles": "7"})
+    assert settings.shuffles == 3 and dropped == [("shuffles", "7", "only with validation iterated")]
+
+
+def test_the_table_refuses_metadata_it_does_not_know():
+    """A misspelt metadata key or an unknown sidebar section fails where the field is declared."""
+    with pytest.raises(TypeError, match="pinrank"):
+        spec(int, 0, "x", 0, 1, pinrank=1)
+    with pytest.raises(TypeError, match="sidebar"):
+        spec(int, 0, "x", 0, 1, group=("middle", 1))

@@ -294,6 +294,81 @@ def test_unreadable_row_is_dropped_with_warning(store, path, caplog):
     assert aside_files(path.parent) == []
 
 
+SALVAGED = re.compile(r"(\d+) runs? salvaged, (\d+) lost")
+
+
+def store_of_20_runs(path: Path) -> bytes:
+    """A store at path holding 20 runs (seeds 0-19, each with its own records); its bytes."""
+    store = RunStore(path)
+    for seed in range(20):
+        store.put(Settings(seed=seed), DATA, run(20, shift=seed))
+    return path.read_bytes()
+
+
+def check_salvage(store: RunStore, message: str) -> int:
+    """Every run is either served whole or a miss; the counts in the message are those; returns how many
+    were salvaged."""
+    served = [seed for seed in range(20) if store.get(Settings(seed=seed), DATA) is not None]
+    for seed in served:
+        assert dicts(store.get(Settings(seed=seed), DATA)) == dicts(run(20, shift=seed))
+    salvaged, lost = map(int, SALVAGED.search(message).groups())
+    assert (salvaged, lost) == (len(served), 20 - len(served))
+    assert 0 < salvaged < 20, "half a file should keep some runs and lose others"
+    return salvaged
+
+
+def test_truncated_store_keeps_the_runs_it_can_still_read(path, caplog):
+    """A store of 20 runs cut to half its size: the runs still readable move into the fresh store, the log
+    and the warning say how many were salvaged and lost, the damaged file is kept aside as it was."""
+    data = store_of_20_runs(path)
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.warns(RuntimeWarning, match="moved it to") as caught:
+        store = RunStore(path)
+    (message,) = [str(w.message) for w in caught]
+    assert store.count() == check_salvage(store, message)
+    (aside,) = aside_files(path.parent)
+    assert aside.read_bytes() == data[: len(data) // 2] and str(aside) in message
+    assert any(SALVAGED.search(r.getMessage()) for r in caplog.records if r.name == "regviz")
+    store.put(Settings(seed=99), DATA, run())  # the rebuilt store takes new runs
+    assert dicts(store.get(Settings(seed=99), DATA)) == dicts(run())
+
+
+def test_store_truncated_while_open_is_salvaged_on_next_use(path):
+    """A store cut short behind an open RunStore is rebuilt from what can be read when a call meets the
+    damage; the runs read before and after agree with what was stored."""
+    store = RunStore(path)
+    data = store_of_20_runs(path)
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.warns(RuntimeWarning, match="moved it to") as caught:
+        store.put(Settings(seed=20), DATA, run(20, shift=20))  # a put meets the damaged end of the table
+    salvaged = check_salvage(store, str(caught[0].message))
+    assert dicts(store.get(Settings(seed=20), DATA)) == dicts(run(20, shift=20))
+    assert store.count() == salvaged + 1 and len(aside_files(path.parent)) == 1
+
+
+def test_the_page_notice_of_a_salvage_is_given_once(path):
+    """take_notice: one line with the counts and where the damaged file is, then None (and None for a store
+    that was never damaged)."""
+    assert RunStore(path).take_notice() is None
+    data = store_of_20_runs(path)
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.warns(RuntimeWarning):
+        store = RunStore(path)
+    notice = store.take_notice()
+    (aside,) = aside_files(path.parent)
+    assert SALVAGED.search(notice) and str(aside) in notice and "\n" not in notice
+    assert store.take_notice() is None
+
+
+def test_a_file_that_was_never_a_store_salvages_nothing(path):
+    """Random bytes are moved aside as before, with no salvage counts: there was nothing of ours in them."""
+    write_random_bytes(path)
+    with pytest.warns(RuntimeWarning, match="moved it to") as caught:
+        store = RunStore(path)
+    assert not SALVAGED.search(str(caught[0].message)) and store.count() == 0
+    assert "could not be read" in store.take_notice()
+
+
 def test_newer_schema_is_refused_not_moved(store, path):
     """A store from a newer regviz raises StoreError and is left where it is."""
     sql(path, f"PRAGMA user_version = {SCHEMA_VERSION + 1}")

@@ -12,12 +12,10 @@ import regviz.service
 from regviz import data, pins, problems
 from regviz import settings as settings_mod
 from regviz.settings import PRESETS, Settings
+from regviz.splits import PROTOCOLS
 from regviz.views import ViewCache
 
 POLL_SECONDS = 0.5  # how often a page polls a short run in progress (longer ones: views.poll_seconds)
-BASIC = ("dataset", "width", "depth", "last_width", "l2", "l1", "dropout", "train_fraction", "epochs")
-VALIDATION = ("validation", "folds", "repeats")
-ADVANCED = ("optimizer", "learning_rate", "batch_size", "seed")
 NOT_SETTINGS = ("pin", "vary", "metric")  # link parameters of the pages, not of a run
 
 
@@ -51,9 +49,6 @@ def sweep_watcher(token: str) -> str:
 def session_token() -> str:
     """This browser tab's name as a watcher of runs."""
     return uuid.uuid4().hex
-
-
-# ---- settings: from the link once, then from the controls ------------------------------------------
 
 
 # ---- settings: from the link once, then from the controls ------------------------------------------
@@ -152,9 +147,9 @@ def control(f) -> None:
     """The widget for one setting, keyed by the setting's name."""
     m, help = f.metadata, f"{f.metadata['effect']} ({settings_mod.allowed(f)})"
     changed = _dataset_changed if f.name == "dataset" else _clear_link_notice
-    # folds and repeats only mean something for the protocols that use them
-    unused = {"folds": ("holdout",), "repeats": ("holdout", "kfold")}.get(f.name, ())
-    off = st.session_state.get("validation") in unused
+    # a field a protocol does not use (folds under hold-out) is shown but cannot be moved
+    protocol = st.session_state.get("validation")
+    off = protocol in PROTOCOLS and not settings_mod.used_by(f, protocol)
     common = dict(key=f.name, help=help, on_change=changed, disabled=off)
     if f.name == "dataset":  # the book's datasets and this session's uploaded files
         names = [*m["choices"], *st.session_state.get("uploads", {})]
@@ -165,9 +160,9 @@ def control(f) -> None:
         st.selectbox(m["label"], m["choices"], **common)
     elif m["steps"]:
         options = _options(f, st.session_state[f.name])
-        shown = _percent if f.name == "train_fraction" else _format
+        shown = _percent if m["percent"] else _format
         st.select_slider(m["label"], options, format_func=shown, **common)
-    elif f.name == "seed":
+    elif m["typed"]:
         st.number_input(m["label"], m["lo"], m["hi"], step=1, **common)
     elif m["kind"] is int:
         st.slider(m["label"], m["lo"], m["hi"], step=1, **common)
@@ -202,7 +197,6 @@ def _dataset_changed() -> None:
 
 def sidebar() -> None:
     """Presets, the regularization controls, and the advanced ones folded away."""
-    by_name = {f.name: f for f in settings_mod.fields()}
     with st.sidebar:
         st.pills(
             "The book's experiments",
@@ -213,17 +207,14 @@ def sidebar() -> None:
             "chapter 3's Reuters ones); the seed, and for chapter 4's the dataset, stay as they are.",
         )
         st.subheader("Network and regularization")
-        for name in BASIC:
-            control(by_name[name])
+        for f in settings_mod.section("basic"):
+            control(f)
         st.subheader("Evaluation protocol")
-        for name in VALIDATION:
-            control(by_name[name])
+        for f in settings_mod.section("protocol"):
+            control(f)
         with st.expander("Advanced"):
-            for name in ADVANCED:
-                control(by_name[name])
-
-
-# ---- the page -----------------------------------------------------------------------------------------
+            for f in settings_mod.section("advanced"):
+                control(f)
 
 
 # ---- lines every page may show ------------------------------------------------------------------------
@@ -255,8 +246,12 @@ def notices() -> None:
 
 
 def problem_line() -> None:
-    """One line when no training worker can start (reported once in the log, shown on every page), and
-    one while the store of finished runs cannot be reached."""
+    """One line when no training worker can start (reported once in the log, shown on every page), one
+    while the store of finished runs cannot be reached, and one after a damaged store was rebuilt."""
+    # the rebuild is told once per server: to the first page drawn after it, for the rest of its session
+    st.session_state.store_notice = service().store.take_notice() or st.session_state.get("store_notice")
+    if st.session_state.store_notice:
+        st.warning(st.session_state.store_notice)
     problem = service().manager.problem()
     if problem:
         st.error(f"Training is not available on this server: {problem}")

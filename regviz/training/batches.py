@@ -5,10 +5,9 @@ the other core while the previous epoch trains, instead of in every step)."""
 from __future__ import annotations
 
 import tensorflow as tf
-from tensorflow.python.ops import handle_data_util
-from tensorflow.python.ops.linalg.sparse import sparse_csr_matrix_ops
 
 from regviz.training.sparse import csr, uses_csr
+from regviz.training.tf_private import give_csr_shape
 
 COORDS_SHAPE = [-1, 2]  # a batch's (row within the batch, column) pairs
 _SCALAR = []  # a CSR matrix in the list: one variant
@@ -64,11 +63,6 @@ def batch(coords, i):
     )
 
 
-_CSR_HANDLE = sparse_csr_matrix_ops._create_handle_data_proto(  # what SparseMatrixMatMul's shape needs
-    tf.TensorShape([None, None]).as_proto(), tf.float32.as_datatype_enum
-)
-
-
 def csr_batch(batches, i):
     """Batch i's CSR matrix and its transpose from the epoch's list."""
     pair = []
@@ -78,6 +72,6 @@ def csr_batch(batches, i):
             element_dtype=tf.variant,
         )  # fmt: skip
         # a list's variant item carries no dense shape; the sparse-matrix ops need one to trace
-        handle_data_util.set_handle_data(matrix, _CSR_HANDLE)
+        give_csr_shape(matrix)
         pair.append(matrix)
     return tuple(pair)

@@ -14,14 +14,13 @@ assigns the values. The results are bit for bit those of Keras's own objects (te
 
 from __future__ import annotations
 
-import types
-
 import keras
 import tensorflow as tf
 from keras import layers
 
 from regviz.model import hidden_layers
 from regviz.settings import Settings
+from regviz.training.tf_private import replace_call, replace_regularizer
 
 
 def structure(settings: Settings) -> tuple[bool, bool, bool]:
@@ -41,10 +40,10 @@ class Factors:
         uses_l1, uses_l2, _ = self.structure
         for layer in hidden_layers(model):
             if layer.kernel.regularizer is not None:
-                layer.kernel.regularizer = _Penalty(self, uses_l1, uses_l2)
+                replace_regularizer(layer.kernel, _Penalty(self, uses_l1, uses_l2))
         for layer in model.layers:
             if isinstance(layer, layers.Dropout):
-                layer.call = types.MethodType(_dropout_call(self), layer)
+                replace_call(layer, _dropout_call(self))
         self.assign(settings)
 
     def assign(self, settings: Settings) -> None:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import keras
 import tensorflow as tf
 
+from regviz.training.tf_private import adam_slots, rmsprop_slots
+
 _UNFUSED_OPTIONS = ("clipnorm", "clipvalue", "global_clipnorm", "weight_decay", "loss_scale_factor")
 
 
@@ -26,16 +28,14 @@ class FusedStep:
     def __init__(self, optimizer: keras.optimizers.Optimizer, variables: list):
         self.optimizer = optimizer
         self.targets = list(variables)
-        index = optimizer._get_variable_index
         if isinstance(optimizer, keras.optimizers.RMSprop):
             self._kernel = self._rmsprop
-            self.slots = [(optimizer._velocities[index(v)],) for v in variables]
+            self.slots = rmsprop_slots(optimizer, variables)
             # the kernel always keeps a momentum slot; with momentum 0 it holds the last increment
             self.variables = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in variables]
         else:
             self._kernel = self._adam
-            moments, velocities = optimizer._momentums, optimizer._velocities
-            self.slots = [(moments[index(v)], velocities[index(v)]) for v in variables]
+            self.slots = adam_slots(optimizer, variables)
             self.variables = []
 
     def __call__(self, grads) -> None:
