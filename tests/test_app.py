@@ -1338,3 +1338,18 @@ def test_a_column_name_with_markup_is_shown_as_typed_in_the_notes(app):
     html = MarkdownIt().render(before)
     assert "<a" not in html and "<b>" not in html and "$y$" in html.replace("\\", "")
     assert "[x](javascript:alert(1)) &lt;b&gt;$y$&lt;/b&gt;" in html
+
+
+def test_a_data_page_link_with_ignored_entries_gives_the_usual_notice(app):
+    """/data?dataset=csv-zz&target=<script> opens on the Your data page with the one warning every page
+    gives for a link's ignored entries, the markup shown as text; nothing trains."""
+    # the page's own file, as /data runs it first (AppTest opens app.py on its default page only)
+    at = AppTest.from_file(str(Path(APP).parent / "ui" / "yourdata.py"), default_timeout=SCRIPT_TIMEOUT)
+    at.query_params.update({"dataset": "csv-zz", "target": "<script>"})
+    at.run()
+    assert not at.exception, at.exception
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("Some of the link's settings were ignored:")
+    assert "`dataset='csv-zz'`" in warning and "`target='<script>'` (unknown setting)" in warning
+    assert at.title[0].value == "Your own data" and len(at.get("file_uploader")) == 1
+    assert not app.trained

@@ -12,7 +12,7 @@ import streamlit as st
 from regviz import preview
 from regviz.data import csvfile
 from regviz.settings import Settings
-from ui.common import literal, plain, seed_from_link, service, session_token
+from ui.common import literal, notices, plain, seed_from_link, service, session_token
 
 KEEP_HELP = (
     "Kept: the curves of the runs on this file that finish from now on (their settings, and per epoch "
@@ -131,6 +131,7 @@ def your_data() -> None:
         "standardised and missing values imputed with each run's training rows only; text columns are "
         "one-hot encoded."
     )
+    notices()  # what the link carried that was ignored, as every page says it
     missing = st.session_state.get("missing_upload")
     if missing:
         st.info(
