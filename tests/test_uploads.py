@@ -6,6 +6,7 @@ that ends forgets the files only it held."""
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import signal
 import time
@@ -142,3 +143,37 @@ def test_a_session_that_ends_forgets_the_files_only_it_held(tmp_path, flats):
             service.dataset_info(flats.name)
     finally:
         service.close(timeout=10)
+
+
+def test_a_background_run_on_a_forgotten_file_is_one_log_line_not_a_traceback(tmp_path, flats, caplog):
+    """A run that wanted the file after its session ended (a prefetched one, training in this process)
+    fails with the one line the page shows, and the log has one line for it, without a traceback."""
+    service = RunService(store=RunStore(tmp_path / "runs.sqlite"), executor=ThreadExecutor(train_here))
+    try:
+        data.release_uploads("s")
+        service.add_upload(flats, "gone")
+        service.drop_uploads("gone")
+        with caplog.at_level(logging.INFO, logger="regviz"):
+            (run,) = service.manager.prefetch([Settings.for_dataset(flats.name, epochs=1)])
+            assert run.wait(DEADLINE)
+        assert run.state == "failed" and "uploaded in another session" in run.error
+        assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+        lines = [r.getMessage() for r in caplog.records if "uploaded in another session" in r.getMessage()]
+        assert len(lines) == 1 and "\n" not in lines[0]
+    finally:
+        service.close(timeout=10)
+
+
+def test_a_worker_told_to_train_a_forgotten_file_logs_one_line(workers, flats, capsys):
+    """The worker process, asked to train a file nobody holds any more, ends the run with the page's line
+    and writes one line to the server's log (its stderr), not a traceback."""
+    data.forget_upload(flats.name)
+    late = trained(workers, Settings.for_dataset(flats.name, epochs=1))
+    assert "uploaded in another session" in late.error
+    err, deadline = "", time.monotonic() + DEADLINE
+    while "uploaded in another session" not in err:  # the worker's stderr arrives on its own pipe
+        assert time.monotonic() < deadline, err
+        time.sleep(0.05)
+        err += capsys.readouterr().err
+    assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if "uploaded in another session" in line]) == 1
