@@ -1353,3 +1353,13 @@ def test_a_data_page_link_with_ignored_entries_gives_the_usual_notice(app):
     assert "`dataset='csv-zz'`" in warning and "`target='<script>'` (unknown setting)" in warning
     assert at.title[0].value == "Your own data" and len(at.get("file_uploader")) == 1
     assert not app.trained
+
+
+def test_an_upload_over_the_servers_cap_is_one_line_and_holds_nothing(app, monkeypatch):
+    """With REGVIZ_MAX_UPLOAD_MB smaller than the file's table, the page refuses it in one line naming
+    the setting, and the server holds nothing for the session."""
+    monkeypatch.setenv(data.MAX_UPLOAD_MB_ENV, "0.001")
+    at = upload(data_page(), "shop.csv", binary_csv())
+    (error,) = [e.value for e in at.error]
+    assert "REGVIZ_MAX_UPLOAD_MB" in error and "\n" not in error and not at.exception
+    assert data.held_bytes() == 0 and not at.get("metric")
