@@ -1363,3 +1363,19 @@ def test_an_upload_over_the_servers_cap_is_one_line_and_holds_nothing(app, monke
     (error,) = [e.value for e in at.error]
     assert "REGVIZ_MAX_UPLOAD_MB" in error and "\n" not in error and not at.exception
     assert data.held_bytes() == 0 and not at.get("metric")
+
+
+def test_sklearns_wine_file_previews_whole_with_one_line_on_its_count_line(app):
+    """scikit-learn's wine_data.csv (a first line of 5 fields over rows of 14): the preview has 14
+    columns and 13 network inputs, the class column (the last) as the target of a 3-class problem, and
+    says in one line that line 1 is not a header (it showed 5 columns and 4 inputs, a feature as target)."""
+    import sklearn
+
+    wine = Path(sklearn.__file__).parent / "datasets" / "data" / "wine_data.csv"
+    at = upload(data_page(), "wine_data.csv", wine.read_bytes())
+    shown = {m.label: m.value for m in at.metric}
+    assert (shown["rows"], shown["columns"], shown["network inputs"]) == ("178", "14", "13")
+    assert shown["problem type"] == "multiclass" and at.selectbox(key="upload_target").value == "column 14"
+    before = next(m.value for m in at.markdown if "Before training" in m.value).replace("\\", "")
+    assert "has 5 fields and every row after it 14: it is not a header" in before
+    assert not at.error
