@@ -159,6 +159,8 @@ class RunService:
 
     def lookup(self, settings: Settings) -> list[EpochRecord] | None:
         """All records of a finished run with these settings on this data, or None."""
+        if problems.is_upload(settings.dataset) and data.upload_info(settings.dataset) is None:
+            return None  # a file no session holds any more: its training ends with the page's one line
         version = self.dataset_info(settings.dataset).version
         return self._through_store(lambda: self.store.get(settings, version))
 

@@ -1354,3 +1354,44 @@ def test_a_column_name_with_markup_is_shown_as_typed_in_the_notes(app):
     html = MarkdownIt().render(before)
     assert "<a" not in html and "<b>" not in html and "$y$" in html.replace("\\", "")
     assert "[x](javascript:alert(1)) &lt;b&gt;$y$&lt;/b&gt;" in html
+
+
+def test_a_data_page_link_with_ignored_entries_gives_the_usual_notice(app):
+    """/data?dataset=csv-zz&target=<script> opens on the Your data page with the one warning every page
+    gives for a link's ignored entries, the markup shown as text; nothing trains."""
+    # the page's own file, as /data runs it first (AppTest opens app.py on its default page only)
+    at = AppTest.from_file(str(Path(APP).parent / "ui" / "yourdata.py"), default_timeout=SCRIPT_TIMEOUT)
+    at.query_params.update({"dataset": "csv-zz", "target": "<script>"})
+    at.run()
+    assert not at.exception, at.exception
+    (warning,) = [w.value for w in at.warning]
+    assert warning.startswith("Some of the link's settings were ignored:")
+    assert "`dataset='csv-zz'`" in warning and "`target='<script>'` (unknown setting)" in warning
+    assert at.title[0].value == "Your own data" and len(at.get("file_uploader")) == 1
+    assert not app.trained
+
+
+def test_an_upload_over_the_servers_cap_is_one_line_and_holds_nothing(app, monkeypatch):
+    """With REGVIZ_MAX_UPLOAD_MB smaller than the file's table, the page refuses it in one line naming
+    the setting, and the server holds nothing for the session."""
+    monkeypatch.setenv(data.MAX_UPLOAD_MB_ENV, "0.001")
+    at = upload(data_page(), "shop.csv", binary_csv())
+    (error,) = [e.value for e in at.error]
+    assert "REGVIZ_MAX_UPLOAD_MB" in error and "\n" not in error and not at.exception
+    assert data.held_bytes() == 0 and not at.get("metric")
+
+
+def test_sklearns_wine_file_previews_whole_with_one_line_on_its_count_line(app):
+    """scikit-learn's wine_data.csv (a first line of 5 fields over rows of 14): the preview has 14
+    columns and 13 network inputs, the class column (the last) as the target of a 3-class problem, and
+    says in one line that line 1 is not a header (it showed 5 columns and 4 inputs, a feature as target)."""
+    import sklearn
+
+    wine = Path(sklearn.__file__).parent / "datasets" / "data" / "wine_data.csv"
+    at = upload(data_page(), "wine_data.csv", wine.read_bytes())
+    shown = {m.label: m.value for m in at.metric}
+    assert (shown["rows"], shown["columns"], shown["network inputs"]) == ("178", "14", "13")
+    assert shown["problem type"] == "multiclass" and at.selectbox(key="upload_target").value == "column 14"
+    before = next(m.value for m in at.markdown if "Before training" in m.value).replace("\\", "")
+    assert "has 5 fields and every row after it 14: it is not a header" in before
+    assert not at.error

@@ -4,10 +4,14 @@ page does, prints the page's notices on stderr, and stores nothing unless --keep
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
 
 from regviz import cli
 from regviz.data import csvfile
@@ -221,3 +225,45 @@ def test_a_file_over_the_size_limit_is_refused_unread(tmp_path, monkeypatch, cap
     assert cli.main(["train", "--csv", str(path), "--target", "churned"]) == cli.BAD_INPUT
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "churn.csv is 0.0 MB; files up to" in err[0]
+
+
+WINE = Path(sklearn.__file__).parent / "datasets" / "data" / "wine_data.csv"
+
+
+def test_sklearns_wine_file_is_read_whole_with_one_note_and_no_pandas_warning():
+    """`python -m regviz code --csv wine_data.csv`: the count line is left out with one notice, all 13
+    features are used (the 14th column, the class, is the target), and pandas prints no ParserWarning."""
+    done = subprocess.run(
+        [sys.executable, "-m", "regviz", "code", "--csv", str(WINE), "--target", "column 14"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    err = done.stderr.splitlines()
+    assert "Warning" not in done.stderr and "Traceback" not in done.stderr
+    assert err[0].startswith("regviz: line 1 ('178,13,class_0,class_1,class_2') has 5 fields")
+    assert "multiclass" in err[-1] and "178 rows, 13 features" in err[-1]
+    compile(done.stdout, "<listing>", "exec")
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"a,b,y\n1,2,0\n3,4,1,7\n5,6,0\n", "line 3 has 4 fields where the header (line 1) has 3"),
+    (b"\xff\xfe" + "a,y\n1,0\n".encode("utf-16-le") + b"\x00\xd8", "not valid UTF-16"),
+])  # fmt: skip
+def test_a_ragged_or_broken_file_exits_2_with_one_line(content, words, tmp_path, capsys):
+    """A row longer than the header, or a UTF-16 file that breaks its encoding: exit 2, one line."""
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    assert cli.main(["code", "--csv", str(path), "--target", "y"]) == cli.BAD_INPUT
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.strip().splitlines()) == 1 and words in err
+
+
+def test_a_utf16_file_is_read_as_the_page_reads_it(tmp_path, capsys):
+    """A UTF-16 file (Excel's "Unicode text") prepares to the same rows as its UTF-8 twin."""
+    utf8 = write_binary(tmp_path / "churn.csv")
+    utf16 = tmp_path / "churn16.csv"
+    utf16.write_bytes(utf8.read_text().encode("utf-16"))
+    assert cli.main(["code", "--csv", str(utf16), "--target", "churned"]) == 0
+    err = capsys.readouterr().err
+    assert "read as UTF-16 text" in err
+    np.testing.assert_array_equal(prepared_of(utf16, "churned").x, prepared_of(utf8, "churned").x)

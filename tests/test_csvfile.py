@@ -12,10 +12,13 @@ import collections
 import csv
 import hashlib
 import io
+import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import sklearn
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -190,6 +193,131 @@ def test_a_latin1_file_is_read_with_a_note():
     table = read_table("ville,y\nmontréal,1\nquébec,0\n".encode("latin-1"), "fr.csv")
     assert table.frame["ville"].tolist() == ["montréal", "québec"]
     assert any("Latin-1" in note for note in table.notes)
+
+
+# ---- files read whole: field counts, a first line that is not a header, encodings -------------------
+
+SKLEARN_DATA = Path(sklearn.__file__).parent / "datasets" / "data"
+
+
+def read_as_listed(content: bytes, kwargs: dict, tmp_path) -> pd.DataFrame:
+    """The file read by pandas with the table's read_csv_kwargs (as the exported listing reads it),
+    cells as stripped text."""
+    path = tmp_path / "file.csv"
+    path.write_bytes(content)
+    frame = pd.read_csv(path, **kwargs, dtype=str, keep_default_na=False, skipinitialspace=True)
+    return frame.apply(lambda column: column.str.strip())
+
+
+@pytest.mark.parametrize(("name", "first", "width", "rows"), [
+    ("wine_data.csv", "178,13,class_0,class_1,class_2", 14, 178),
+    ("breast_cancer.csv", "569,30,malignant,benign", 31, 569),
+])  # fmt: skip
+def test_sklearns_files_are_read_whole_without_their_count_line(name, first, width, rows, tmp_path):
+    """scikit-learn's wine and breast cancer files start with a shorter line of counts and class names:
+    it is left out with one note, every column of every row is read under a generic name, the target
+    defaults to the last column (the class), and pandas with read_csv_kwargs reads the same table."""
+    content = (SKLEARN_DATA / name).read_bytes()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no ParserWarning: nothing is dropped behind the reader's back
+        table = read_table(content, name)
+    reference = np.loadtxt(SKLEARN_DATA / name, delimiter=",", skiprows=1)
+    assert reference.shape == (rows, width) and table.frame.shape == (rows, width)
+    assert list(table.frame.columns) == [f"column {i + 1}" for i in range(width)]
+    np.testing.assert_array_equal(table.frame.to_numpy(float), reference)
+    (note,) = table.notes
+    assert first in note and "not a header" in note and f"column {width}" in note
+    prepared = prepare(table, table.frame.columns[-1])
+    assert prepared.kind == MULTICLASS if width == 14 else prepared.kind == BINARY
+    assert prepared.features == width - 1 and len(prepared.y) == rows
+    np.testing.assert_array_equal(np.sort(np.unique(prepared.y)), np.arange(len(np.unique(reference[:, -1]))))
+    listed = read_as_listed(content, prepared.read_csv_kwargs, tmp_path)
+    pd.testing.assert_frame_equal(listed, table.frame)
+
+
+@pytest.mark.parametrize(("content", "line", "fields", "header"), [
+    (b"a,b\n1,2\n3,4,5,6\n", 3, 4, 2),
+    (b"a,b,y\n1,2,0\n3,4,1\n\n5,6,7,8\n9,1,0\n", 5, 4, 3),  # a blank line still counts as a line
+    (b"a;b;y\n1;2;0\n3;4;1;x\n", 3, 4, 3),
+    (b'a,b,y\n1,"2,5",0\n3,4,"1",9\n', 3, 4, 3),  # a quoted separator is no field of its own
+])  # fmt: skip
+def test_a_row_longer_than_the_header_is_refused_naming_the_line(content, line, fields, header):
+    """A row with more values than the header (other rows as long as it) is refused in one line that
+    names the first such line and both field counts: nothing is dropped silently."""
+    message = str(upload_error(read_table, content, "ragged.csv"))
+    assert f"line {line} has {fields} fields where the header (line 1) has {header}" in message
+
+
+def test_a_first_line_shorter_than_only_some_rows_is_a_header_and_the_file_is_refused():
+    """Line 1 is a header as long as one row is no longer than it: the longer rows make it a refusal."""
+    content = b"a,b,y\n1,2,0\n3,4,1,5\n6,7,0,8\n"
+    assert "line 3 has 4 fields" in str(upload_error(read_table, content, "some.csv"))
+
+
+def test_rows_shorter_than_the_header_are_noted(tmp_path):
+    """Rows with fewer values lose nothing: their last cells are missing, and one note says so, naming
+    the first such line; pandas with read_csv_kwargs reads the same table."""
+    content = b"a,b,c\n1,2,3\n4,5\n6\n7,8,9\n"
+    table = read_table(content, "short.csv")
+    assert table.frame.to_dict("list") == {"a": ["1", "4", "6", "7"], "b": ["2", "5", "", "8"],
+                                           "c": ["3", "", "", "9"]}  # fmt: skip
+    (note,) = table.notes
+    assert note.startswith("2 rows shorter than the header (the first: line 3, 2 of 3 fields)")
+    pd.testing.assert_frame_equal(read_as_listed(content, table.read_csv_kwargs, tmp_path), table.frame)
+
+
+def test_a_trailing_separator_is_read_as_pandas_reads_it_with_read_csv_kwargs(tmp_path):
+    """Rows ending in a separator keep their columns, without a warning, and the listing's arguments
+    read the same table (plain read_csv would take the first column for the index)."""
+    content = b"a,b,y\n1,x,0,\n2,z,1,\n"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = read_table(content, "trailing.csv")
+    assert table.notes == () and table.read_csv_kwargs["index_col"] is False
+    pd.testing.assert_frame_equal(read_as_listed(content, table.read_csv_kwargs, tmp_path), table.frame)
+
+
+TEXT = "ville;prix;y\nmontréal;1,5;1\nquébec;2,5;0\nzürich;3;1\n"
+
+
+@pytest.mark.parametrize(("encoding", "bom", "named"), [
+    ("utf-16", b"", "UTF-16"),  # Python writes its byte order mark
+    ("utf-16-le", b"\xff\xfe", "UTF-16"),
+    ("utf-16-be", b"\xfe\xff", "UTF-16"),
+    ("utf-16-le", b"", "UTF-16 (little-endian)"),  # no mark: every other byte zero
+    ("utf-16-be", b"", "UTF-16 (big-endian)"),
+    ("utf-32", b"", "UTF-32"),
+    ("utf-8-sig", b"", None),
+    ("latin-1", b"", "Latin-1"),
+    ("cp1252", b"", "Latin-1"),
+])  # fmt: skip
+def test_unicode_and_latin1_files_are_read_with_their_encoding(encoding, bom, named, tmp_path):
+    """UTF-16 (with or without a byte order mark, either byte order), UTF-32, UTF-8 with a mark and
+    Latin-1 are read to the same cells; a note names the encoding (none for UTF-8), and pandas reads the
+    same table with read_csv_kwargs."""
+    content = bom + TEXT.encode(encoding)
+    table = read_table(content, "fr.csv")
+    assert table.frame.to_dict("list") == {"ville": ["montréal", "québec", "zürich"],
+                                           "prix": ["1,5", "2,5", "3"], "y": ["1", "0", "1"]}  # fmt: skip
+    assert [n for n in table.notes if named and named in n] if named else table.notes == ()
+    pd.testing.assert_frame_equal(read_as_listed(content, table.read_csv_kwargs, tmp_path), table.frame)
+
+
+def test_a_windows_file_with_a_euro_sign_reads_the_euro_sign():
+    """Windows-1252 bytes (€ is 0x80) are read as the characters Excel meant, not as control codes."""
+    table = read_table("item,price,y\nbook,10€,1\npen,2€,0\n".encode("cp1252"), "win.csv")
+    assert table.frame["price"].tolist() == ["10€", "2€"] and table.encoding == "cp1252"
+
+
+@pytest.mark.parametrize(("content", "named"), [
+    (b"\xff\xfe" + "a,b\n1,2\n".encode("utf-16-le") + b"\x00\xd8", "UTF-16"),  # a lone surrogate
+    (b"\xff\xfe\x00\x00" + b"\xff\xff\xff\xff", "UTF-32"),
+])  # fmt: skip
+def test_a_file_that_is_not_valid_in_its_own_encoding_is_refused_naming_it(content, named):
+    """A byte order mark promises an encoding: text that breaks it is refused with the encoding named,
+    not called a binary file."""
+    message = str(upload_error(read_table, content, "broken.csv"))
+    assert f"not valid {named}" in message and "binary" not in message
 
 
 def test_the_table_records_size_and_digest_of_the_bytes():

@@ -427,3 +427,39 @@ def test_a_failed_download_is_one_line_naming_the_offline_dataset(
         data.load(name)
     assert word in str(e.value) and offline in str(e.value) and "\n" not in str(e.value)
     assert data.offline_for(name) == offline and data.offline_for("imdb") == "synthetic"
+
+
+@pytest.mark.parametrize(
+    ("name", "env", "what"),
+    [("imdb", data.IMDB_PATH_ENV, "IMDB"), ("reuters", data.REUTERS_PATH_ENV, "Reuters"),
+     ("boston", data.BOSTON_PATH_ENV, "Boston Housing")],
+)  # fmt: skip
+@pytest.mark.parametrize(
+    ("failure", "why"),
+    [
+        (urllib.error.URLError(socket.gaierror(-2, "Name or service not known")), "(no network)"),
+        (urllib.error.HTTPError("https://x", 503, "Service Unavailable", {}, None),
+         "(the server answered 503 Service Unavailable)"),
+    ],
+    ids=["no-network", "http-503"],
+)  # fmt: skip
+def test_every_books_dataset_that_cannot_be_downloaded_is_one_plain_line(
+    name, env, what, failure, why, monkeypatch, fresh_cache, tmp_path
+):
+    """Keras's own download (its get_file, its cache in an empty folder) failing in urllib, as with no
+    network here: one plain line for each of the book's datasets, naming the dataset, why in words and
+    the setting for a local copy; not Keras's "URL fetch failure on https://..." nor an errno."""
+    from keras.src.utils import file_utils
+
+    def fail(*args, **kwargs):
+        raise failure
+
+    monkeypatch.delenv(env, raising=False)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    monkeypatch.setattr(file_utils, "urlretrieve", fail)
+    with pytest.raises(data.DatasetUnavailable) as caught:
+        data.load(name)
+    message = str(caught.value)
+    assert message.startswith(f"{what} could not be downloaded {why} and no local copy is set ({env})")
+    assert "\n" not in message and "URL fetch" not in message and "http" not in message
+    assert "Errno" not in message and "-2" not in message and data.offline_for(name) in message

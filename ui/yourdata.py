@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import streamlit as st
 
-from regviz import preview
+from regviz import data, preview
 from regviz.data import csvfile
 from regviz.settings import Settings
-from ui.common import literal, plain, seed_from_link, service, session_token
+from ui.common import literal, notices, plain, seed_from_link, service, session_token
 
 KEEP_HELP = (
     "Kept: the curves of the runs on this file that finish from now on (their settings, and per epoch "
@@ -24,19 +24,31 @@ KEEP_HELP = (
 
 
 def _table(uploaded) -> csvfile.Table | None:
-    """The uploaded file read once (per file, not per rerun); None with a one-line error if unusable."""
-    cached = st.session_state.get("upload_table")
-    if cached is None or cached[0] != uploaded.file_id:
+    """The uploaded file read once (per file, not per rerun), held for this session by the server's
+    registry of uploads (counted against its cap, dropped when the session ends); None with a one-line
+    error if unusable."""
+    token = session_token()
+    table = data.reading(token, uploaded.file_id)
+    error = st.session_state.get("upload_error")
+    if table is None and (error is None or error[0] != uploaded.file_id):
         try:
             limit = float(st.get_option("server.maxUploadSize"))
-            table, error = csvfile.read_table(uploaded.getvalue(), uploaded.name, limit), None
-        except csvfile.UploadError as e:
-            table, error = None, str(e)
-        cached = st.session_state.upload_table = (uploaded.file_id, table, error)
-    _, table, error = cached
-    if error:
-        st.error(f"This file cannot be used: {error}.")
+            table = csvfile.read_table(uploaded.getvalue(), uploaded.name, limit)
+            data.hold_reading(token, uploaded.file_id, table, int(table.frame.memory_usage(deep=True).sum()))
+            error = None
+        except (csvfile.UploadError, data.UploadRefused) as e:
+            table, error = None, (uploaded.file_id, str(e))
+        st.session_state.upload_error = error
+    if table is None and error:
+        st.error(f"This file cannot be used: {error[1]}.")
     return table
+
+
+def _no_file() -> None:
+    """The uploader is empty: the file it held is let go, with its choices."""
+    data.drop_reading(session_token())
+    for key in ("upload_error", "upload_prepared"):
+        st.session_state.pop(key, None)
 
 
 def _target(table: csvfile.Table) -> tuple[str, str | None]:
@@ -104,21 +116,29 @@ def _keep(name: str) -> None:
         service().keep_results(name, session_token(), bool(st.session_state.upload_keep))
 
 
-def _use(prepared: csvfile.Prepared) -> None:
-    """Train on the file from now on: the explore page's dataset, with defaults suited to its size."""
+def _use(prepared: csvfile.Prepared) -> bool:
+    """Train on the file from now on: the explore page's dataset, with defaults suited to its size.
+    False, with the one line shown, if the server cannot hold it."""
     token = session_token()
-    service().add_upload(prepared, token)
+    data.drop_reading(token)  # the table goes: the prepared matrix is all a run needs
+    try:
+        service().add_upload(prepared, token)
+    except data.UploadRefused as e:
+        st.error(f"This file cannot be used now: {e}.")
+        return False
+    st.session_state.pop("upload_prepared", None)
     service().keep_results(prepared.name, token, bool(st.session_state.get("upload_keep")))
     st.session_state.setdefault("uploads", {})[prepared.name] = prepared
     if st.session_state.get("missing_upload") == prepared.name:
         st.session_state.missing_upload = None  # the link's own file: its settings stay as the link had them
         st.session_state.dataset = prepared.name
-        return
+        return True
     small = {"validation": "kfold"} if len(prepared.y) < preview.SMALL_FILE else {}
     fresh = Settings.for_dataset(prepared.name, seed=st.session_state.get("seed", 0), **small)
     st.session_state.update(fresh.as_dict())
     st.session_state.kept = fresh.as_dict()
     st.session_state.dropped = []
+    return True
 
 
 def your_data() -> None:
@@ -131,6 +151,7 @@ def your_data() -> None:
         "standardised and missing values imputed with each run's training rows only; text columns are "
         "one-hot encoded."
     )
+    notices()  # what the link carried that was ignored, as every page says it
     missing = st.session_state.get("missing_upload")
     if missing:
         st.info(
@@ -144,6 +165,7 @@ def your_data() -> None:
         help="Stays in this session only; see 'Keep results'.",
     )
     if uploaded is None:
+        _no_file()
         return
     table = _table(uploaded)
     if table is None:
@@ -160,8 +182,8 @@ def your_data() -> None:
     if missing and prepared.name != missing:
         st.warning("This file, target or type is not the link's: its runs will be this file's own.")
     if st.button("Train on this file", key="upload_use", type="primary", icon=":material/play_arrow:"):
-        _use(prepared)
-        st.switch_page("ui/explore.py")
+        if _use(prepared):
+            st.switch_page("ui/explore.py")
 
 
 your_data()

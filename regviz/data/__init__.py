@@ -28,10 +28,16 @@ from regviz.data.dataset import Dataset, DatasetInfo, DatasetUnavailable, descri
 from regviz.data.offline import houses, synthetic, topics
 from regviz.data.rows import NUM_WORDS, DenseRows, SparseRows, multi_hot, standardize
 from regviz.data.uploads import (
+    MAX_UPLOAD_MB_ENV,
     UploadMissing,
+    UploadRefused,
     add_upload,
+    drop_reading,
     forget_upload,
+    held_bytes,
+    hold_reading,
     load_upload,
+    reading,
     release_uploads,
     upload_info,
     upload_payload,
@@ -44,7 +50,8 @@ __all__ = [
     "REUTERS_PATH_ENV", "REUTERS_VALIDATION", "VALIDATION_SIZE", "Dataset", "DatasetInfo",
     "DatasetUnavailable", "DenseRows", "SparseRows", "describe", "houses", "load", "multi_hot",
     "offline_for", "standardize", "synthetic", "topics", "UploadMissing", "add_upload", "forget_upload",
-    "release_uploads", "upload_info", "upload_payload", "uploaded",
+    "release_uploads", "upload_info", "upload_payload", "uploaded", "MAX_UPLOAD_MB_ENV", "UploadRefused",
+    "drop_reading", "held_bytes", "hold_reading", "reading",
 ]  # fmt: skip
 OFFLINE_FOR = {BINARY: "synthetic", MULTICLASS: "topics", REGRESSION: "houses"}  # after a failed download
 

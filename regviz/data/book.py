@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import socket
 import sys
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -95,9 +97,34 @@ def _download(name: str, env: str):
             return getattr(keras.datasets, name).load_data(**words)
     except Exception as e:  # no network, proxy errors, a broken cache file: all one message
         raise DatasetUnavailable(
-            f"{what} could not be downloaded ({type(e).__name__}: {_first_line(e)}); "
-            f"offline datasets: {', '.join(OFFLINE_DATASETS)} (or set {env} to a local {name}.npz)"
+            f"{what} could not be downloaded ({download_failure(e)}) and no local copy is set ({env}); "
+            f"offline datasets: {', '.join(OFFLINE_DATASETS)}"
         ) from None
+
+
+def download_failure(e: BaseException) -> str:
+    """Why a download failed, in plain words: no network, the server's answer, or an unreadable file."""
+    chain = _chain(e)
+    http = next((x for x in chain if isinstance(x, urllib.error.HTTPError)), None)
+    if http is not None:
+        return f"the server answered {http.code} {_first_line(http.msg) if http.msg else ''}".strip()
+    offline = (urllib.error.URLError, ConnectionError, TimeoutError, socket.gaierror, socket.timeout)
+    if any(isinstance(x, offline) for x in chain) or "URL fetch failure" in str(e):
+        return "no network"  # keras wraps urllib's error in a bare Exception: "URL fetch failure on ..."
+    if isinstance(e, PermissionError | IsADirectoryError | NotADirectoryError):
+        return "Keras's cache folder cannot be written"
+    if isinstance(e, OSError):
+        return "no network"
+    return "the downloaded file could not be read"
+
+
+def _chain(e: BaseException) -> list[BaseException]:
+    """The exception and those it was raised from or during, outermost first."""
+    out = []
+    while e is not None and e not in out:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
 
 
 def _file_digest(path: Path) -> str:

@@ -80,11 +80,29 @@ class Table:
     digest: str  # sha256 of the file's bytes
     size: int  # bytes
     notes: tuple[str, ...] = ()
+    encoding: str = "utf-8"  # as pandas and Python name it
+    skipped: int = 0  # lines before the first row read when line 1 was not a header (0: it was)
+    width: int = 0  # the header's fields when rows end in empty extra ones (a trailing separator), else 0
 
     @property
     def separator_name(self) -> str:
         """The separator in words."""
         return _NAMES.get(self.separator, repr(self.separator))
+
+    @property
+    def read_csv_kwargs(self) -> dict:
+        """pandas.read_csv's arguments that read the file as regviz did: separator, encoding, header."""
+        return read_csv_kwargs(self.separator, self.encoding, self.skipped, self.width, self.frame.columns)
+
+
+def read_csv_kwargs(separator: str, encoding: str, skipped: int, width: int, columns) -> dict:
+    """The arguments of pandas.read_csv for a file read as described (see Table)."""
+    kwargs: dict = {"sep": separator, "encoding": encoding}
+    if skipped:  # line 1 is not a header: no header, the app's generic names
+        return {**kwargs, "header": None, "skiprows": skipped, "names": list(columns)}
+    if width:  # rows end in empty extra fields: read the header's columns, the first not taken as an index
+        return {**kwargs, "index_col": False, "usecols": list(range(width))}
+    return kwargs
 
 
 def read_table(content: bytes, filename: str = "upload.csv", max_mb: float = MAX_MB) -> Table:
@@ -97,20 +115,10 @@ def read_table(content: bytes, filename: str = "upload.csv", max_mb: float = MAX
         raise too_large(name, len(content), max_mb)
     if not content.strip():
         raise UploadError(f"{name} is empty")
-    text, notes = _decode(content, name)
+    text, encoding, notes = _decode(content, name)
     separator = _separator(text)
-    try:  # index_col=False: a separator ending every data row must not shift the columns by one
-        frame = pd.read_csv(
-            io.StringIO(text), sep=separator, dtype=str, keep_default_na=False, na_filter=False,
-            skipinitialspace=True, skip_blank_lines=True, engine="c", index_col=False,
-        )  # fmt: skip
-    except pd.errors.EmptyDataError:
-        raise UploadError(f"{name} has no header line and no rows") from None
-    except (pd.errors.ParserError, ValueError, csv.Error, UnicodeError, MemoryError) as e:
-        raise UploadError(
-            f"{name} is not a well-formed {_NAMES[separator]}-separated file: {_why(e)}"
-        ) from None
-    frame.columns = _column_names(frame.columns)
+    shape = _shape(text, separator, name)
+    frame = _frame(text, separator, shape, name)
     if frame.shape[1] > MAX_COLUMNS:
         raise UploadError(f"{name} has {frame.shape[1]:,} columns; at most {MAX_COLUMNS:,} can be used")
     if len(frame) == 0:
@@ -122,7 +130,113 @@ def read_table(content: bytes, filename: str = "upload.csv", max_mb: float = MAX
         )
     frame = frame.apply(lambda column: column.str.strip())
     digest = hashlib.sha256(content).hexdigest()
-    return Table(frame, name, separator, digest, len(content), tuple(notes))
+    width = shape.header if shape.longest > shape.header and not shape.skipped else 0
+    return Table(
+        frame, name, separator, digest, len(content), (*notes, *shape.notes), encoding, shape.skipped, width
+    )
+
+
+@dataclass(frozen=True)
+class _Shape:
+    """The field counts of a file's records: the header's, the longest row's, and what they mean."""
+
+    header: int  # fields of the first record
+    longest: int  # fields of the longest record
+    skipped: int = 0  # lines up to the first record when that record is not a header (else 0)
+    notes: tuple[str, ...] = ()
+
+
+def _shape(text: str, separator: str, name: str) -> _Shape:
+    """How the records' field counts fit together. Rows longer than the header (beyond empty fields
+    that a trailing separator leaves) would lose values: the file is refused naming the first such line,
+    unless line 1 is shorter than every row after it, when it is no header and is left out."""
+    reader = csv.reader(io.StringIO(text, newline=None), delimiter=separator, skipinitialspace=True)
+    header = first_line = longest = 0
+    shortest, long_line, short, first_short = None, None, 0, (0, 0)
+    first = ""
+    try:
+        for row in reader:
+            if len(row) <= 1 and not "".join(row).strip():
+                continue  # a blank line, which pandas skips too
+            n = len(row)
+            longest = max(longest, n)
+            if not header:
+                header, first_line, first = n, reader.line_num, separator.join(row)
+                continue
+            filled = _filled(row, header)
+            shortest = filled if shortest is None else min(shortest, filled)
+            if filled > header and long_line is None:
+                long_line = (reader.line_num, n)
+            if n < header:
+                short, first_short = short + 1, first_short if short else (reader.line_num, n)
+    except csv.Error as e:
+        raise UploadError(
+            f"{name} is not a well-formed {_NAMES[separator]}-separated file: line {reader.line_num}: "
+            f"{_why(e)}"
+        ) from None
+    if shortest is not None and shortest > header:  # sklearn's files: "178,13,class_0,class_1,class_2"
+        note = (
+            f"line {first_line} ({cell(first, 30)}) has {header} field{'s' * (header != 1)} and every row "
+            f"after it {shortest if shortest == longest else f'{shortest} or more'}: it is not a header, so "
+            f"it was left out and the columns are named column 1 to column {longest}"
+        )
+        return _Shape(header, longest, first_line, (note,))
+    if long_line is not None:
+        line, n = long_line
+        raise UploadError(
+            f"{name} is not a well-formed {_NAMES[separator]}-separated file: line {line} has {n} fields "
+            f"where the header (line {first_line}) has {header}; reading it would drop values, so fix that "
+            "line (or the header) and upload it again"
+        )
+    notes = ()
+    if short:
+        line, n = first_short
+        notes = (
+            f"{short:,} row{'s' * (short != 1)} shorter than the header (the first: line {line}, {n} of "
+            f"{header} fields): {'their' if short != 1 else 'its'} last cells read as missing",
+        )
+    return _Shape(header, longest, 0, notes)
+
+
+def _filled(row: list[str], header: int) -> int:
+    """The row's fields, less the empty ones after the header's count (a trailing separator leaves one)."""
+    n = len(row)
+    while n > header and not row[n - 1].strip():
+        n -= 1
+    return n
+
+
+def _frame(text: str, separator: str, shape: _Shape, name: str) -> pd.DataFrame:
+    """The cells as text under their names: as many columns as the longest record has fields, so that
+    pandas refuses a longer row rather than dropping its values, then the header's (or generic) names."""
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text), sep=separator, header=None, names=range(shape.longest), dtype=str,
+            keep_default_na=False, na_filter=False, skipinitialspace=True, skip_blank_lines=True, engine="c",
+        )  # fmt: skip
+    except pd.errors.EmptyDataError:
+        raise UploadError(f"{name} has no header line and no rows") from None
+    except (pd.errors.ParserError, ValueError, csv.Error, UnicodeError, MemoryError) as e:
+        raise UploadError(
+            f"{name} is not a well-formed {_NAMES[separator]}-separated file: {_why(e)}"
+        ) from None
+    if frame.empty:  # nothing pandas counts as a line (the csv module saw only separators)
+        raise UploadError(f"{name} has no header line and no rows")
+    frame = frame.fillna("")
+    if shape.skipped:
+        frame = frame.iloc[1:]
+        frame.columns = [f"column {i + 1}" for i in range(frame.shape[1])]
+    else:
+        header, frame = frame.iloc[0, : shape.header].tolist(), frame.iloc[1:]
+        extra = frame.iloc[:, shape.header :]
+        if extra.size and (extra.apply(lambda column: column.str.strip()) != "").to_numpy().any():
+            raise UploadError(  # the csv module's count and pandas' disagree: never drop what pandas saw
+                f"{name} is not a well-formed {_NAMES[separator]}-separated file: some rows have more "
+                f"fields than its header's {shape.header}"
+            )
+        frame = frame.iloc[:, : shape.header]
+        frame.columns = _column_names(header)
+    return frame.reset_index(drop=True)
 
 
 def too_large(name: str, size: int, max_mb: float = MAX_MB) -> UploadError:
@@ -132,18 +246,62 @@ def too_large(name: str, size: int, max_mb: float = MAX_MB) -> UploadError:
     )
 
 
-def _decode(content: bytes, name: str) -> tuple[str, list[str]]:
+_BOMS = (  # the longer first: UTF-32 LE's mark begins with UTF-16 LE's
+    (b"\xff\xfe\x00\x00", "utf-32", "UTF-32"), (b"\x00\x00\xfe\xff", "utf-32", "UTF-32"),
+    (b"\xef\xbb\xbf", "utf-8-sig", "UTF-8"), (b"\xff\xfe", "utf-16", "UTF-16"),
+    (b"\xfe\xff", "utf-16", "UTF-16"),
+)  # fmt: skip
+
+
+def _decode(content: bytes, name: str) -> tuple[str, str, list[str]]:
+    """(text, its encoding as pandas names it, notes): a byte order mark's encoding, UTF-16 without one
+    (every other byte zero), UTF-8, else Windows-1252 or Latin-1; binary content is refused."""
     for magic, what in _BINARY_MAGIC.items():
         if content.startswith(magic):
             raise UploadError(f"{name} is {what}, not a CSV: save or export it as CSV and upload that")
-    head = content[:8192]
-    controls = sum(b < 32 and b not in (9, 10, 12, 13) for b in head)
-    if b"\x00" in head or controls > 0.01 * len(head):
-        raise UploadError(f"{name} is a binary file, not a CSV: save or export it as CSV and upload that")
+    encoding, label = _unicode_encoding(content)
+    if encoding:
+        try:
+            text = content.decode(encoding)
+        except UnicodeDecodeError as e:
+            raise UploadError(
+                f"{name} looks like {label} text but is not valid {label} (at byte {e.start:,}): save it as "
+                "UTF-8 CSV and upload that"
+            ) from None
+        _refuse_binary(text, name)
+        return text, encoding, ([] if label == "UTF-8" else [f"read as {label} text"])
+    _refuse_binary(content[:8192].decode("latin-1"), name)
     try:
-        return content.decode("utf-8-sig"), []
+        return content.decode("utf-8"), "utf-8", []
     except UnicodeDecodeError:
-        return content.decode("latin-1"), ["not UTF-8: read as Latin-1"]
+        pass
+    try:  # Windows' "ANSI": Latin-1 with printable characters (€, curly quotes) where Latin-1 has controls
+        return content.decode("cp1252"), "cp1252", ["not UTF-8: read as Latin-1 (Windows-1252)"]
+    except UnicodeDecodeError:
+        return content.decode("latin-1"), "latin-1", ["not UTF-8: read as Latin-1"]
+
+
+def _unicode_encoding(content: bytes) -> tuple[str, str]:
+    """(encoding, its name in words) from a byte order mark, or UTF-16 without one; ("", "") if neither."""
+    for mark, encoding, label in _BOMS:
+        if content.startswith(mark):
+            return encoding, label
+    head = content[:8192]
+    even, odd = head[0::2], head[1::2]
+    # text of ASCII letters, digits and separators in UTF-16 has a zero in every other byte
+    if len(head) >= 4 and odd.count(0) > 0.9 * len(odd) and even.count(0) < 0.1 * len(even):
+        return "utf-16-le", "UTF-16 (little-endian)"
+    if len(head) >= 4 and even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
+        return "utf-16-be", "UTF-16 (big-endian)"
+    return "", ""
+
+
+def _refuse_binary(head: str, name: str) -> None:
+    """Refuse text with NULs or more than 1% control characters: binary content, not a CSV."""
+    head = head[:8192]
+    controls = sum(ord(c) < 32 and c not in "\t\n\x0c\r" for c in head)
+    if "\x00" in head or controls > 0.01 * len(head):
+        raise UploadError(f"{name} is a binary file, not a CSV: save or export it as CSV and upload that")
 
 
 def _separator(text: str) -> str:
@@ -328,6 +486,14 @@ class Prepared:
     notes: tuple[str, ...] = ()  # one line each: reading, rows without a target, text in numeric columns
     inferred: str = ""  # the inference in words
     columns: tuple[str, ...] = ()  # every column's name as regviz reads it (blank and repeated ones renamed)
+    encoding: str = "utf-8"  # how the file was read: see Table
+    skipped: int = 0
+    width: int = 0
+
+    @property
+    def read_csv_kwargs(self) -> dict:
+        """pandas.read_csv's arguments that read the file as regviz did (what the listing spells out)."""
+        return read_csv_kwargs(self.separator, self.encoding, self.skipped, self.width, self.columns)
 
     @property
     def classes(self) -> int:
@@ -410,6 +576,7 @@ class Prepared:
             "labels": self.labels, "numeric": self.numeric, "categorical": self.categorical,
             "separator": self.separator, "rows_in_file": self.rows_in_file, "dropped": self.dropped,
             "imputed": self.imputed, "notes": self.notes, "inferred": self.inferred, "columns": self.columns,
+            "encoding": self.encoding, "skipped": self.skipped, "width": self.width,
         }  # fmt: skip
         buffer = io.BytesIO()
         np.savez(buffer, x=self.x, y=self.y, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
@@ -479,7 +646,7 @@ def prepare(table: Table, target: str, kind: str | None = None) -> Prepared:
         tuple(c.name for c in numeric), tuple((c.name, c.categories) for c in categorical), table.separator,
         len(table.frame), dropped, imputed, tuple(notes),
         inferred.why if kind == inferred.kind else f"{kind}, chosen (inferred: {inferred.why})",
-        tuple(table.frame.columns),
+        tuple(table.frame.columns), table.encoding, table.skipped, table.width,
     )  # fmt: skip
 
 

@@ -91,6 +91,9 @@ class ThreadExecutor:
         try:
             if not job.cancelled.is_set():
                 self._consume(job)
+        except data.DatasetUnavailable as exc:  # expected (an upload its session forgot): one line
+            log.warning("training %s not started: %s", job.settings.key(), one_line(exc))
+            error = one_line(exc)
         except Exception as exc:
             log.warning("training %s raised", job.settings.key(), exc_info=True)
             error = one_line(exc)

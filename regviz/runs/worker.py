@@ -167,9 +167,13 @@ class Worker:
         except StopIteration:
             self._finish(a, None, active)
         except Exception as exc:  # the page shows it as one line; the full traceback goes to the log
+            from regviz.data import DatasetUnavailable
             from regviz.runs.seam import one_line
 
-            traceback.print_exc(file=sys.stderr)
+            if isinstance(exc, DatasetUnavailable):  # expected (an upload its session forgot): one line
+                print(f"regviz worker: run not trained: {one_line(exc)}", file=sys.stderr, flush=True)
+            else:
+                traceback.print_exc(file=sys.stderr)
             self._finish(a, one_line(exc), active)
         finally:
             with self._lock:
