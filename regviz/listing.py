@@ -512,10 +512,10 @@ def _upload_code(upload: Prepared, path: str) -> list[str]:
 
 def read_csv_kwargs(upload: Prepared) -> dict:
     """pandas.read_csv's keyword arguments that read the file as the app read it."""
-    kwargs = getattr(upload, "read_csv_kwargs", None)
-    if kwargs is None:  # a description without them: the separator, every cell as text
-        kwargs = {"sep": upload.separator, "dtype": str, "keep_default_na": False, "skipinitialspace": True}
-    return dict(kwargs)
+    # the file's own (separator, encoding, header) where the description has them, then every cell as text
+    kwargs = dict(getattr(upload, "read_csv_kwargs", None) or {"sep": upload.separator})
+    as_text = {"dtype": str, "keep_default_na": False, "skipinitialspace": True}
+    return {**kwargs, **{k: v for k, v in as_text.items() if k not in kwargs}}
 
 
 def _value_code(value) -> str:

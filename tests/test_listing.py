@@ -20,7 +20,7 @@ from conftest import REPO
 from test_app import app, keras_code_shown, open_app, shown_settings, store_path  # noqa: F401
 from test_cli_csv import prepared_of, write_binary, write_regression
 
-from regviz import data, problems
+from regviz import data, listing, problems
 from regviz.data import csvfile
 from regviz.listing import keras_code
 from regviz.records import mean_records
@@ -192,7 +192,7 @@ class ReadWithOptions(csvfile.Prepared):
 
 
 def test_an_uploads_read_csv_kwargs_are_the_listings_read(tmp_path, monkeypatch):
-    """When the upload's description has read_csv_kwargs, the listing reads the file with exactly those
+    """When the upload's description has read_csv_kwargs, the listing reads the file with those
     (here: past a first line that is not the header), and gets the app's rows."""
     prepared = prepared_of(write_binary(tmp_path / "clean.csv"), "churned")
     lines = (tmp_path / "clean.csv").read_text()
@@ -201,7 +201,9 @@ def test_an_uploads_read_csv_kwargs_are_the_listings_read(tmp_path, monkeypatch)
     fields = {f.name: getattr(prepared, f.name) for f in dataclasses.fields(prepared)}
     upload = ReadWithOptions(**{**fields, "filename": "odd.csv"}, options=tuple(options.items()))
     code = keras_code(Settings.for_dataset(upload.name, epochs=1), upload=upload)
-    assert "pd.read_csv('odd.csv', sep=',', dtype=str, keep_default_na=False, skiprows=1)" in code
+    # the file's options first, then what reads every cell as text that they did not say
+    assert listing.read_csv_kwargs(upload) == {**options, "skipinitialspace": True}
+    assert "pd.read_csv('odd.csv'," in code and "skiprows=1" in code
     monkeypatch.chdir(tmp_path)
     namespace: dict = {"__name__": "__main__"}
     exec(compile(code, "<listing>", "exec"), namespace)
