@@ -103,9 +103,9 @@ def first_epoch(run) -> None:
         version = run.wait_for_change(version, left)
 
 
-def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
-    """Progress, charts, reading and comparison table of a run, its baseline and the pinned runs;
-    polled while any of them trains (see poll_seconds)."""
+def progress(run, base, shows: str | None) -> None:
+    """The progress lines of run and baseline (a retry button under a failed one), then what a pause or
+    replay shows."""
     for who, r in (("this run", run), ("baseline", base)) if base is not run else (("this run", run),):
         share, text = reading.status(r, who)
         st.progress(share, text=text)
@@ -114,8 +114,18 @@ def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
             for fold in r.settings.fold_runs():
                 service().manager.retry(fold, session_token())
             st.rerun()
-    if shows := replay.line(settings, run, [run, base, *pinned]):
+    if shows:
         st.info(shows, icon=":material/replay:" if run.finished else ":material/pause:")
+
+
+def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
+    """Progress, charts, reading and comparison table of a run, its baseline and the pinned runs;
+    polled while any of them trains (see poll_seconds)."""
+    shows = replay.line(settings, run, [run, base, *pinned])
+    if present.active():
+        present.status(run, base, shows)
+    else:
+        progress(run, base, shows)
     run, base, pinned = replay.cut(settings, run, base, pinned)  # the epochs a pause or replay shows
     view = views().view(run, base, settings, st.session_state.get("keras_loss", False), pinned)
     view = views_mod.to_draw(st.session_state, view, run, base) if poll else view
@@ -282,7 +292,10 @@ def explore() -> None:
     seed_from_link("explore")
     present.from_link()
     info = ensure_dataset()
-    present.stage() if present.active() else sidebar()
+    if present.active():
+        present.stage()
+    else:
+        sidebar()
     settings = current_settings()
     st.session_state.kept = settings.as_dict()
     pinned = st.session_state.setdefault("pins", [])
@@ -316,7 +329,7 @@ def explore() -> None:
         poll = poll or replay.polls(settings, run)  # a replay polls like a live run, training nothing
         views_mod.forget_drawn(st.session_state)  # a full run draws the newest view, whatever the gap
         every = poll_seconds(run, base) if poll else None
-        replay.controls(settings, run, [run, base, *pin_runs])
+        replay.controls(settings, run, [run, base, *pin_runs], pace=not present.active())
         st.fragment(live, run_every=every)(run, base, settings, poll, pin_runs)
         if not present.active():
             pin_controls(settings, pinned)

@@ -7,21 +7,23 @@ from __future__ import annotations
 import plotly.graph_objects as go
 import streamlit as st
 
-from regviz import playback
+from regviz import playback, reading
 from regviz import settings as settings_mod
 from ui.common import control
 
 PARAMS = ("present", "show", "pause", "pace")  # the link's entries this module and ui/replay.py read
 MAX_SHOWN = 4  # controls on a projector: more would not fit beside each other in large type
-CHART_HEIGHT = 440  # px of the loss chart: with the headline and a row of controls, fits 1280x720
+CHART_HEIGHT = 420  # px of the loss chart: with the headline and a row of controls, fits 1280x720
 STYLE = """<style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
 [data-testid="stHeader"], [data-testid="stToolbar"] { display: none !important; }
-[data-testid="stMainBlockContainer"] { padding: 1rem 2rem 0 2rem; max-width: 100%; }
-[data-testid="stMain"] p, [data-testid="stMain"] label p { font-size: 1.35rem; }
-.st-key-present_headline p { font-size: 2.1rem; line-height: 1.25; font-weight: 600; }
-.st-key-present_controls label p { font-size: 1.6rem; font-weight: 600; }
-.st-key-present_chart [data-testid="stPlotlyChart"] { min-height: 300px; }
+[data-testid="stMainBlockContainer"] { padding: 0.75rem 2rem 0 2rem; max-width: 100%; }
+[data-testid="stMain"] p, [data-testid="stMain"] label p { font-size: 1.3rem; }
+[data-testid="stMain"] [data-testid="stCaptionContainer"] p { font-size: 1.05rem; }
+.st-key-present_headline p { font-size: 1.75rem; line-height: 1.25; font-weight: 600; }
+.st-key-present_controls label p { font-size: 1.5rem; font-weight: 600; }
+/* laid out for 1280x720; a full-HD projector shows the same, one and a half times as large */
+@media (min-width: 1800px) and (min-height: 1000px) { [data-testid="stMainBlockContainer"] { zoom: 1.5; } }
 </style>"""
 
 
@@ -88,11 +90,29 @@ def stage() -> None:
                     control(f)
 
 
+def headline(lines) -> str:
+    """The reading's sentence a class should read first: how this run's validation loss compares with
+    the baseline's (a regularized run), else whether the run overfits."""
+    for line in lines:
+        if line.startswith(("With ", "So far, with ")):
+            return line
+    return next((line for line in lines if "validation" in line), lines[0] if lines else "")
+
+
+def status(run, base, shows: str | None) -> None:
+    """The progress of run and baseline, and what a pause or replay shows, in one small line."""
+    pairs = (("this run", run),) if base is run else (("this run", run), ("baseline", base))
+    lines = [reading.status(r, who)[1] for who, r in pairs]
+    st.caption(" · ".join([*lines, *([shows] if shows else [])]))
+
+
 def chart(view) -> None:
     """The reading's headline in large type, and the loss chart below it across the page."""
     with st.container(key="present_headline"):
-        st.markdown(view.reading[0] if view.reading else "Waiting for the first epoch…")
-    fig = go.Figure(view.loss).update_layout(height=CHART_HEIGHT, font_size=18, title_font_size=24)
+        st.markdown(headline(view.reading) or "Waiting for the first epoch…")
+    fig = go.Figure(view.loss).update_layout(
+        height=CHART_HEIGHT, title_font_size=24, xaxis_tickfont_size=16, yaxis_tickfont_size=16
+    )
     with st.container(key="present_chart"):
         st.plotly_chart(fig, key="present_loss", theme=None, config={"displaylogo": False})
 

@@ -62,8 +62,9 @@ def polls(settings: Settings, run) -> bool:
     return playback.moving(clock(settings), time.monotonic(), _epochs(run))
 
 
-def controls(settings: Settings, run, runs) -> None:
-    """Pause / Play / Step / Replay and the replay's pace, in one row above the charts."""
+def controls(settings: Settings, run, runs, pace: bool = True) -> None:
+    """Pause / Play / Step / Replay and (unless pace is False) the replay's pace, in one row above the
+    charts."""
     c, n, done = clock(settings), _epochs(run), _finished(runs)
     k = playback.shown(c, time.monotonic(), n)
     cols = st.columns([1, 1, 1, 3], vertical_alignment="bottom")
@@ -113,6 +114,8 @@ def controls(settings: Settings, run, runs) -> None:
             args=(settings,),
             help="Hold at the first epoch; Step and Play go on from there.",
         )
+    if not pace:
+        return
     options = [0.0, *playback.PACES]
     cols[3].select_slider(
         "Replay pace (seconds per epoch)",
