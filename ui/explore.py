@@ -126,6 +126,10 @@ def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
         present.status(run, base, shows)
     else:
         progress(run, base, shows)
+    # all trained and no replay still under way (asked of the whole runs, before they are cut)
+    ended = (
+        run.finished and base.finished and all(p.finished for p in pinned) and not replay.polls(settings, run)
+    )
     run, base, pinned = replay.cut(settings, run, base, pinned)  # the epochs a pause or replay shows
     view = views().view(run, base, settings, st.session_state.get("keras_loss", False), pinned)
     view = views_mod.to_draw(st.session_state, view, run, base) if poll else view
@@ -136,12 +140,7 @@ def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
         st.markdown("\n".join(f"- {line}" for line in view.reading))
         comparison(view)
     if poll:  # the CSV once the runs are finished: no download data rebuilt at every poll of every tab
-        if (
-            run.finished
-            and base.finished
-            and all(p.finished for p in pinned)
-            and not replay.polls(settings, run)
-        ):
+        if ended:
             st.rerun()  # one full rerun turns polling off
         return
     if present.active():
