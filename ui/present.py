@@ -22,8 +22,6 @@ STYLE = """<style>
 [data-testid="stMain"] [data-testid="stCaptionContainer"] p { font-size: 1.05rem; }
 .st-key-present_headline p { font-size: 1.75rem; line-height: 1.25; font-weight: 600; }
 .st-key-present_controls label p { font-size: 1.5rem; font-weight: 600; }
-/* laid out for 1280x720; a full-HD projector shows the same, one and a half times as large */
-@media (min-width: 1800px) and (min-height: 1000px) { [data-testid="stMainBlockContainer"] { zoom: 1.5; } }
 </style>"""
 
 
@@ -114,7 +112,9 @@ def chart(view) -> None:
         height=CHART_HEIGHT, title_font_size=24, xaxis_tickfont_size=16, yaxis_tickfont_size=16
     )
     with st.container(key="present_chart"):
-        st.plotly_chart(fig, key="present_loss", theme=None, config={"displaylogo": False})
+        st.plotly_chart(
+            fig, key="present_loss", theme=None, config={"displaylogo": False}
+        )
 
 
 def present_this(params: dict) -> None:
