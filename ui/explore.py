@@ -13,7 +13,7 @@ from regviz.listing import keras_code
 from regviz.records import best_epoch
 from regviz.runs import group
 from regviz.settings import Settings
-from ui import live_charts
+from ui import live_charts, present, replay
 from ui.common import (
     POLL_SECONDS,
     current_settings,
@@ -103,9 +103,9 @@ def first_epoch(run) -> None:
         version = run.wait_for_change(version, left)
 
 
-def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
-    """Progress, charts, reading and comparison table of a run, its baseline and the pinned runs;
-    polled while any of them trains (see poll_seconds)."""
+def progress(run, base, shows: str | None) -> None:
+    """The progress lines of run and baseline (a retry button under a failed one), then what a pause or
+    replay shows."""
     for who, r in (("this run", run), ("baseline", base)) if base is not run else (("this run", run),):
         share, text = reading.status(r, who)
         st.progress(share, text=text)
@@ -114,14 +114,36 @@ def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
             for fold in r.settings.fold_runs():
                 service().manager.retry(fold, session_token())
             st.rerun()
+    if shows:
+        st.info(shows, icon=":material/replay:" if run.finished else ":material/pause:")
+
+
+def live(run, base, settings: Settings, poll: bool, pinned=()) -> None:
+    """Progress, charts, reading and comparison table of a run, its baseline and the pinned runs;
+    polled while any of them trains (see poll_seconds)."""
+    shows = replay.line(settings, run, [run, base, *pinned])
+    if present.active():
+        present.status(run, base, shows)
+    else:
+        progress(run, base, shows)
+    # all trained and no replay still under way (asked of the whole runs, before they are cut)
+    ended = (
+        run.finished and base.finished and all(p.finished for p in pinned) and not replay.polls(settings, run)
+    )
+    run, base, pinned = replay.cut(settings, run, base, pinned)  # the epochs a pause or replay shows
     view = views().view(run, base, settings, st.session_state.get("keras_loss", False), pinned)
     view = views_mod.to_draw(st.session_state, view, run, base) if poll else view
-    draw(view)
-    st.markdown("\n".join(f"- {line}" for line in view.reading))
-    comparison(view)
+    if present.active():
+        present.chart(view)
+    else:
+        draw(view)
+        st.markdown("\n".join(f"- {line}" for line in view.reading))
+        comparison(view)
     if poll:  # the CSV once the runs are finished: no download data rebuilt at every poll of every tab
-        if run.finished and base.finished and all(p.finished for p in pinned):
+        if ended:
             st.rerun()  # one full rerun turns polling off
+        return
+    if present.active():
         return
     st.download_button(
         "Download curves (CSV)",
@@ -247,7 +269,7 @@ def link_params(settings: Settings, pinned: list[Settings]) -> dict[str, str | l
     params: dict[str, str | list[str]] = dict(settings.to_params())
     if pinned:
         params["pin"] = [pins.encode(p) for p in pinned]
-    return params
+    return params | replay.link_params(settings) | present.link_params()
 
 
 def share_and_code(settings: Settings, info: data.DatasetInfo | None) -> None:
@@ -311,8 +333,12 @@ def _same_experiment(final: Settings, settings: Settings) -> bool:
 def explore() -> None:
     """The main page, top to bottom: settings, work, output."""
     seed_from_link("explore")
+    present.from_link()
     info = ensure_dataset()
-    sidebar()
+    if present.active():
+        present.stage()
+    else:
+        sidebar()
     settings = current_settings()
     st.session_state.kept = settings.as_dict()
     pinned = st.session_state.setdefault("pins", [])
@@ -320,10 +346,12 @@ def explore() -> None:
     in_url = {name: st.query_params.get_all(name) for name in st.query_params}
     if in_url != {name: value if isinstance(value, list) else [value] for name, value in params.items()}:
         st.query_params.from_dict(params)
-    header(settings, info)
+    if not present.active():
+        header(settings, info)
+        present.present_this(params)
     notices()
     problem_line()
-    if st.toggle(
+    if not present.active() and st.toggle(
         "Show the loss as Keras reports it (penalty included)", key="keras_loss", help=KERAS_LOSS_NOTE
     ):
         st.caption(KERAS_LOSS_NOTE)
@@ -341,17 +369,21 @@ def explore() -> None:
         pin_runs = [group.watch(manager, p, token) for p in pinned]
         first_epoch(run)
         poll = not (run.finished and base.finished and all(p.finished for p in pin_runs))
+        poll = poll or replay.polls(settings, run)  # a replay polls like a live run, training nothing
         views_mod.forget_drawn(st.session_state)  # a full run draws the newest view, whatever the gap
         every = poll_seconds(run, base) if poll else None
+        replay.controls(settings, run, [run, base, *pin_runs], pace=not present.active())
         st.fragment(live, run_every=every)(run, base, settings, poll, pin_runs)
-        pin_controls(settings, pinned)
-        words_panel(settings, run, base)
-        final_evaluation(settings, run)
+        if not present.active():
+            pin_controls(settings, pinned)
+            words_panel(settings, run, base)
+            final_evaluation(settings, run)
         wanted = (settings.dataset, settings.seed)
         if prefetch_on() and st.session_state.get("prefetched") != wanted:  # once, not at every move
             manager.prefetch(remedies.runs(*wanted))  # the remedies page, trained while nobody waits
             st.session_state.prefetched = wanted
-    share_and_code(settings, info)
+    if not present.active():
+        share_and_code(settings, info)
 
 
 explore()
