@@ -57,6 +57,7 @@ BOOK = {
     "L2 0.001": {"l2": 0.001},
     "Dropout 0.5": {"dropout": 0.5},
     "L1 0.001": {"l1": 0.001},
+    "Noisy labels 0.3": {"width": 16, "label_noise": 0.3},
     "Reuters 64-64": {"dataset": "reuters", "width": 64},
     "Reuters bottleneck 64-4": {"dataset": "reuters", "width": 64, "last_width": 4},
     "Boston 4-fold": {"dataset": "boston", "validation": "kfold", "folds": 4, "epochs": 300},
