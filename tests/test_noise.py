@@ -120,3 +120,25 @@ def test_a_noisy_run_trains_on_the_noisy_labels_and_validates_on_the_clean_ones(
     x, y = small_dataset.training_rows(0.5)
     by_hand = fit(s, x, noisy_labels(y, 0.3, 3, BINARY, 2), small_dataset.x_val, small_dataset.y_val)
     assert comparable(train(s, dataset=small_dataset)) == comparable(by_hand)
+
+
+def test_an_uploaded_files_training_targets_get_noise_and_its_validation_ones_not(tmp_path):
+    """A regression upload on hold-out: its validation prices are untouched, and round(0.3 * n) training
+    prices are replaced by prices of its other training rows."""
+    from test_cli_csv import prepared_of, write_regression
+
+    from regviz import data
+
+    prepared = prepared_of(write_regression(tmp_path / "houses.csv", n=200), "price")
+    data.add_upload(prepared, holder="test_noise")
+    try:
+        dataset = data.load(prepared.name)
+        clean = Settings.for_dataset(prepared.name)
+        _, y, _, y_val = rows_of(clean, dataset)
+        _, noisy, _, noisy_val = rows_of(clean.replace(label_noise=0.3), dataset)
+    finally:
+        data.release_uploads("test_noise")
+    np.testing.assert_array_equal(noisy_val, y_val)
+    changed = np.flatnonzero(noisy != y)
+    assert len(changed) <= round(0.3 * len(y)) and len(changed) > 0.25 * len(y)  # equal prices may repeat
+    assert set(noisy[changed].tolist()) <= set(y.tolist())
