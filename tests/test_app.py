@@ -444,6 +444,20 @@ def test_a_link_value_between_slider_stops_is_kept(app):
     assert "Dense(100, relu)" in at.caption[0].value
 
 
+def test_a_label_noise_link_sets_its_slider_and_the_run_and_its_baseline_keep_it(app):
+    """label_noise=0.3 in a link: the slider shows 30 % with help that names memorisation, the URL keeps
+    it, and both the run and its baseline train with it; moving the slider to 0 drops it from the URL."""
+    at = open_app(SYNTH | {"label_noise": "0.3", "l2": "0.001", "epochs": "2"})
+    want = expected(label_noise=0.3, l2=1e-3, epochs=2)
+    slider = controls(at)["label_noise"]
+    assert slider.value == 0.3 and "memorisation" in slider.help
+    assert at.query_params == want.to_params() and not at.warning
+    assert asked(app) == (want, want.baseline()) and want.baseline().label_noise == 0.3
+    slider.set_value(0.0)
+    at.run()
+    assert "label_noise" not in at.query_params and shown_settings(at) == want.replace(label_noise=0.0)
+
+
 HOSTILE = {  # case: (link, names the warning must mention, settings that still apply)
     "unknown key": ({"bogus": "1", "width": "8"}, ["bogus"], {"width": 8}),
     "not a number": ({"width": "abc", "l2": "0.001"}, ["width"], {"l2": 0.001}),
