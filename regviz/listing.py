@@ -27,6 +27,7 @@ from regviz.data.book import (
     VALIDATION_SIZE,
 )
 from regviz.data.rows import NUM_WORDS
+from regviz.noise import NOISE_STREAM
 from regviz.settings import Settings
 from regviz.splits import HOLDOUT, ITERATED
 
@@ -87,6 +88,8 @@ def _docstring(settings: Settings, upload: Prepared | None) -> list[str]:
         f"{s.optimizer} at learning rate {s.learning_rate!r}, batches of {s.batch_size}, {s.epochs} epochs",
         f"{_protocol_words(s)}, training data used {s.train_fraction:.0%}, seed {s.seed}",
     ]
+    if s.label_noise:
+        facts.append(f"label noise {s.label_noise!r}: that share of the training labels replaced")
     return [
         '"""The experiment regviz showed, as plain Keras in the style of Deep Learning with Python:',
         *[f"{fact}." for fact in facts],
@@ -204,6 +207,10 @@ def _penalised(settings: Settings) -> bool:
 
 
 def _helpers_code(settings: Settings, upload: Prepared | None, width: int) -> list[str]:
+    return [*_rows_code(settings, upload, width), *_noise_code(settings)]
+
+
+def _rows_code(settings: Settings, upload: Prepared | None, width: int) -> list[str]:
     if upload is not None:
         return []
     if problems.is_tabular(settings.dataset):
@@ -226,6 +233,35 @@ def _helpers_code(settings: Settings, upload: Prepared | None, width: int) -> li
         "        sequence = np.asarray(sequence)",
         "        results[i, sequence[sequence < dimension]] = 1.0",
         "    return results",
+        "",
+        "",
+    ]
+
+
+def _noise_code(settings: Settings) -> list[str]:
+    """def noisy(labels): the app's label noise (regviz/noise.py), step for step, so the same labels flip."""
+    f = settings.label_noise
+    if not f:
+        return []
+    problem, classes = problems.of_dataset(settings.dataset)
+    if problem.kind == problems.REGRESSION:
+        what = "another training row's target (an offset of 1 to n-1 rows)"
+        replace = "noisy[rows] = flat[(rows + rng.integers(1, n, size=len(rows))) % n]"
+    else:
+        what = "another class, drawn uniformly (an offset of 1 to classes-1)"
+        replace = f"noisy[rows] = (flat[rows] + rng.integers(1, {classes}, size=len(rows))) % {classes}"
+    return [
+        "def noisy(labels):",
+        f'    """Label noise {f!r}, as the app adds it to a run\'s training labels (never to its validation',
+        f"    ones): round({f!r} * n) of them, chosen by the seed, each replaced by",
+        f'    {what}."""',
+        "    n = len(labels)",
+        f"    rng = np.random.default_rng([SEED, {NOISE_STREAM:#x}])  # the app's stream for the noise",
+        f"    rows = rng.permutation(n)[: round({f!r} * n)]",
+        "    flat = labels.reshape(n)  # binary labels are a column",
+        "    noisy = flat.copy()",
+        f"    {replace}",
+        "    return noisy.reshape(labels.shape)",
         "",
         "",
     ]
@@ -398,15 +434,19 @@ def _run_code(settings: Settings, upload: Prepared | None) -> list[str]:
             "    x_val = vectorize_sequences(train_data[val_rows])",
         ]
     doc = ['    """One run as the app trains it: a new model fit on these rows, validated on those."""']
+    labels = ["    y_train = noisy(y[train_rows])  # label noise on the training rows only"]
+    if not settings.label_noise:
+        labels = ["    y_train = y[train_rows]"]
     if upload is None or upload.kind != problems.REGRESSION:
-        fit = "    return train(x_train, y[train_rows], x_val, y[val_rows], verbose)"
-        return [*head, *doc, *prepare, fit]
+        fit = "    return train(x_train, y_train, x_val, y[val_rows], verbose)"
+        return [*head, *doc, *prepare, *labels, fit]
     return [
         *head,
         *doc,
         *prepare,
-        "    scale = y[train_rows].std() or 1.0  # the app trains on the target over its training spread",
-        "    history = train(x_train, y[train_rows] / scale, x_val, y[val_rows] / scale, verbose)",
+        *labels,
+        "    scale = y_train.std() or 1.0  # the app trains on the target over its training spread",
+        "    history = train(x_train, y_train / scale, x_val, y[val_rows] / scale, verbose)",
         '    for name in ("mae", "val_mae"):  # absolute errors back in the target\'s unit, as the app shows',
         "        history[name] = [value * scale for value in history[name]]",
         "    return history",

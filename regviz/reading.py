@@ -24,6 +24,7 @@ def reading(
     lines = [_regularization_sentence(settings), *_network_sentence(settings)]
     if not run:
         return [*lines, "No epochs yet: the reading starts after the first one."]
+    lines += _noise_sentence(run, baseline, settings)
     if settings.is_baseline:
         return [
             *lines, _overfit_sentence(run, "the baseline", settings, folds[0]),
@@ -72,6 +73,36 @@ def _network_sentence(settings: Settings) -> list[str]:
         parts.append(f"{_num(settings.train_fraction * 100)} % of the training data (default all)")
     who = "This run uses" if settings.is_baseline else "Run and baseline both use"
     return [f"{who} {_join(parts)}."] if parts else []
+
+
+ZHANG = 'Zhang et al., 2017, "Understanding deep learning requires rethinking generalization"'
+
+
+def _noise_sentence(run: list[EpochRecord], baseline, settings: Settings) -> list[str]:
+    """With label noise: whether the curves show memorisation (training loss falling while validation
+    loss climbs), and how the regularized run's training loss compares with the baseline's."""
+    if not settings.label_noise:
+        return []
+    first, last = run[0], run[-1]
+    best = _at(run, best_epoch(run))
+    head = f"{_num(settings.label_noise * 100)} % of the training labels are wrong (label noise)"
+    falls = f"the training loss falls from {_num(first.data_loss)} to {_num(last.data_loss)}"
+    if len(run) < 2 or last.data_loss >= first.data_loss:
+        return [f"{head}, and the network has not started to fit them: its training loss is "
+                f"{_num(last.data_loss)} at epoch {last.epoch}."]  # fmt: skip
+    if last.val_data_loss <= best.val_data_loss:
+        return [f"{head}: {falls} by epoch {last.epoch}, and the validation loss has not climbed yet. "
+                f"Memorising the wrong labels shows as the training loss nears zero ({ZHANG})."]  # fmt: skip
+    low, end = _num_pair(best.val_data_loss, last.val_data_loss)
+    text = (
+        f"{head}: {falls} by epoch {last.epoch} while the validation loss climbs from {low} (epoch "
+        f"{best.epoch}) to {end}. That is memorisation: the network learns the wrong labels by heart, "
+        f"which cannot generalise, and regularization slows it ({ZHANG})."
+    )
+    if baseline and not settings.is_baseline and len(baseline) >= len(run):
+        ours, theirs = _num_pair(last.data_loss, _at(baseline, last.epoch).data_loss)
+        text += f" Here the training loss at epoch {last.epoch} is {ours}, the baseline's {theirs}."
+    return [text]
 
 
 def _overfit_sentence(records: list[EpochRecord], who: str, settings: Settings, folds=None) -> str:

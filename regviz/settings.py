@@ -23,6 +23,7 @@ PENALTY_STEPS = (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 WIDTH_STEPS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 BATCH_STEPS = (32, 64, 128, 256, 512, 1024, 2048)
 FRACTION_STEPS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+NOISE_STEPS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.5)
 RATE_STEPS = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1, 3e-1, 1.0)
 # the book's experiments; each one keeps the seed (and the dataset, unless it names one) and resets the rest
 PRESETS = {
@@ -32,6 +33,8 @@ PRESETS = {
     "L2 0.001": {"l2": 0.001},
     "Dropout 0.5": {"dropout": 0.5},
     "L1 0.001": {"l1": 0.001},
+    # Zhang et al. (2017): with 30 % of the training labels wrong, the 16-16 network memorises them
+    "Noisy labels 0.3": {"width": 16, "label_noise": 0.3},
     # chapter 3's multiclass example: Reuters' 46 topics, and its 4-unit information bottleneck
     "Reuters 64-64": {"dataset": "reuters", "width": 64},
     "Reuters bottleneck 64-4": {"dataset": "reuters", "width": 64, "last_width": 4},
@@ -89,7 +92,9 @@ SHOWN: dict[str, Any] = {
     "percent": False,  # shown as a percentage: by its control, in a pin's label, on a sweep's axes
     "typed": False,  # typed into a number box: a range too wide for a slider
 }
-SECTIONS = ("basic", "protocol", "advanced")  # the sidebar's sections of controls, in order
+SECTIONS = ("basic", "protocol", "advanced")
+# fields added after runs were stored: in a run's key only when set, so every earlier key stays valid
+KEYED_IF_SET = ("label_noise",)  # the sidebar's sections of controls, in order
 
 
 def spec(kind, default, help, lo=None, hi=None, choices=None, label=None, steps=None, effect="", hidden=0,
@@ -219,6 +224,23 @@ class Settings:
         short="training data",
         pin_rank=6,
         sweep=Sweep(7, (0.2, 0.5, 1.0)),
+        percent=True,
+    )
+    label_noise: float = spec(
+        float,
+        0.0,
+        "fraction of the training labels replaced, chosen by the seed (a class: another class; "
+        "a target: another training row's); validation and test labels are never touched",
+        0.0,
+        0.5,
+        label="Label noise",
+        steps=NOISE_STEPS,
+        effect="Replaces this share of the training labels with wrong ones. The network still fits them: "
+        "its training loss falls toward zero while the validation loss climbs, memorisation "
+        "(Zhang et al., 2017). Regularization slows it.",
+        group=("basic", 10),
+        short="label noise",
+        pin_rank=7,
         percent=True,
     )
     epochs: int = spec(
@@ -363,8 +385,10 @@ class Settings:
         return self.replace(fold=-1, repeat=0)
 
     def key(self) -> str:
-        """Stable identity: a short hash of every field, the same in every process."""
-        blob = json.dumps(self.as_dict(), sort_keys=True)
+        """Stable identity: a short hash of every field, the same in every process (a field added
+        since runs were first stored is left out at its default, so those runs keep their keys)."""
+        values = {k: v for k, v in self.as_dict().items() if k not in KEYED_IF_SET or v != named(k).default}
+        blob = json.dumps(values, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def as_dict(self) -> dict[str, Any]:

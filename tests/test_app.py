@@ -57,6 +57,7 @@ BOOK = {
     "L2 0.001": {"l2": 0.001},
     "Dropout 0.5": {"dropout": 0.5},
     "L1 0.001": {"l1": 0.001},
+    "Noisy labels 0.3": {"width": 16, "label_noise": 0.3},
     "Reuters 64-64": {"dataset": "reuters", "width": 64},
     "Reuters bottleneck 64-4": {"dataset": "reuters", "width": 64, "last_width": 4},
     "Boston 4-fold": {"dataset": "boston", "validation": "kfold", "folds": 4, "epochs": 300},
@@ -441,6 +442,20 @@ def test_a_link_value_between_slider_stops_is_kept(app):
     assert at.query_params == want.to_params()
     assert asked(app)[0] == want
     assert "Dense(100, relu)" in at.caption[0].value
+
+
+def test_a_label_noise_link_sets_its_slider_and_the_run_and_its_baseline_keep_it(app):
+    """label_noise=0.3 in a link: the slider shows 30 % with help that names memorisation, the URL keeps
+    it, and both the run and its baseline train with it; moving the slider to 0 drops it from the URL."""
+    at = open_app(SYNTH | {"label_noise": "0.3", "l2": "0.001", "epochs": "2"})
+    want = expected(label_noise=0.3, l2=1e-3, epochs=2)
+    slider = controls(at)["label_noise"]
+    assert slider.value == 0.3 and "memorisation" in slider.help
+    assert at.query_params == want.to_params() and not at.warning
+    assert asked(app) == (want, want.baseline()) and want.baseline().label_noise == 0.3
+    slider.set_value(0.0)
+    at.run()
+    assert "label_noise" not in at.query_params and shown_settings(at) == want.replace(label_noise=0.0)
 
 
 HOSTILE = {  # case: (link, names the warning must mention, settings that still apply)

@@ -63,7 +63,8 @@ def test_help_documents_every_setting(capsys):
 
 @pytest.mark.parametrize(
     "args",
-    [["--width", "0"], ["--l2", "abc"], ["--optimizer", "lbfgs"], ["--dropout", "0.95"], ["--bogus", "1"]],
+    [["--width", "0"], ["--l2", "abc"], ["--optimizer", "lbfgs"], ["--dropout", "0.95"], ["--bogus", "1"],
+     ["--label-noise", "0.6"]],
 )
 def test_bad_input_exits_2_with_one_line(args, capsys):
     """A bad value or unknown option: exit code 2 and a message naming what is wrong, no traceback."""
@@ -95,6 +96,26 @@ def test_code_prints_the_keras_listing(capsys):
     assert cli.main(["code", "--l1", "0.001", "--dropout", "0.5"]) == 0
     out = capsys.readouterr().out
     assert "regularizers.l1(0.001)" in out and "layers.Dropout(0.5)" in out
+
+
+def test_label_noise_round_trips_through_the_command_line(temporary_store):
+    """`--label-noise 0.3` trains those settings under their key; `--label-noise 0` is the run without it,
+    under the same key; `code` spells the noise out."""
+    noisy = run_cli("train", *SMALL, "--label-noise", "0.3", REGVIZ_STORE=str(temporary_store))
+    assert noisy.returncode == 0, noisy.stderr
+    last = json.loads(noisy.stdout.splitlines()[-1])
+    want = Settings(dataset="synthetic", width=4, epochs=3, l2=0.001, label_noise=0.3)
+    assert Settings(**last["settings"]) == want and last["key"] == want.key()
+    assert cli.parser().parse_args(["train", "--label-noise", "0"]).label_noise == "0"
+    zero = Settings.from_params({"label_noise": "0", "l2": "0.001"})
+    assert zero.key() == Settings(l2=0.001).key()
+
+
+def test_code_spells_out_the_label_noise(capsys):
+    """`code --label-noise 0.2` prints a listing that flips a fifth of the training labels."""
+    assert cli.main(["code", "--label-noise", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert "def noisy(labels):" in out and "round(0.2 * n)" in out and "y_train = noisy(y[train_rows])" in out
 
 
 SWEEP = ["--dataset", "synthetic", "--width", "4", "--epochs", "2"]

@@ -23,6 +23,7 @@ from test_cli_csv import prepared_of, write_binary, write_regression
 from regviz import data, listing, problems
 from regviz.data import csvfile
 from regviz.listing import keras_code
+from regviz.noise import noisy_labels
 from regviz.records import mean_records
 from regviz.settings import DATASETS, Settings
 from regviz.training.loop import train
@@ -98,6 +99,11 @@ BOOK_CASES = {
     "imdb-binary-holdout": Settings(width=4, epochs=3, train_fraction=0.1, l2=1e-3, dropout=0.25),
     "reuters-multiclass-holdout": Settings.for_dataset("reuters", width=16, last_width=8, epochs=3, l1=1e-4),
     "boston-regression-kfold": Settings.for_dataset("boston", width=16, epochs=5),
+    # label noise: the listing flips the app's labels on each fold's training rows, never its validation ones
+    "imdb-binary-holdout-label-noise": Settings(width=4, epochs=3, train_fraction=0.1, label_noise=0.3),
+    "boston-regression-kfold-label-noise": Settings.for_dataset(
+        "boston", width=16, epochs=5, label_noise=0.2
+    ),
 }
 
 
@@ -177,6 +183,36 @@ def test_the_listing_of_an_upload_compiles_for_every_protocol(kind, validation, 
     prepared = prepared_of(write(tmp_path / "f.csv"), target)
     code = keras_code(Settings.for_dataset(prepared.name, validation=validation, l1=1e-3), upload=prepared)
     compile(code, "<listing>", "exec")
+
+
+def listed_noise(code: str):
+    """The listing's own noisy(labels) function, run with NumPy and its SEED alone."""
+    lines = code.splitlines()
+    start = lines.index("def noisy(labels):")
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("    return "))
+    seed = next(line for line in lines if line.startswith("SEED = "))
+    namespace = {"np": np}
+    exec("\n".join([seed, *lines[start : end + 1]]), namespace)
+    return namespace["noisy"]
+
+
+@pytest.mark.parametrize("dataset", ["imdb", "reuters", "boston"])
+def test_the_listings_label_noise_flips_the_apps_labels(dataset):
+    """The listing's noisy() gives the labels regviz.noise gives for the same seed and fraction: a binary
+    column, Reuters' 46 topics, Boston's prices; without label noise the listing has no noisy()."""
+    settings = Settings.for_dataset(dataset, label_noise=0.2, seed=11)
+    problem, classes = problems.of_dataset(dataset)
+    rng = np.random.default_rng(0)
+    if problem.kind == problems.REGRESSION:
+        y = rng.normal(20, 5, 1234).astype("float32")
+    else:
+        y = rng.integers(0, classes, 1234).astype("float32")
+    ours = noisy_labels(y, 0.2, 11, problem.kind, classes)
+    column = problem.kind == problems.BINARY  # the listing's binary labels are a column
+    listed = listed_noise(keras_code(settings))(y.reshape(-1, 1) if column else y)
+    np.testing.assert_array_equal(listed.reshape(-1), ours)
+    assert np.sum(listed.reshape(-1) != y) == round(0.2 * len(y))
+    assert "def noisy(" not in keras_code(settings.replace(label_noise=0.0))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -366,3 +366,48 @@ def test_the_books_boston_k_fold_stops_improving_after_about_80_epochs(book_read
     stop = int(re.search(r"stops improving after epoch (\d+)", mae)[1])
     assert 10 <= stop <= 120, mae
     assert "the folds' s" in overfitting(lines), lines  # "the folds' spread" or "standard deviation"
+
+
+# ---- label noise --------------------------------------------------------------------------------------
+
+NOISY = Settings(label_noise=0.3, epochs=8)
+
+
+def noise_sentence(lines) -> str:
+    """The reading's sentence on label noise."""
+    return sentence(lines, "30 % of the training labels are wrong")
+
+
+def test_label_noise_with_falling_training_and_climbing_validation_reads_as_memorisation():
+    """Training loss falling to 0.05 while validation climbs from its lowest: memorisation, Zhang et al."""
+    trains = [0.69, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1, 0.05]
+    text = noise_sentence(reading(curve(OVERFITTING, trains), None, NOISY))
+    assert "the training loss falls from 0.69 to 0.05 by epoch 8" in text
+    assert "while the validation loss climbs from 0.3 (epoch 4) to 0.42" in text
+    assert "memorisation" in text and "regularization slows it" in text and "Zhang et al., 2017" in text
+
+
+def test_label_noise_without_a_climb_says_validation_has_not_climbed_yet():
+    """Validation loss still at its lowest at the last epoch: no memorisation claimed yet."""
+    falling = [0.6, 0.55, 0.5, 0.45, 0.44, 0.43, 0.42, 0.41]
+    text = noise_sentence(reading(curve(falling), None, NOISY))
+    assert "the validation loss has not climbed yet" in text and "That is memorisation" not in text
+
+
+def test_label_noise_with_a_flat_training_loss_says_it_is_not_fitted():
+    """Training loss that does not fall: the network has not started to fit the noisy labels."""
+    text = noise_sentence(reading(curve(OVERFITTING, [0.7] * 8), None, NOISY))
+    assert "has not started to fit them" in text and "memorisation" not in text
+
+
+def test_a_regularized_noisy_run_compares_its_training_loss_with_the_baselines():
+    """With L2 on noisy labels, the reading gives both training losses at the last epoch."""
+    run = curve(OVERFITTING, [0.69, 0.6, 0.55, 0.5, 0.45, 0.42, 0.4, 0.38])
+    base = curve(OVERFITTING, [0.69, 0.5, 0.4, 0.3, 0.2, 0.1, 0.06, 0.03])
+    text = noise_sentence(reading(run, base, NOISY.replace(l2=1e-3)))
+    assert text.endswith("Here the training loss at epoch 8 is 0.38, the baseline's 0.03.")
+
+
+def test_without_label_noise_the_reading_says_nothing_of_it():
+    """label_noise 0: no sentence about wrong labels."""
+    assert not any("label noise" in line for line in reading(curve(OVERFITTING), None, Settings(epochs=8)))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import re
 import subprocess
@@ -25,6 +26,7 @@ NUMERIC = {  # name: (lo, hi, is_int)
     "l2": (0.0, 0.1, False),
     "dropout": (0.0, 0.8, False),
     "train_fraction": (0.05, 1.0, False),
+    "label_noise": (0.0, 0.5, False),
     "epochs": (1, 500, True),
     "batch_size": (8, 4096, True),
     "learning_rate": (1e-5, 1.0, False),
@@ -40,8 +42,8 @@ PROTOCOL = {"validation", "folds", "repeats", "fold", "repeat", "final"}
 # one valid value other than the default for every field
 OTHER = {
     "dataset": "synthetic", "depth": 3, "width": 4, "last_width": 8, "l1": 1e-4, "l2": 1e-3, "dropout": 0.5,
-    "train_fraction": 0.5, "epochs": 7, "batch_size": 128, "optimizer": "adam", "learning_rate": 1e-2,
-    "seed": 42,
+    "train_fraction": 0.5, "label_noise": 0.3, "epochs": 7, "batch_size": 128, "optimizer": "adam",
+    "learning_rate": 1e-2, "seed": 42,
 }
 SLIDER_STOPS = {
     "l1": (0.0, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1),
@@ -52,6 +54,7 @@ SLIDER_STOPS = {
     "width": (1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
     "last_width": (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
     "batch_size": (32, 64, 128, 256, 512, 1024, 2048),
+    "label_noise": (0.0, 0.05, 0.1, 0.2, 0.3, 0.5),
 }
 
 
@@ -278,7 +281,8 @@ def test_settings_are_immutable_and_replace_validates():
 
 # what ui/common.py, sweep.py, sweep_figures.py and pins.py listed by hand before the table carried it
 SIDEBAR = {
-    "basic": ["dataset", "width", "depth", "last_width", "l2", "l1", "dropout", "train_fraction", "epochs"],
+    "basic": ["dataset", "width", "depth", "last_width", "l2", "l1", "dropout", "train_fraction", "epochs",
+              "label_noise"],
     "protocol": ["validation", "folds", "repeats"],
     "advanced": ["optimizer", "learning_rate", "batch_size", "seed"],
 }
@@ -299,8 +303,8 @@ SWEEP_PICKED = {
 }  # fmt: skip
 LOG_AXES = {"l1", "l2", "learning_rate", "width", "batch_size"}
 PIN_NAMES = {"dataset": "data set", "l1": "L1", "l2": "L2", "train_fraction": "training data",
-             "batch_size": "batch", "learning_rate": "rate"}  # fmt: skip
-PIN_FIRST = ("l2", "l1", "dropout", "width", "depth", "train_fraction")
+             "batch_size": "batch", "learning_rate": "rate", "label_noise": "label noise"}  # fmt: skip
+PIN_FIRST = ("l2", "l1", "dropout", "width", "depth", "train_fraction", "label_noise")
 USED_BY = {"folds": ("kfold", "iterated"), "repeats": ("iterated",), "fold": ("kfold", "iterated"),
            "repeat": ("iterated",)}  # fmt: skip
 
@@ -363,3 +367,26 @@ def test_the_table_refuses_metadata_it_does_not_know():
         spec(int, 0, "x", 0, 1, pinrank=1)
     with pytest.raises(TypeError, match="sidebar"):
         spec(int, 0, "x", 0, 1, group=("middle", 1))
+
+
+def test_label_noise_round_trips_through_the_link_and_is_left_out_at_zero():
+    """label_noise=0.3 is one entry of the link and reads back equal, with its key; at 0 the link and the
+    key are those of the same settings without it, so runs stored before it existed keep their keys."""
+    noisy = Settings(l2=1e-3, label_noise=0.3)
+    assert noisy.to_params() == {"l2": "0.001", "label_noise": "0.3"}
+    back = Settings.from_params(noisy.to_params())
+    assert back == noisy and back.key() == noisy.key() != Settings(l2=1e-3).key()
+    clean = Settings(l2=1e-3, label_noise=0.0)
+    assert clean.to_params() == {"l2": "0.001"}
+    without = {k: v for k, v in clean.as_dict().items() if k != "label_noise"}
+    before = hashlib.sha256(json.dumps(without, sort_keys=True).encode()).hexdigest()[:16]
+    assert clean.key() == before
+    with pytest.raises(SettingsError, match="label_noise"):
+        Settings.from_params({"label_noise": "0.6"})
+
+
+def test_a_noisy_run_keeps_its_noise_in_its_baseline_and_final_run():
+    """Label noise belongs to the data, not the regularizers: the baseline, folds and final run keep it."""
+    s = Settings.for_dataset("boston", l2=1e-3, label_noise=0.2)
+    assert s.baseline().label_noise == 0.2 and not s.is_baseline
+    assert {f.label_noise for f in s.fold_runs()} == {0.2} and s.final_run(40).label_noise == 0.2

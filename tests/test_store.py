@@ -92,6 +92,17 @@ def test_round_trip_returns_identical_records(store):
     assert dicts(store.get(Settings(), DATA)) == dicts(records)
 
 
+def test_label_noise_is_its_own_run_and_zero_is_todays(store):
+    """A run with label noise is stored apart from the clean one; label_noise=0 finds the clean run, under
+    the run key it had before the setting existed."""
+    store.put(Settings(), DATA, run(3))
+    store.put(Settings(label_noise=0.3), DATA, run(3, shift=1.0))
+    assert dicts(store.get(Settings(label_noise=0.0), DATA)) == dicts(run(3))
+    assert dicts(store.get(Settings(label_noise=0.3), DATA)) == dicts(run(3, shift=1.0))
+    assert run_key(Settings(label_noise=0.0), DATA) == run_key(Settings(), DATA)
+    assert run_key(Settings(label_noise=0.05), DATA) != run_key(Settings(), DATA)
+
+
 def test_get_returns_epoch_order(store):
     """Records come back sorted by epoch whatever order they were put in."""
     records = run(8)

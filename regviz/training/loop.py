@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from regviz import data as datasets
 from regviz import words
+from regviz.noise import noisy_labels
 from regviz.problems import BINARY, REGRESSION
 from regviz.records import EpochRecord, LayerStats
 from regviz.settings import Settings
@@ -60,7 +61,14 @@ def target_scale(y: np.ndarray) -> float:
 
 def rows_of(settings: Settings, dataset):
     """(x_train, y_train, x_val, y_val) of a hold-out run, of one fold of a K-fold run, or of the
-    final run (every training row; the test split, used by nothing else, in the validation's place)."""
+    final run (every training row; the test split, used by nothing else, in the validation's place),
+    with label_noise of the training labels replaced (noise.py); the others are never touched."""
+    x, y, x_val, y_val = _split(settings, dataset)
+    s = settings
+    return x, noisy_labels(y, s.label_noise, s.seed, dataset.problem, dataset.classes), x_val, y_val
+
+
+def _split(settings: Settings, dataset):
     if settings.final:
         x, y = dataset.whole_training_split()
         return x, y, dataset.x_test, dataset.y_test
