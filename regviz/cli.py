@@ -252,7 +252,7 @@ def _sweep(given: dict[str, str], no_store: bool, workers: int) -> int:
         print(f"error: {e}", file=sys.stderr)
         return BAD_INPUT
     from regviz import data
-    from regviz.runs.local import WorkersUnavailable
+    from regviz.runs.pool import WorkersUnavailable
     from regviz.service import RunService
     from regviz.store import StoreError
 
