@@ -17,11 +17,10 @@ Keras, and the data (`REGVIZ_IMDB_PATH` is passed on).
 
 from __future__ import annotations
 
-import base64
 import functools
-import json
 import logging
 import os
+import queue
 import re
 import threading
 from collections.abc import Mapping
@@ -74,18 +73,18 @@ def address_from_env(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 class TrainingActor:
-    """One Ray actor (made by RayWorkers with ray.remote): a worker process driven by calls, not pipes."""
+    """One Ray actor (made by RayWorkers with ray.remote): the worker of `worker.py`, driven by calls."""
 
     def __init__(self, threads: int, warm_dataset: str):
-        _set_tensorflow_threads(threads)
+        import tensorflow as tf  # both pools sized to the actor's CPUs: by default each is the machine's
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
         import regviz.training.loop  # noqa: F401  tensorflow once, before the first call is answered
         from regviz.runs.worker import Worker
 
-        self._events = _Events()
-        self._worker = Worker(self._events)
-        self._lock = threading.Lock()
-        self._given: set[int] = set()  # jobs handed to the worker
-        self._gone: set[int] = set()  # jobs cancelled before their train command came
+        self._events: queue.Queue = queue.Queue()
+        self._worker = Worker(self._events.put)
         threading.Thread(target=self._worker.serve_jobs, args=(warm_dataset,), daemon=True).start()
 
     def ready(self) -> dict:
@@ -99,59 +98,17 @@ class TrainingActor:
 
     def command(self, message: dict) -> None:
         """A worker command: train, cancel, describe or forget (see worker.py)."""
-        if message.get("upload"):  # held even when its train comes too late: the next one lacks it
-            from regviz import data
+        self._worker.command(message)
 
-            data.add_upload(base64.b64decode(message.pop("upload")))
-        job = message.get("job")
-        with self._lock:
-            # a threaded actor may run two calls out of order: a cancel can overtake its train
-            early = message.get("op") == "cancel" and job not in self._given
-            late = message.get("op") == "train" and job in self._gone
-            if early:
-                self._gone.add(job)
-            elif message.get("op") == "train":
-                self._given.add(job)
-        if late:
-            self._events.write(json.dumps({"ev": "end", "job": job, "error": None}))
-        elif not early:
-            self._worker.command(message)
-
-    def events(self, after: int, wait: float) -> list[dict]:
-        """The events from number `after` on, waiting up to `wait` seconds for one."""
-        return self._events.read(after, wait)
-
-
-class _Events:
-    """The worker's event lines (worker.Worker writes here), kept until the server has read them."""
-
-    def __init__(self):
-        self._events: list[dict] = []
-        self._first = 0  # number of the first event kept
-        self._changed = threading.Condition()
-
-    def write(self, line: str) -> None:
-        """Keep one event line."""
-        event = json.loads(line)
-        with self._changed:
-            self._events.append(event)
-            self._changed.notify_all()
-
-    def read(self, after: int, wait: float) -> list[dict]:
-        """Forget the events before `after` (read already), then return those from it on."""
-        with self._changed:
-            del self._events[: max(0, after - self._first)]
-            self._first = max(self._first, after)
-            self._changed.wait_for(lambda: self._events, wait)
-            return list(self._events)
-
-
-def _set_tensorflow_threads(threads: int) -> None:
-    """Size both TensorFlow pools to the actor's CPUs: by default each is as big as the machine."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    def events(self, wait: float) -> list[dict]:
+        """The worker's events since the last call, waiting up to `wait` seconds for one."""
+        try:
+            events = [self._events.get(timeout=wait)]
+        except queue.Empty:
+            return []
+        while not self._events.empty():  # the one reader: what is there stays there
+            events.append(self._events.get_nowait())
+        return events
 
 
 class _ActorLink:
@@ -215,11 +172,8 @@ class _ActorLink:
             where = self._wait_ready(handle)
             if where is not None:
                 self._reports.event({"ev": "ready", "where": where})
-            read, timeout = 0, POLL_S + self._workers.stuck
             while not self._stopped:
-                events = ray.get(handle.events.remote(read, POLL_S), timeout=timeout)
-                read += len(events)
-                for event in events:
+                for event in ray.get(handle.events.remote(POLL_S), timeout=POLL_S + self._workers.stuck):
                     self._reports.event(event)
             cause = "stopped"
         except ray.exceptions.GetTimeoutError:

@@ -59,20 +59,19 @@ class _Active:
 class Worker:
     """The worker's state: the event channel, its jobs, and the job that had the last turn."""
 
-    def __init__(self, out):
-        self._out, self._out_lock = out, threading.Lock()
+    def __init__(self, emit):
+        self._emit = emit  # takes one event (a dict): a line on the pipe, or a Ray actor's queue
         self._new: queue.Queue = queue.Queue()
         self._jobs: dict[int, _Active] = {}
+        self._gone: set[int] = set()  # cancelled before their train came (a Ray actor's calls may overtake)
         self._running: _Active | None = None  # the job whose epoch is being computed now
         self._last = 0  # the place in the order given of the job that had the last turn
         self._given = 0
         self._lock = threading.Lock()
 
     def send(self, **event) -> None:
-        """Write one event line."""
-        line = json.dumps(event)
-        with self._out_lock:
-            self._out.write(line + "\n")
+        """Emit one event."""
+        self._emit(event)
 
     def command(self, message: dict) -> None:
         """Act on one command line from the server."""
@@ -84,23 +83,29 @@ class Worker:
         if op == "forget":
             data.forget_upload(message.get("dataset", ""))
         elif op == "train":
-            with self._lock:
-                self._given += 1
-                active = _Active(
-                    message["job"], message.get("owner", ""), message.get("priority", 0), self._given,
-                    message["settings"],
-                )  # fmt: skip
-                self._jobs[active.job] = active
-            self._new.put(active)
+            self._train(message)
         elif op == "cancel":
             self._cancel(message["job"])
         elif op == "describe":
             threading.Thread(target=self._describe, args=(message,), daemon=True).start()
 
+    def _train(self, message: dict) -> None:
+        with self._lock:
+            late = message["job"] in self._gone
+            self._given += 1
+            active = _Active(
+                message["job"], message.get("owner", ""), message.get("priority", 0), self._given,
+                message["settings"],
+            )  # fmt: skip
+            if not late:
+                self._jobs[active.job] = active
+        self._end(active, None) if late else self._new.put(active)
+
     def _cancel(self, job: int) -> None:
         with self._lock:
             active = self._jobs.get(job)
             if active is None:
+                self._gone.add(job)
                 return
             active.cancel.set()
             waiting = active is not self._running  # not computing now: it can end at once
@@ -212,11 +217,16 @@ class Worker:
 
 def main() -> int:
     """Serve commands from stdin until it closes."""
-    out = _protocol_out()
+    out, lock = _protocol_out(), threading.Lock()
     # tensorflow is imported here, before "ready": a worker that cannot import it fails to start
     import regviz.training.loop  # noqa: F401
 
-    worker = Worker(out)
+    def emit(event: dict) -> None:
+        line = json.dumps(event) + "\n"
+        with lock:
+            out.write(line)
+
+    worker = Worker(emit)
     warm = os.environ.get("REGVIZ_WORKER_WARM_DATASET", "")
     threading.Thread(target=worker.serve_jobs, args=(warm,), daemon=True, name="train").start()
     worker.send(ev="ready", pid=os.getpid())
