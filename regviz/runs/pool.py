@@ -44,26 +44,22 @@ class WorkersUnavailable(RuntimeError):
 
 
 class Link(Protocol):
-    """One worker, however it is reached. Its reader calls the pool's `Reports` from its own thread."""
+    """One worker, however reached; its own thread passes what the worker says on to `Reports`."""
 
-    def send(self, command: dict) -> None:
-        """Deliver one command (held until the worker is up if need be); a dead worker's end is reported."""
+    def send(self, command: dict) -> None: ...  # held until the worker is up if need be
 
-    def kill(self) -> None:
-        """Stop the worker at once; its reader reports the end."""
+    def kill(self) -> None: ...  # at once; the end is reported
 
-    def stop(self, timeout: float | None) -> bool:
-        """Stop the worker (politely, then at the deadline by force); True when it is gone."""
+    def stop(self, timeout: float | None) -> bool: ...  # politely, by force at the deadline; True if gone
 
 
 class Reports(Protocol):
-    """What a link tells its pool: each event of the worker, then its end, once."""
+    """What a link tells its pool: each event of its worker, then its end, once: `cause` in a few words
+    (for a worker that never came up, why), or `problem`, a whole line instead of `cannot_start`."""
 
     def event(self, event: dict) -> None: ...
 
-    def ended(self, cause: str, problem: str | None = None) -> None:
-        """The worker is gone, `cause` in a few words (for one that never came up: why it could not);
-        `problem`, a whole line for the page instead of the pool's `cannot_start`."""
+    def ended(self, cause: str, problem: str | None = None) -> None: ...
 
 
 class _Place:
@@ -76,7 +72,6 @@ class _Place:
         self.stopping = False  # set when we stop its worker: its end is no news
         self.jobs: dict[int, Job] = {}
         self.released: set[int] = set()  # cancelled jobs given up on while the worker still computes them
-        self.asked: set[int] = set()  # describe requests waiting for its answer
         self.uploads: set[str] = set()  # uploaded files sent to its worker
 
 
@@ -96,7 +91,7 @@ class WorkerPool:
         self._places = [_Place(i) for i in range(places)]
         self._failures = 0  # failed starts in a row
         self._problem: str | None = None
-        self._answers: dict[int, tuple[threading.Event, list]] = {}
+        self._answers: dict[int, tuple[threading.Event, list, _Place]] = {}  # describes asked
         self._requests = itertools.count(1)
         self._closed = False
 
@@ -117,7 +112,8 @@ class WorkerPool:
             if place is not None:
                 place.jobs[job.id] = job
                 command = dict(op="train", job=job.id, owner=job.owner, priority=job.priority)
-                self._send(place, settings=to_wire(job.settings), **command, **self._upload(place, job))
+                upload = upload_for(place.uploads, job.settings.dataset)
+                place.link.send(dict(command, settings=to_wire(job.settings), **upload))
         if place is None:
             job.end(self._problem or f"no {self.what} is running")
 
@@ -127,7 +123,7 @@ class WorkerPool:
             place = next((p for p in self._places if p.jobs.get(job.id) is job), None)
             if place is None:
                 return
-            self._send(place, op="cancel", job=job.id)
+            place.link.send({"op": "cancel", "job": job.id})  # a worker gone meanwhile ends it anyway
         later(self.grace, self._release, place, job)
 
     def forget(self, dataset: str) -> None:
@@ -136,20 +132,18 @@ class WorkerPool:
             for place in self._places:
                 if dataset in place.uploads:
                     place.uploads.discard(dataset)
-                    self._send(place, op="forget", dataset=dataset)
+                    place.link.send({"op": "forget", "dataset": dataset})
 
     def describe(self, dataset: str, timeout: float | None = DESCRIBE_TIMEOUT_S) -> DatasetInfo:
         """Ask a worker to load and describe the dataset; raises DatasetUnavailable or WorkersUnavailable."""
         request = next(self._requests)
-        answer: tuple[threading.Event, list] = (threading.Event(), [])
         with self._lock:
             place = self._any_place()
             if place is None:
                 raise WorkersUnavailable(self._problem or f"no {self.what} is running")
-            self._answers[request] = answer
-            place.asked.add(request)
+            answer = self._answers[request] = (threading.Event(), [], place)
             upload = upload_for(place.uploads, dataset)
-            self._send(place, op="describe", req=request, dataset=dataset, **upload)
+            place.link.send(dict(op="describe", req=request, dataset=dataset, **upload))
         if not answer[0].wait(timeout):
             with self._lock:
                 self._answers.pop(request, None)
@@ -192,17 +186,11 @@ class WorkerPool:
                 return
             place.link, place.ready, place.stopping, place.uploads = link, False, False, set()
 
-    def _send(self, place: _Place, **command) -> None:
-        place.link.send(command)  # if the worker died just now, its reader ends the job
-
-    def _upload(self, place: _Place, job: Job) -> dict:
-        return upload_for(place.uploads, job.settings.dataset)
-
     def _start_failed(self, place: _Place, why: str, problem: str | None = None) -> str:
         place.link = None
         self._failures += 1
         self._set_problem(problem or self.cannot_start.format(why))
-        later(self._pause(), self._respawn, place)
+        later(self._pause(), self._spawn_all)
         return self._problem
 
     def _pause(self) -> float:
@@ -214,11 +202,6 @@ class WorkerPool:
             for place in self._places:
                 if place.link is None:
                     self._spawn(place)
-
-    def _respawn(self, place: _Place) -> None:
-        with self._lock:
-            if place.link is None:
-                self._spawn(place)
 
     def _set_problem(self, problem: str) -> None:
         with self._lock:
@@ -258,11 +241,10 @@ class WorkerPool:
             if job is not None:
                 job.end(event.get("error"))
         elif kind == "described":
-            self._answer(place, event["req"], (event["info"], event["error"], event["unavailable"]))
+            self._answer(event["req"], (event["info"], event["error"], event["unavailable"]))
 
-    def _answer(self, place: _Place, request: int, answer: tuple) -> None:
+    def _answer(self, request: int, answer: tuple) -> None:
         with self._lock:
-            place.asked.discard(request)
             waiting = self._answers.pop(request, None)
         if waiting is not None:
             waiting[1].extend(answer)
@@ -275,7 +257,7 @@ class WorkerPool:
             if place.link is None or place.link is not reporter.link:
                 return  # replaced already
             jobs, place.jobs, place.released = list(place.jobs.values()), {}, set()
-            asked, place.asked = set(place.asked), set()
+            asked = [request for request, (_, _, at) in self._answers.items() if at is place]
             ready, expected = place.ready, place.stopping or self._closed
             place.link = None
             if expected:
@@ -287,7 +269,7 @@ class WorkerPool:
             else:
                 why = self._start_failed(place, cause, problem)
         for request in asked:
-            self._answer(place, request, (None, why or f"the {self.what} stopped before it answered", False))
+            self._answer(request, (None, why or f"the {self.what} stopped before it answered", False))
         for job in jobs:
             job.end(why)
 

@@ -7,7 +7,8 @@ it takes) and its priority. A job waits while a job given before it is in its la
 urgent; the others take turns round the order they were given in.
 
 One JSON command per line on stdin, one JSON event per line on a private copy of stdout (anything
-else printed goes to stderr, so a stray print cannot break the protocol):
+else printed goes to stderr, so a stray print cannot break the protocol); in a Ray actor the same
+commands are calls and the same events go through a queue (`ray_cluster.py`):
 
     in:  {"op": "train", "job": 7, "owner": "tab", "priority": 0, "settings": {...}}  (settings.to_wire)
          {"op": "cancel", "job": 7}   {"op": "describe", "req": 3, "dataset": "imdb"}
