@@ -697,3 +697,21 @@ def test_importing_the_service_loads_neither_the_training_loop_nor_tensorflow():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip() == "['regviz.training', 'regviz.training.version']"
+
+
+def test_a_worker_pumps_its_jobs_round_the_order_given():
+    """A worker's turns go round its jobs in the order given; a job waits behind an earlier job of its
+    lane (the manager's owner) and behind a more urgent one: no fairness of the worker's own."""
+    from regviz.runs.worker import Worker, _Active
+
+    worker = Worker(lambda event: None)
+    given = [(1, "a", 0), (2, "b", 0), (3, "a", 0), (4, "c", 5)]  # job (and place given), lane, priority
+    a1, b1, a2, c5 = (_Active(job, lane, priority, job, {}) for job, lane, priority in given)
+    turns = []
+    for _ in range(4):
+        job = worker._next([c5, a2, b1, a1])  # the list's order is not the order given
+        turns.append(job.job)
+        worker._last = job.given  # what a turn records
+    assert turns == [1, 2, 1, 2]
+    assert worker._next([a2, c5]) is a2  # a's next run, once its first is gone; c waits while it is there
+    assert worker._next([c5]) is c5
