@@ -29,8 +29,6 @@ from regviz.records import EpochRecord
 from regviz.runs.seam import Job, one_line
 from regviz.settings import to_wire
 
-log = logging.getLogger(__name__)
-
 CANCEL_GRACE_S = 0.6  # a cancelled job still computing after this no longer holds its slot
 STUCK_S = 20.0  # a worker that has not stopped a cancelled job after this is killed and replaced
 RUNS_PER_WORKER = 4  # jobs a worker interleaves; a 512-unit trainer holds about 70 MB
@@ -69,6 +67,7 @@ class _Place:
         self.index = index
         self.link: Link | None = None
         self.ready = False
+        self.started = 0.0  # time.monotonic() when its worker was started
         self.stopping = False  # set when we stop its worker: its end is no news
         self.jobs: dict[int, Job] = {}
         self.released: set[int] = set()  # cancelled jobs given up on while the worker still computes them
@@ -87,6 +86,7 @@ class WorkerPool:
             check_count(name, value)
         self.slots = places * per_place
         self.per_place, self.grace, self.stuck = per_place, grace, stuck
+        self._log = logging.getLogger(type(self).__module__)  # a transport's log lines under its own name
         self._lock = threading.RLock()
         self._places = [_Place(i) for i in range(places)]
         self._failures = 0  # failed starts in a row
@@ -181,10 +181,11 @@ class WorkerPool:
             try:
                 link = reporter.link = self._open(place.index, reporter)
             except Exception as e:  # no interpreter, a bad runtime env: tried again after a pause
-                log.warning("cannot start a %s", self.what, exc_info=True)
+                self._log.warning("cannot start a %s", self.what, exc_info=True)
                 self._start_failed(place, one_line(e))
                 return
             place.link, place.ready, place.stopping, place.uploads = link, False, False, set()
+            place.started = time.monotonic()
 
     def _start_failed(self, place: _Place, why: str, problem: str | None = None) -> str:
         place.link = None
@@ -206,7 +207,7 @@ class WorkerPool:
     def _set_problem(self, problem: str) -> None:
         with self._lock:
             if problem != self._problem:
-                log.error("%s", problem)  # once, not at every retry
+                self._log.error("%s", problem)  # once, not at every retry
             self._problem = problem
 
     def _free_place(self) -> _Place | None:
@@ -225,9 +226,10 @@ class WorkerPool:
             with self._lock:
                 place.ready, self._failures = True, 0
                 if self._problem:
-                    log.info("%ss start again", self.what)
+                    self._log.info("%ss start again", self.what)
                 self._problem = None
-            log.info("%s %d ready: %s", self.what, place.index, event.get("where", ""))
+            took = time.monotonic() - place.started
+            self._log.info("%s %d ready in %.1f s (%s)", self.what, place.index, took, event.get("where", ""))
         elif kind == "problem":  # a worker slow to come up says why, and goes on trying
             self._set_problem(event["line"])
         elif kind == "record":
@@ -263,7 +265,7 @@ class WorkerPool:
             if expected:
                 why = None
             elif ready:
-                log.warning("%s %d stopped unexpectedly (%s)", self.what, place.index, cause)
+                self._log.warning("%s %d stopped unexpectedly (%s)", self.what, place.index, cause)
                 self._spawn(place)
                 why = self.died.format(cause)
             else:
@@ -284,7 +286,7 @@ class WorkerPool:
             del place.jobs[job.id]
             place.released.add(job.id)
             link = place.link
-        log.info("run %s still stopping after %.1f s; its slot is free", job.settings.key(), self.grace)
+        self._log.info("run %s still stopping after %.1f s; its slot is free", job.settings.key(), self.grace)
         job.end(None)
         later(self.stuck, self._unstick, place, link, job.id)
 
@@ -292,7 +294,7 @@ class WorkerPool:
         with self._lock:
             stuck = place.link is link and job_id in place.released and not self._closed
         if stuck:
-            log.warning("%s %d is stuck in a cancelled run; replacing it", self.what, place.index)
+            self._log.warning("%s %d is stuck in a cancelled run; replacing it", self.what, place.index)
             link.kill()  # its reader sees the end, ends its other jobs and a successor is made
 
 
