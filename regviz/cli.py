@@ -203,14 +203,14 @@ def _notices(upload: Prepared) -> None:
 def _train(settings: Settings, no_store: bool, upload: Prepared | None = None, keep: bool = False) -> int:
     # heavy imports only once the arguments are known to be good: --help stays instant
     from regviz import data
+    from regviz.runs.inprocess import HereService, train_here
     from regviz.runs.threads import ThreadExecutor
-    from regviz.service import RunService, train_here
     from regviz.store import StoreError
 
     service = None
     try:
         # training in this process, through the same code as the app's workers
-        service = RunService(executor=ThreadExecutor(train_here))
+        service = HereService(executor=ThreadExecutor(train_here))
         if upload is not None:  # held while this command runs; its runs stored only when asked to
             service.add_upload(upload, SESSION)
             service.keep_results(upload.name, SESSION, keep)
@@ -259,7 +259,7 @@ def _sweep(given: dict[str, str], no_store: bool, workers: int) -> int:
         print(f"error: {e}", file=sys.stderr)
         return BAD_INPUT
     from regviz import data
-    from regviz.runs.local import WorkersUnavailable
+    from regviz.runs.pool import WorkersUnavailable
     from regviz.service import RunService
     from regviz.store import StoreError
 
@@ -284,8 +284,8 @@ def _sweep_executor(workers: int, dataset: str):
     if ray_cluster.configured():
         return ray_cluster.RayWorkers(warm_dataset=dataset)
     if workers == 1:
+        from regviz.runs.inprocess import train_here
         from regviz.runs.threads import ThreadExecutor
-        from regviz.service import train_here
 
         return ThreadExecutor(train_here)
     from regviz.runs.local import LocalWorkers

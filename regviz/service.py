@@ -1,7 +1,7 @@
 """Where settings meet data descriptions, training, costs and the store: what the app and the CLI call.
 
-The app's service trains in worker processes (`runs/local.py`) and never imports TensorFlow; the
-command line trains in its own process through the same training code (`training/loop.py`).
+The app's service trains in worker processes (`runs/local.py`) or on Ray and never imports TensorFlow,
+nor the training loop: the command line's in-process training is `runs/inprocess.py`.
 """
 
 from __future__ import annotations
@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from regviz import data, problems
@@ -36,13 +35,6 @@ def log_to_console(level: int = logging.INFO) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         log.addHandler(handler)
         log.setLevel(level)
-
-
-def train_here(settings: Settings, cancel: threading.Event | None = None) -> Iterator[EpochRecord]:
-    """Train in this process (the command line, tests): the same code the workers run."""
-    from regviz.training.loop import train  # tensorflow: only where training happens in this process
-
-    return train(settings, cancel, dataset=data.load(settings.dataset))
 
 
 class RunService:
@@ -191,22 +183,15 @@ class RunService:
             self._store_problem = None
         return result
 
-    # the command line's path: train here, store when complete
-
-    def stream(self, settings: Settings, cancel: threading.Event | None = None) -> Iterator[EpochRecord]:
-        """Records of a run: all at once from the store, else one per epoch as training goes (then stored)."""
-        stored = self.lookup(settings)
-        return iter(stored) if stored is not None else self.fresh(settings, cancel)
-
-    def fresh(self, settings: Settings, cancel=None, save: bool = True) -> Iterator[EpochRecord]:
-        """Train from scratch in this process, one record per epoch; a complete run is stored if `save`."""
-        records = []
-        for record in train_here(settings, cancel):
-            records.append(record)
-            yield record
-        if save and len(records) == settings.epochs:  # a cancelled run is never stored as finished
-            self.save(settings, records)
-
     def close(self, timeout: float | None = None) -> bool:
         """Cancel every run and stop the executor."""
         return self.manager.shutdown(timeout)
+
+
+def __getattr__(name: str):
+    """`train_here`, for callers from before it moved to `runs/inprocess.py` (imported only when asked)."""
+    if name == "train_here":
+        from regviz.runs.inprocess import train_here
+
+        return train_here
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

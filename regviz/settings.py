@@ -564,3 +564,13 @@ def _short(raw: Any) -> str:
     except ValueError:  # ints beyond python's digit limit refuse to print
         text = f"<int of {raw.bit_length()} bits>"
     return text if len(text) <= 40 else text[:37] + "..."
+
+
+def to_wire(settings: Settings) -> dict[str, Any]:
+    """The settings as plain JSON values, the one form they cross a process boundary in (pipe or Ray)."""
+    return settings.as_dict()
+
+
+def from_wire(wire: dict[str, Any]) -> Settings:
+    """The Settings that to_wire gave (validated again on arrival, as every Settings is)."""
+    return Settings(**wire)

@@ -8,8 +8,9 @@ import time
 import pytest
 
 from regviz import data
+from regviz.runs.inprocess import HereService as RunService
+from regviz.runs.inprocess import train_here
 from regviz.runs.threads import ThreadExecutor
-from regviz.service import RunService, train_here
 from regviz.settings import Settings
 from regviz.store import RunStore
 from regviz.training import loop, warmup

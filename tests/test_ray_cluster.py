@@ -31,9 +31,10 @@ from conftest import subprocess_env
 from regviz import data
 from regviz.records import EpochRecord
 from regviz.runs import ray_cluster
+from regviz.runs.inprocess import train_here
 from regviz.runs.manager import DONE
 from regviz.runs.ray_cluster import RayWorkers
-from regviz.service import RunService, train_here
+from regviz.service import RunService
 from regviz.settings import Settings
 from regviz.store import RunStore
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import logging
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -655,16 +659,54 @@ def test_a_visitor_watching_a_sweep_cell_raises_it_and_leaving_lowers_it_again(m
     wait_state(first, "cancelled")
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module a file imports, at the top or inside a function (`from a import b` gives a and a.b)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            found.add(node.module)
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def test_the_page_servers_modules_do_not_import_the_training_package():
+    """service.py, app.py and ui/*.py import nothing of regviz.training, even inside a function."""
+    page = [ROOT / "regviz" / "service.py", ROOT / "app.py", *sorted((ROOT / "ui").glob("*.py"))]
+    found = {
+        str(path.relative_to(ROOT)): module
+        for path in page
+        for module in imported_modules(path)
+        if module == "regviz.training" or module.startswith("regviz.training.")
+    }
+    assert found == {}
+
+
+def test_importing_the_service_loads_neither_the_training_loop_nor_tensorflow():
+    """A fresh interpreter that imports regviz.service holds no training module but the version constant
+    (the store keys runs on it) and no tensorflow or keras."""
+    code = (
+        "import sys, regviz.service\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')"
+        " or m.startswith('regviz.training')))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "['regviz.training', 'regviz.training.version']"
+
+
 def test_a_worker_pumps_its_jobs_round_the_order_given():
     """A worker's turns go round its jobs in the order given; a job waits behind an earlier job of its
     lane (the manager's owner) and behind a more urgent one: no fairness of the worker's own."""
     from regviz.runs.worker import Worker, _Active
 
     worker = Worker(lambda event: None)
-    a1, b1, a2, c5 = (
-        _Active(job, lane, priority, job, {})
-        for job, lane, priority in [(1, "a", 0), (2, "b", 0), (3, "a", 0), (4, "c", 5)]
-    )
+    given = [(1, "a", 0), (2, "b", 0), (3, "a", 0), (4, "c", 5)]  # job (and place given), lane, priority
+    a1, b1, a2, c5 = (_Active(job, lane, priority, job, {}) for job, lane, priority in given)
     turns = []
     for _ in range(4):
         job = worker._next([c5, a2, b1, a1])  # the list's order is not the order given

@@ -354,14 +354,11 @@ class RunManager:
         return order
 
     def _dispatch(self) -> None:
-        """Start queued runs while there is a free slot, then tell every queued run its new place. A
-        background run starts only while no visitor's run is queued or training, and a training one
-        is stopped (to be queued again) as soon as one is."""
-        if self._visitor_busy():
-            for run in list(self._running):
-                if run._priority >= BACKGROUND and not run._job.cancelled.is_set():
-                    self._preempt(run)
-        self._make_room()
+        """Take back the slots that must be given up, start queued runs while there is a free slot, then
+        tell every queued run its new place. A background run starts only while no visitor's run is
+        queued or training."""
+        for run in self._yielding():
+            self._preempt(run)
         while not self._closed and self._queue and len(self._running) < self.executor.slots:
             nxt = self._order()[0]
             if nxt._priority >= BACKGROUND and self._visitor_busy():
@@ -369,21 +366,24 @@ class RunManager:
             self._begin(nxt)
         self._plan()
 
+    def _yielding(self) -> list[Run]:
+        """The training runs that give their slot back now (each is queued again): the one place where
+        the manager preempts. Background runs, while a visitor's run is queued or training; and as many
+        sweep cells as visitors' queued runs lack slots (the least trained first), so a slider move never
+        waits behind a sweep. (Sessions yielding to each other at an epoch boundary would be one more
+        rule here.)"""
+        live = [r for r in self._running if not r._job.cancelled.is_set()]
+        background = [r for r in live if r._priority >= BACKGROUND] if self._visitor_busy() else []
+        freeing = len(self._running) - len(live) + len(background)
+        short = sum(r._priority < SWEEP for r in self._queue) - (self.executor.slots - len(self._running))
+        cells = [r for r in live if r._priority >= SWEEP and r not in background]
+        return background + sorted(cells, key=lambda r: len(r._records))[: max(0, short - freeing)]
+
     def _preempt(self, run: Run) -> None:
         log.info("run %s paused for a visitor's run: queued again", run.key)
         run._preempted = True
         run._job.cancelled.set()
         self.executor.cancel(run._job)
-
-    def _make_room(self) -> None:
-        """Visitors' runs queued with every slot held by sweep cells: stop as many cells as it takes (the
-        least trained first; they are queued again), so a slider move never waits behind a sweep."""
-        waiting = sum(r._priority < SWEEP for r in self._queue)
-        freeing = sum(r._job.cancelled.is_set() for r in self._running)
-        short = waiting - (self.executor.slots - len(self._running)) - freeing
-        cells = [r for r in self._running if r._priority >= SWEEP and not r._job.cancelled.is_set()]
-        for run in sorted(cells, key=lambda r: len(r._records))[: max(0, short)]:
-            self._preempt(run)
 
     def _visitor_busy(self) -> bool:
         """A visitor's run is queued, or training and not cancelled."""

@@ -6,41 +6,39 @@ turns it off whatever RAY_ADDRESS says. Nothing imports `ray` unless so configur
 imports it only inside the functions that talk to the cluster.
 
 Each actor is what a local worker process is: it sizes TensorFlow's thread pools to its CPU share,
-imports TensorFlow once, warms up, loads each dataset once, and trains up to REGVIZ_RUNS_PER_WORKER
-jobs at once, an epoch at a time, fairly between sessions (`worker.Worker` schedules them here too).
-The server side long-polls each actor for its events, so records arrive as each epoch ends, in
-order. Ray ships this `regviz` package to the actors with the job (`py_modules` in `ray.init`; if
-something else connected this process to Ray first, regviz must be importable on the cluster): the
-machines need the same Python, TensorFlow and Keras, and the data (`REGVIZ_IMDB_PATH` is passed on).
+then runs the same `worker.Worker`, which pumps epochs of the jobs it is given in the order given.
+This file is only the transport: commands are actor calls, and the server side long-polls each actor
+for its events, so records arrive as each epoch ends, in order. Slots, grace, the stuck timer,
+respawn, describe and close are the pool's (`pool.py`). Ray ships this `regviz` package to the
+actors with the job (`py_modules` in `ray.init`; if something else connected this process to Ray
+first, regviz must be importable on the cluster): the machines need the same Python, TensorFlow and
+Keras, and the data (`REGVIZ_IMDB_PATH` is passed on).
 """
 
 from __future__ import annotations
 
-import base64
 import functools
-import json
 import logging
 import os
+import queue
 import re
 import threading
-import time
 from collections.abc import Mapping
 
 import regviz
 from regviz import data
-from regviz.data import DatasetInfo, DatasetUnavailable
-from regviz.records import EpochRecord
-from regviz.runs.local import (
-    CANCEL_GRACE_S,
-    DESCRIBE_TIMEOUT_S,
-    RESTART_PAUSES_S,
-    STUCK_S,
-    WorkersUnavailable,
-    runs_per_worker_from_env,
-    upload_for,
-)
 from regviz.runs.manager import max_trainings_from_env
-from regviz.runs.seam import Job, one_line, shorten
+from regviz.runs.pool import (
+    CANCEL_GRACE_S,
+    STUCK_S,
+    Reports,
+    WorkerPool,
+    check_count,
+    later,
+    runs_per_worker_from_env,
+    thread,
+)
+from regviz.runs.seam import one_line, shorten
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +73,18 @@ def address_from_env(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 class TrainingActor:
-    """One Ray actor (made by RayWorkers with ray.remote): a worker process driven by calls, not pipes."""
+    """One Ray actor (made by RayWorkers with ray.remote): the worker of `worker.py`, driven by calls."""
 
     def __init__(self, threads: int, warm_dataset: str):
-        _set_tensorflow_threads(threads)
+        import tensorflow as tf  # both pools sized to the actor's CPUs: by default each is the machine's
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
         import regviz.training.loop  # noqa: F401  tensorflow once, before the first call is answered
         from regviz.runs.worker import Worker
 
-        self._events = _Events()
-        self._worker = Worker(self._events)
-        self._lock = threading.Lock()
-        self._given: set[int] = set()  # jobs handed to the worker
-        self._gone: set[int] = set()  # jobs cancelled before their train command came
+        self._events: queue.Queue = queue.Queue()
+        self._worker = Worker(self._events.put)
         threading.Thread(target=self._worker.serve_jobs, args=(warm_dataset,), daemon=True).start()
 
     def ready(self) -> dict:
@@ -99,90 +97,129 @@ class TrainingActor:
         return {"node": ray.util.get_node_ip_address(), "pid": os.getpid(), "threads": pools}
 
     def command(self, message: dict) -> None:
-        """A worker command: train, cancel or forget (see worker.py)."""
-        if message.get("upload"):  # held even when its train comes too late: the next one lacks it
-            from regviz import data
+        """A worker command: train, cancel, describe or forget (see worker.py)."""
+        self._worker.command(message)
 
-            data.add_upload(base64.b64decode(message.pop("upload")))
-        job = message.get("job")
-        with self._lock:
-            # a threaded actor may run two calls out of order: a cancel can overtake its train
-            early = message.get("op") == "cancel" and job not in self._given
-            late = message.get("op") == "train" and job in self._gone
-            if early:
-                self._gone.add(job)
-            elif message.get("op") == "train":
-                self._given.add(job)
-        if late:
-            self._events.write(json.dumps({"ev": "end", "job": job, "error": None}))
-        elif not early:
-            self._worker.command(message)
-
-    def events(self, after: int, wait: float) -> list[dict]:
-        """The events from number `after` on, waiting up to `wait` seconds for one."""
-        return self._events.read(after, wait)
-
-    def describe(self, dataset: str) -> tuple[dict | None, str | None, bool]:
-        """(info, None, False), or (None, the one-line error, whether the dataset is unavailable)."""
+    def events(self, wait: float) -> list[dict]:
+        """The worker's events since the last call, waiting up to `wait` seconds for one."""
         try:
-            return data.describe(data.load(dataset)).to_dict(), None, False
-        except DatasetUnavailable as e:
-            return None, str(e), True
-        except Exception as e:  # any other failure is still one line for the page
-            return None, one_line(e), False
+            events = [self._events.get(timeout=wait)]
+        except queue.Empty:
+            return []
+        while not self._events.empty():  # the one reader: what is there stays there
+            events.append(self._events.get_nowait())
+        return events
 
 
-class _Events:
-    """The worker's event lines (worker.Worker writes here), kept until the server has read them."""
+class _ActorLink:
+    """A Ray actor as the pool's link: commands held until it is made, its events long-polled."""
 
-    def __init__(self):
-        self._events: list[dict] = []
-        self._first = 0  # number of the first event kept
-        self._changed = threading.Condition()
+    def __init__(self, workers: RayWorkers, index: int, reports: Reports):
+        self._workers, self._reports = workers, reports
+        self._handle = None
+        self._held: list[dict] = []  # commands for an actor not made yet
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._failed: str | None = None  # the cluster could not be reached: the line to end with
+        self._thread = thread(self._serve, f"regviz-ray-actor-{index}")
 
-    def write(self, line: str) -> None:
-        """Keep one event line."""
-        event = json.loads(line)
-        with self._changed:
-            self._events.append(event)
-            self._changed.notify_all()
+    def send(self, command: dict) -> None:
+        """Call the actor's command, or hold it until the actor is made (a cancel drops a held train)."""
+        with self._lock:
+            if self._handle is not None:
+                self._handle.command.remote(command)  # if it died just now, the reader ends the job
+                return
+            train = [c for c in self._held if c["op"] == "train" and c.get("job") == command.get("job")]
+            if command["op"] != "cancel" or not train:
+                self._held.append(command)
+                return
+            self._held.remove(train[0])  # never sent: it ends here and now (not under the pool's lock)
+        thread(self._reports.event, "regviz-ray-ended", {"ev": "end", "job": command["job"], "error": None})
 
-    def read(self, after: int, wait: float) -> list[dict]:
-        """Forget the events before `after` (read already), then return those from it on."""
-        with self._changed:
-            del self._events[: max(0, after - self._first)]
-            self._first = max(self._first, after)
-            self._changed.wait_for(lambda: self._events, wait)
-            return list(self._events)
+    def kill(self) -> None:
+        """Kill the actor; its reader reports the end."""
+        with self._lock:
+            handle = self._handle
+        if handle is not None:
+            _kill(handle)
+
+    def fail(self, problem: str) -> None:
+        """The cluster cannot be reached: end with this line (unless the actor is made already)."""
+        with self._workers._news:
+            self._failed = problem
+            self._workers._news.notify_all()
+
+    def stop(self, timeout: float | None) -> bool:
+        """Kill the actor (made or still unborn) and wait for its reader to end."""
+        with self._workers._news:
+            self._stopped = True
+            self._workers._news.notify_all()
+        self.kill()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _serve(self) -> None:
+        """Wait for the cluster, make the actor, wait for it to be up, then pass its events on."""
+        import ray
+
+        with self._workers._news:
+            self._workers._news.wait_for(self._may_go)
+        if self._failed or self._stopped:
+            return self._reports.ended(self._failed or "stopped", self._failed)
+        try:
+            handle = self._make()
+            where = self._wait_ready(handle)
+            if where is not None:
+                self._reports.event({"ev": "ready", "where": where})
+            while not self._stopped:
+                for event in ray.get(handle.events.remote(POLL_S), timeout=POLL_S + self._workers.stuck):
+                    self._reports.event(event)
+            cause = "stopped"
+        except ray.exceptions.GetTimeoutError:
+            cause = f"no answer in {POLL_S + self._workers.stuck:.0f} s"
+        except Exception as e:  # RayActorError mostly; anything else from Ray ends the actor's jobs too
+            cause = _cause(e)
+        self.kill()  # dead already, or not answering: either way, it frees its CPUs
+        self._reports.ended(cause)
+
+    def _may_go(self) -> bool:
+        return self._workers._connected.is_set() or bool(self._failed) or self._stopped
+
+    def _make(self):
+        w = self._workers
+        options = dict(num_cpus=w.cpus, max_concurrency=CALLS_PER_ACTOR, runtime_env=_actor_env())
+        handle = _actor_class().options(**options).remote(w.cpus, w.warm_dataset)
+        with self._lock:
+            self._handle, held, self._held = handle, self._held, []
+            for command in held:
+                handle.command.remote(command)
+        return handle
+
+    def _wait_ready(self, handle) -> str | None:
+        import ray
+
+        waiting, timeout = handle.ready.remote(), self._workers.start_timeout
+        while not self._stopped:
+            try:
+                return str(ray.get(waiting, timeout=timeout))
+            except ray.exceptions.GetTimeoutError:  # not placed yet, or slow: say so, and keep waiting
+                line = (
+                    f"no Ray training actor started in {timeout:.0f} s: "
+                    f"the cluster may have no {self._workers.cpus} free CPU(s) for one"
+                )  # fmt: skip
+                self._reports.event({"ev": "problem", "line": line})
+        return None
 
 
-def _set_tensorflow_threads(threads: int) -> None:
-    """Size both TensorFlow pools to the actor's CPUs: by default each is as big as the machine."""
-    import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(threads)
-    tf.config.threading.set_inter_op_parallelism_threads(threads)
-
-
-class _Actor:
-    """One actor place: its handle (None until made), the jobs it trains, commands held until made."""
-
-    def __init__(self, index: int):
-        self.index = index
-        self.handle = None
-        self.ready = False
-        self.failed = False  # could not start: takes no jobs until tried again
-        self.jobs: dict[int, Job] = {}
-        self.released: set[int] = set()  # cancelled jobs given up on while the actor still computes them
-        self.held: list[dict] = []  # commands for an actor not made yet
-        self.uploads: set[str] = set()  # uploaded files sent to its actor
-        self.read = 0  # events read so far
-
-
-class RayWorkers:
+class RayWorkers(WorkerPool):
     """Trains on Ray: REGVIZ_MAX_TRAININGS actors (default 1), not the cluster's CPUs, so that the slots
     are known before the cluster answers; each trains up to REGVIZ_RUNS_PER_WORKER jobs (default 4)
     on CPUS_PER_ACTOR of the cluster's CPUs (fewer if it has fewer). A dead actor is replaced."""
+
+    what = "Ray training actor"
+    died = DIED
+    cannot_start = "the Ray training actors cannot start: {}"
 
     def __init__(
         self, address: str | None = None, actors: int | None = None, per_actor: int | None = None,
@@ -192,104 +229,27 @@ class RayWorkers:
         self.address = address or address_from_env() or LOCAL
         self.actors = max_trainings_from_env() if actors is None else actors
         self.per_actor = runs_per_worker_from_env() if per_actor is None else per_actor
-        for name, value in (("actors", self.actors), ("per_actor", self.per_actor), ("cpus", cpus)):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name}={value!r} is not allowed: an integer >= 1")
-        self.slots = self.actors * self.per_actor
-        self.cpus, self.warm_dataset = cpus, warm_dataset
-        self.grace, self.stuck, self.start_timeout = grace, stuck, start_timeout
-        self._lock = threading.RLock()
-        self._places = [_Actor(i) for i in range(self.actors)]
+        check_count("cpus", cpus)
+        super().__init__(self.actors, self.per_actor, ("actors", "per_actor"), grace, stuck)
+        self.cpus, self.warm_dataset, self.start_timeout = cpus, warm_dataset, start_timeout
         self._connected = threading.Event()
-        self._news = threading.Condition(self._lock)  # connected, or could not connect
+        self._news = threading.Condition()  # connected, could not connect, or a link stopped
+        self._unreachable = False  # the last try to connect failed: no actor is made until one succeeds
         self._owns_ray = False  # True when our ray.init made this process's connection
-        self._failures = 0
-        self._problem: str | None = None
-        self._closed = False
         self._closing = threading.Event()
-        self._readers: list[threading.Thread] = []  # one per actor made: close waits for them
-        _thread(self._connect, "regviz-ray-connect")
-        _later(connect_timeout, self._connect_timed_out, connect_timeout)
+        self._spawn_all()
+        thread(self._connect, "regviz-ray-connect")
+        later(connect_timeout, self._connect_timed_out, connect_timeout)
 
-    # the seam
+    def _open(self, index: int, reports: Reports) -> _ActorLink:
+        return _ActorLink(self, index, reports)
 
-    def start(self, job: Job) -> None:
-        """Give the job to an actor with room (one still starting takes it as soon as it is up)."""
-        with self._lock:
-            place = self._free_place()
-            if place is not None:
-                place.jobs[job.id] = job
-                self._send(place, op="train", job=job.id, owner=job.owner, priority=job.priority,
-                           settings=job.settings.as_dict(),
-                           **upload_for(place.uploads, job.settings.dataset))  # fmt: skip
-        if place is None:
-            job.end(self._problem or "no Ray training actor is running")
-
-    def cancel(self, job: Job) -> None:
-        """Ask the actor to stop the job; give its slot up anyway after the grace time."""
-        with self._lock:
-            place = next((p for p in self._places if p.jobs.get(job.id) is job), None)
-            if place is None:
-                return
-            if place.handle is None:  # never sent: it ends here and now
-                place.held = [c for c in place.held if c.get("job") != job.id]
-                del place.jobs[job.id]
-            else:
-                self._send(place, op="cancel", job=job.id)
-        if place.handle is None:
-            job.end(None)
-        else:
-            _later(self.grace, self._release, place, job)
-
-    def forget(self, dataset: str) -> None:
-        """An uploaded file's session ended: the actors that hold it drop it."""
-        with self._lock:
-            for place in self._places:
-                if dataset in place.uploads:
-                    place.uploads.discard(dataset)
-                    self._send(place, op="forget", dataset=dataset)
-
-    def describe(self, dataset: str, timeout: float | None = DESCRIBE_TIMEOUT_S) -> DatasetInfo:
-        """Ask an actor to load and describe the dataset; raises DatasetUnavailable or WorkersUnavailable."""
-        import ray
-
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._news:  # a cluster that cannot be reached answers at once, with its problem
-            self._news.wait_for(lambda: self._connected.is_set() or self._problem or self._closed, timeout)
-        handle = self._any_handle()
-        if handle is None:
-            raise WorkersUnavailable(self._problem or "no Ray training actor is running")
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        try:
-            info, error, unavailable = ray.get(handle.describe.remote(dataset), timeout=left)
-        except ray.exceptions.GetTimeoutError:
-            raise WorkersUnavailable(f"the Ray training actor did not describe {dataset!r} in time") from None
-        except ray.exceptions.RayError as e:
-            raise WorkersUnavailable(f"the Ray training actor stopped before answering ({_cause(e)})") from e
-        if info is None:
-            raise (DatasetUnavailable if unavailable else WorkersUnavailable)(error or "unknown error")
-        return DatasetInfo(**info)
-
-    def problem(self) -> str | None:
-        """The one-line reason trainings cannot start: the cluster cannot be reached, or no actor starts."""
-        with self._lock:
-            return self._problem
+    def _may_open(self) -> bool:
+        return not self._unreachable
 
     def close(self, timeout: float | None = None) -> bool:
         """End every job, kill the actors, and disconnect from Ray if this executor connected."""
-        with self._lock:
-            self._closed = True
-            handles = [p.handle for p in self._places if p.handle is not None]
-            jobs = [job for p in self._places for job in p.jobs.values()]
-            for place in self._places:
-                place.jobs, place.held = {}, []
-        for job in jobs:
-            job.end(None)
-        self._kill(handles)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for thread in [t for t in self._readers if t is not threading.current_thread()]:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-        stopped = not any(t.is_alive() for t in self._readers)
+        stopped = super().close(timeout)
         if self._owns_ray and stopped:
             import ray
 
@@ -300,9 +260,9 @@ class RayWorkers:
     def handles(self) -> list:
         """The Ray actor handles now up (for tests and tools: `ray.kill(handle)`)."""
         with self._lock:
-            return [p.handle for p in self._places if p.handle is not None and p.ready]
+            return [p.link._handle for p in self._places if p.link is not None and p.ready]
 
-    # connecting and starting actors
+    # connecting
 
     def _connect(self) -> None:
         try:
@@ -317,10 +277,11 @@ class RayWorkers:
         log.info("connected to Ray at %s: %d actor(s) of %d CPU(s)", self.address, self.actors, cpus)
         self.cpus = cpus
         with self._lock:
+            self._unreachable = False
             if self._problem and self._problem.startswith("cannot reach"):
                 self._problem = None
-            for place in self._places:
-                self._spawn(place)
+            self._spawn_all()
+        with self._news:
             self._connected.set()
             self._news.notify_all()
         if self._owns_ray:
@@ -333,178 +294,15 @@ class RayWorkers:
             self._connect_failed(f"no answer in {seconds:.0f} s", retry=False)  # ray.init may still finish
 
     def _connect_failed(self, why: str, retry: bool = True) -> None:
+        problem = f"cannot reach the Ray cluster at {self.address}: {why}"
         with self._lock:
-            problem = f"cannot reach the Ray cluster at {self.address}: {why}"
-            if problem != self._problem:
-                log.error("%s", problem)
-            self._problem = problem
-            jobs = [job for p in self._places for job in p.jobs.values()]
-            for place in self._places:
-                place.jobs, place.held, place.failed = {}, [], True
-            self._failures += 1
-            self._news.notify_all()
-        for job in jobs:
-            job.end(problem)
+            self._unreachable = True
+            self._set_problem(problem)
+            links = [p.link for p in self._places if p.link is not None]
+        for link in links:
+            link.fail(problem)  # each ends its jobs with the line
         if retry and not self._closed:
-            _later(self._pause(), _thread, self._connect, "regviz-ray-connect")
-
-    def _spawn(self, place: _Actor) -> None:
-        """Make the place's actor (with the lock held) and start reading its events."""
-        if self._closed:
-            return
-        options = dict(num_cpus=self.cpus, max_concurrency=CALLS_PER_ACTOR, runtime_env=_actor_env())
-        try:
-            place.handle = _actor_class().options(**options).remote(self.cpus, self.warm_dataset)
-            place.uploads = set()  # a new actor holds no uploaded file yet
-        except Exception as e:  # a bad runtime_env, or Ray going away: tried again after a pause
-            log.warning("cannot make a Ray training actor", exc_info=True)
-            jobs, place.jobs, place.held = list(place.jobs.values()), {}, []
-            why = self._start_failed(place, one_line(e))
-            _thread(lambda: [job.end(why) for job in jobs], "regviz-ray-failed")  # never under our lock
-            return
-        place.ready, place.failed, place.read, place.released = False, False, 0, set()
-        for command in place.held:
-            place.handle.command.remote(command)
-        place.held = []
-        reader = _thread(self._serve, f"regviz-ray-actor-{place.index}", place, place.handle)
-        self._readers = [t for t in self._readers if t.is_alive()] + [reader]
-
-    def _serve(self, place: _Actor, handle) -> None:
-        """Wait for the actor to be up, then pass its events on until it dies or we close."""
-        import ray
-
-        try:
-            self._wait_ready(place, handle)
-            while not self._closed:
-                events = ray.get(handle.events.remote(place.read, POLL_S), timeout=POLL_S + self.stuck)
-                place.read += len(events)
-                for event in events:
-                    self._handle(place, event)
-        except ray.exceptions.GetTimeoutError:
-            self._died(place, handle, f"no answer in {POLL_S + self.stuck:.0f} s")
-        except Exception as e:  # RayActorError mostly; anything else from Ray ends the actor's jobs too
-            self._died(place, handle, _cause(e))
-
-    def _wait_ready(self, place: _Actor, handle) -> None:
-        import ray
-
-        waiting, where = handle.ready.remote(), None
-        while not self._closed and where is None:
-            try:
-                where = ray.get(waiting, timeout=self.start_timeout)
-            except ray.exceptions.GetTimeoutError:  # not placed yet, or slow: say so, and keep waiting
-                self._set_problem(
-                    f"no Ray training actor started in {self.start_timeout:.0f} s: "
-                    f"the cluster may have no {self.cpus} free CPU(s) for one"
-                )  # fmt: skip
-        if where is None:
-            return  # closed meanwhile
-        with self._lock:
-            place.ready, self._failures = True, 0
-            if self._problem and not self._problem.startswith("cannot reach"):
-                self._problem = None
-        log.info("Ray training actor %d ready: %s", place.index, where)
-
-    def _handle(self, place: _Actor, event: dict) -> None:
-        kind = event.get("ev")
-        if kind == "record":
-            job = place.jobs.get(event["job"])
-            if job is not None:
-                job.record(EpochRecord.from_dict(event["record"]))
-        elif kind == "end":
-            with self._lock:
-                job = place.jobs.pop(event["job"], None)
-                place.released.discard(event["job"])
-            if job is not None:
-                job.end(event.get("error"))
-
-    def _died(self, place: _Actor, handle, cause: str) -> None:
-        """The actor is gone: end its jobs in one line each, and make its successor."""
-        self._kill([handle])  # dead already, or not answering: either way, it frees its CPUs
-        with self._lock:
-            if self._closed or place.handle is not handle:
-                return
-            jobs, place.jobs = list(place.jobs.values()), {}
-            started, place.handle = place.ready, None
-            if started:
-                log.warning("Ray training actor %d stopped unexpectedly (%s)", place.index, cause)
-                self._spawn(place)
-                why = DIED.format(cause)
-            else:
-                why = self._start_failed(place, cause)
-        for job in jobs:
-            job.end(why)
-
-    def _start_failed(self, place: _Actor, cause: str) -> str:
-        place.failed = True
-        self._failures += 1
-        self._set_problem(f"the Ray training actors cannot start: {cause}")
-        self._news.notify_all()
-        _later(self._pause(), self._respawn, place)
-        return self._problem
-
-    def _respawn(self, place: _Actor) -> None:
-        with self._lock:
-            if place.handle is None and place.failed and self._connected.is_set():
-                self._spawn(place)
-
-    def _set_problem(self, problem: str) -> None:
-        with self._lock:
-            if problem != self._problem:
-                log.error("%s", problem)  # once, not at every retry
-            self._problem = problem
-
-    def _pause(self) -> float:
-        return RESTART_PAUSES_S[min(max(self._failures, 1), len(RESTART_PAUSES_S)) - 1]
-
-    # cancelled jobs that do not stop
-
-    def _release(self, place: _Actor, job: Job) -> None:
-        """A cancelled job still computing after the grace time gives its slot up; the actor is
-        replaced if it has not dropped the job after `stuck` seconds."""
-        with self._lock:
-            if place.jobs.get(job.id) is not job:
-                return  # it stopped in time
-            del place.jobs[job.id]
-            place.released.add(job.id)
-            handle = place.handle
-        log.info("run %s still stopping after %.1f s; its slot is free", job.settings.key(), self.grace)
-        job.end(None)
-        _later(self.stuck, self._unstick, place, handle, job.id)
-
-    def _unstick(self, place: _Actor, handle, job_id: int) -> None:
-        with self._lock:
-            stuck = place.handle is handle and job_id in place.released and not self._closed
-        if stuck:
-            log.warning("Ray training actor %d is stuck in a cancelled run; replacing it", place.index)
-            self._kill([handle])  # its reader sees the death, ends its other jobs and makes a new one
-
-    # helpers, with the lock held where they touch places
-
-    def _send(self, place: _Actor, **command) -> None:
-        if place.handle is None:
-            place.held.append(command)
-        else:
-            place.handle.command.remote(command)  # if the actor died just now, its reader ends the job
-
-    def _free_place(self) -> _Actor | None:
-        open_ = [p for p in self._places if not p.failed and len(p.jobs) < self.per_actor]
-        return min(open_, key=lambda p: (not p.ready, len(p.jobs) + len(p.released))) if open_ else None
-
-    def _any_handle(self):
-        with self._lock:
-            made = [p for p in self._places if p.handle is not None]
-            return min(made, key=lambda p: (not p.ready, len(p.jobs))).handle if made else None
-
-    @staticmethod
-    def _kill(handles: list) -> None:
-        import ray
-
-        for handle in handles:
-            try:
-                ray.kill(handle, no_restart=True)
-            except Exception:  # already gone, or Ray is shutting down
-                log.debug("could not kill a Ray actor", exc_info=True)
+            later(self._pause(), thread, self._connect, "regviz-ray-connect")
 
 
 @functools.cache
@@ -554,13 +352,10 @@ def _cause(exc: BaseException) -> str:
     return shorten(text or type(exc).__name__, 160)
 
 
-def _thread(target, name: str, *args) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True, name=name)
-    thread.start()
-    return thread
+def _kill(handle) -> None:
+    import ray
 
-
-def _later(seconds: float, function, *args) -> None:
-    timer = threading.Timer(seconds, function, args=args)
-    timer.daemon = True
-    timer.start()
+    try:
+        ray.kill(handle, no_restart=True)
+    except Exception:  # already gone, or Ray is shutting down
+        log.debug("could not kill a Ray actor", exc_info=True)

@@ -1,8 +1,9 @@
 """The seam between the run manager and where runs train: submit settings, get epoch records, cancel.
 
 The manager (server side) decides *which* run trains *when*; an executor behind this seam decides
-*where*: threads of this process (`threads.py`, for the command line and tests) or long-lived worker
-processes (`local.py`, what the app uses). A cluster can be added behind the same interface.
+*where*: threads of this process (`threads.py`, for the command line and tests), or the worker pool
+(`pool.py`) over long-lived worker processes (`local.py`, what the app uses) or Ray actors
+(`ray_cluster.py`, when configured).
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ class Job:
     settings: Settings
     on_record: Callable[[EpochRecord], None]
     on_end: Callable[[str | None], None]
-    owner: str = ""  # the session it is trained for: executors share their time fairly between owners
-    priority: int = 0  # lower first: an executor runs a job only while none of lower number is waiting
+    owner: str = ""  # the manager's lane for it (the session whose turn it takes): one after another
+    priority: int = 0  # the manager's urgency, lower first: a worker pumps it only while none is lower
     id: int = field(default_factory=lambda: next(_ids))
     cancelled: threading.Event = field(default_factory=threading.Event)
     _ended: bool = False

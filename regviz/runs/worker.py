@@ -1,14 +1,16 @@
 """A training worker process: `python -m regviz.runs.worker`, started and stopped by `local.py`.
 
-It imports TensorFlow once, loads each dataset once, warms up in the background, then trains the jobs
-it is given, several at a time, one epoch at a time: the next epoch goes to the job whose owner (the
-session it trains for) has had the least training time so far, so a long run cannot make a short
-one of another visitor wait for its end. Jobs of one owner run first come, first served.
+It imports TensorFlow once, loads each dataset once, warms up in the background, then pumps epochs of
+the jobs it is given, in the order given, one epoch per turn. It decides nothing about fairness: the
+run manager (`manager.py`) does, and says so with each job: its lane ("owner", the session whose turn
+it takes) and its priority. A job waits while a job given before it is in its lane or a job is more
+urgent; the others take turns round the order they were given in.
 
 One JSON command per line on stdin, one JSON event per line on a private copy of stdout (anything
-else printed goes to stderr, so a stray print cannot break the protocol):
+else printed goes to stderr, so a stray print cannot break the protocol); in a Ray actor the same
+commands are calls and the same events go through a queue (`ray_cluster.py`):
 
-    in:  {"op": "train", "job": 7, "owner": "tab", "priority": 0, "settings": {...}}
+    in:  {"op": "train", "job": 7, "owner": "tab", "priority": 0, "settings": {...}}  (settings.to_wire)
          {"op": "cancel", "job": 7}   {"op": "describe", "req": 3, "dataset": "imdb"}
          {"op": "forget", "dataset": "csv-..."}  (an uploaded file's session ended)
          a train or describe on an uploaded file the worker lacks carries it: "upload": base64 bytes
@@ -29,7 +31,6 @@ import os
 import queue
 import sys
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 
@@ -47,9 +48,9 @@ class _Active:
     """A job in this worker: its command, cancel event, epoch generator (made at its first turn)."""
 
     job: int
-    owner: str
+    owner: str  # its lane: jobs of one lane train one after another, in the order given
     priority: int
-    arrival: int
+    given: int  # its place in the order given
     settings: dict
     cancel: threading.Event = field(default_factory=threading.Event)
     epochs: object = None
@@ -57,22 +58,21 @@ class _Active:
 
 
 class Worker:
-    """The worker's state: the event channel, its jobs, and the training time each owner has had."""
+    """The worker's state: the event channel, its jobs, and the job that had the last turn."""
 
-    def __init__(self, out):
-        self._out, self._out_lock = out, threading.Lock()
+    def __init__(self, emit):
+        self._emit = emit  # takes one event (a dict): a line on the pipe, or a Ray actor's queue
         self._new: queue.Queue = queue.Queue()
         self._jobs: dict[int, _Active] = {}
+        self._gone: set[int] = set()  # cancelled before their train came (a Ray actor's calls may overtake)
         self._running: _Active | None = None  # the job whose epoch is being computed now
-        self._used: dict[str, float] = {}  # owner -> seconds of training time had
-        self._arrivals = 0
+        self._last = 0  # the place in the order given of the job that had the last turn
+        self._given = 0
         self._lock = threading.Lock()
 
     def send(self, **event) -> None:
-        """Write one event line."""
-        line = json.dumps(event)
-        with self._out_lock:
-            self._out.write(line + "\n")
+        """Emit one event."""
+        self._emit(event)
 
     def command(self, message: dict) -> None:
         """Act on one command line from the server."""
@@ -84,23 +84,29 @@ class Worker:
         if op == "forget":
             data.forget_upload(message.get("dataset", ""))
         elif op == "train":
-            with self._lock:
-                self._arrivals += 1
-                active = _Active(
-                    message["job"], message.get("owner", ""), message.get("priority", 0), self._arrivals,
-                    message["settings"],
-                )  # fmt: skip
-                self._jobs[active.job] = active
-            self._new.put(active)
+            self._train(message)
         elif op == "cancel":
             self._cancel(message["job"])
         elif op == "describe":
             threading.Thread(target=self._describe, args=(message,), daemon=True).start()
 
+    def _train(self, message: dict) -> None:
+        with self._lock:
+            late = message["job"] in self._gone
+            self._given += 1
+            active = _Active(
+                message["job"], message.get("owner", ""), message.get("priority", 0), self._given,
+                message["settings"],
+            )  # fmt: skip
+            if not late:
+                self._jobs[active.job] = active
+        self._end(active, None) if late else self._new.put(active)
+
     def _cancel(self, job: int) -> None:
         with self._lock:
             active = self._jobs.get(job)
             if active is None:
+                self._gone.add(job)
                 return
             active.cancel.set()
             waiting = active is not self._running  # not computing now: it can end at once
@@ -118,7 +124,7 @@ class Worker:
     # the training thread
 
     def serve_jobs(self, warm_dataset: str | None) -> None:
-        """Warm up, then give epochs to the jobs in turn, forever."""
+        """Warm up, then pump epochs of the jobs in the order given, forever."""
         from regviz.training import warmup
 
         if warm_dataset:
@@ -133,31 +139,31 @@ class Worker:
                 self._close(done)
                 active.remove(done)
             if active:
-                self._turn(min(active, key=self._rank), active)
+                self._turn(self._next(active), active)
 
     def _take_new(self, active: list[_Active], block: bool) -> None:
         try:
-            item = self._new.get(block=block)
+            active.append(self._new.get(block=block))
+            while True:
+                active.append(self._new.get_nowait())
         except queue.Empty:
             return
-        while True:
-            # a newcomer starts level with the owners already training, not years behind them
-            floor = min((self._used.get(a.owner, 0.0) for a in active), default=0.0)
-            self._used[item.owner] = max(self._used.get(item.owner, floor), floor)
-            active.append(item)
-            try:
-                item = self._new.get_nowait()
-            except queue.Empty:
-                return
 
-    def _rank(self, a: _Active) -> tuple:
-        return (a.priority, self._used.get(a.owner, 0.0), a.arrival)
+    def _next(self, active: list[_Active]) -> _Active:
+        """The job whose turn it is: the next after the last one, round the order given, of those free
+        to go (the first of each lane among the most urgent)."""
+        urgent = min(a.priority for a in active)
+        firsts: dict[str, _Active] = {}
+        for a in sorted(active, key=lambda a: a.given):
+            if a.priority == urgent:
+                firsts.setdefault(a.owner, a)
+        free = list(firsts.values())  # in the order given
+        return next((a for a in free if a.given > self._last), free[0])
 
     def _turn(self, a: _Active, active: list[_Active]) -> None:
         """One epoch of job a (the first call also builds and traces its model)."""
         with self._lock:
-            self._running = a
-        start = time.perf_counter()
+            self._running, self._last = a, a.given
         try:
             if a.epochs is None:
                 a.epochs = self._start(a)
@@ -178,14 +184,13 @@ class Worker:
         finally:
             with self._lock:
                 self._running = None
-            self._used[a.owner] = self._used.get(a.owner, 0.0) + time.perf_counter() - start
 
     def _start(self, a: _Active):
         from regviz import data
-        from regviz.settings import Settings
+        from regviz.settings import from_wire
         from regviz.training.loop import train
 
-        settings = Settings(**a.settings)
+        settings = from_wire(a.settings)
         return iter(train(settings, a.cancel, dataset=data.load(settings.dataset)))
 
     def _finish(self, a: _Active, error: str | None, active: list[_Active]) -> None:
@@ -200,9 +205,6 @@ class Worker:
         self._end(a, None)  # a cancelled job that was computing ends here
         with self._lock:
             self._jobs.pop(a.job, None)
-            gone = not any(b.owner == a.owner for b in self._jobs.values())
-        if gone:
-            self._used.pop(a.owner, None)
 
     def _describe(self, message: dict) -> None:
         from regviz import data
@@ -220,11 +222,16 @@ class Worker:
 
 def main() -> int:
     """Serve commands from stdin until it closes."""
-    out = _protocol_out()
+    out, lock = _protocol_out(), threading.Lock()
     # tensorflow is imported here, before "ready": a worker that cannot import it fails to start
     import regviz.training.loop  # noqa: F401
 
-    worker = Worker(out)
+    def emit(event: dict) -> None:
+        line = json.dumps(event) + "\n"
+        with lock:
+            out.write(line)
+
+    worker = Worker(emit)
     warm = os.environ.get("REGVIZ_WORKER_WARM_DATASET", "")
     threading.Thread(target=worker.serve_jobs, args=(warm,), daemon=True, name="train").start()
     worker.send(ev="ready", pid=os.getpid())
