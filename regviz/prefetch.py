@@ -79,7 +79,7 @@ def runs_of(experiments: Iterable[Settings]) -> list[Settings]:
 
 def _trainer():
     # the one place that names the in-process trainer (the command line's): repoint it here
-    from regviz.service import train_here
+    from regviz.runs.inprocess import train_here
 
     return train_here
 

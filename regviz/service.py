@@ -186,12 +186,3 @@ class RunService:
     def close(self, timeout: float | None = None) -> bool:
         """Cancel every run and stop the executor."""
         return self.manager.shutdown(timeout)
-
-
-def __getattr__(name: str):
-    """`train_here`, for callers from before it moved to `runs/inprocess.py` (imported only when asked)."""
-    if name == "train_here":
-        from regviz.runs.inprocess import train_here
-
-        return train_here
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

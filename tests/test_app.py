@@ -33,9 +33,9 @@ import regviz.service
 from regviz import data, sweep
 from regviz import settings as settings_mod
 from regviz.model import build_model, build_optimizer
+from regviz.runs.inprocess import train_here
 from regviz.runs.manager import INTERACTIVE, SWEEP
 from regviz.runs.threads import ThreadExecutor
-from regviz.service import train_here
 from regviz.settings import Settings
 from regviz.store import RunStore
 from regviz.training import loop
@@ -306,6 +306,7 @@ CHANGES = {
     "l2": 3e-3,
     "dropout": 0.25,
     "train_fraction": 0.5,
+    "label_noise": 0.2,
     "epochs": 7,
     "batch_size": 128,
     "optimizer": "sgd",
@@ -807,7 +808,7 @@ def test_workers_that_cannot_start_are_one_line_on_the_page(serve_with):
 def test_a_failed_run_can_be_retried_from_the_page(app, monkeypatch):
     """A training that fails shows one line and a retry button; the retry trains it again to the end."""
     calls = []
-    real = regviz.service.train_here
+    real = train_here
 
     def fails_once(settings, cancel=None):
         calls.append(settings)
@@ -815,7 +816,6 @@ def test_a_failed_run_can_be_retried_from_the_page(app, monkeypatch):
             raise RuntimeError("the training process stopped (killed by SIGKILL)")
         return real(settings, cancel)
 
-    monkeypatch.setattr(regviz.service, "train_here", fails_once)
     monkeypatch.setattr(sys.modules[__name__], "train_here", fails_once)
     at = finish(open_app(SMALL_LINK), app)
     assert (

@@ -11,7 +11,7 @@ import pytest
 from regviz import data
 from regviz.reading import reading, regularizers
 from regviz.records import EpochRecord, LayerStats, mean_records
-from regviz.service import train_here  # the in-process trainer: the one place this module trains
+from regviz.runs.inprocess import train_here  # the in-process trainer: the one place this module trains
 from regviz.settings import PRESETS, Settings
 from regviz.views import build
 

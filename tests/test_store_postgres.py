@@ -329,8 +329,9 @@ def test_the_app_trains_a_run_when_the_server_is_unreachable(caplog, psycopg):
     """The app's path (RunService and its run manager) with the PostgreSQL store unreachable: the run is
     trained instead of served and kept in memory; the failed lookup and save are warnings in the server's
     log (the page shows no error), and neither the log nor the run holds the password."""
+    from regviz.runs.inprocess import train_here
     from regviz.runs.threads import ThreadExecutor
-    from regviz.service import RunService, train_here
+    from regviz.service import RunService
 
     store = open_store(f"postgresql://regviz:{PASSWORD}@127.0.0.1:{closed_port()}/regviz_test")
     service = RunService(store=store, executor=ThreadExecutor(train_here))
@@ -359,7 +360,7 @@ def test_a_sweep_through_postgres_equals_local_training(store, url):
     """`python -m regviz sweep` with REGVIZ_STORE=<url> stores its four cells in PostgreSQL, each equal
     (to 1e-6) to the same settings trained here in-process; the sweep again reads every cell from there."""
     from regviz import data
-    from regviz.service import train_here
+    from regviz.runs.inprocess import train_here
 
     def sweep_lines():
         done = subprocess.run(

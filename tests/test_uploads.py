@@ -21,9 +21,10 @@ from conftest import Collected as _Collected
 
 from regviz import data
 from regviz.data import csvfile, uploads
+from regviz.runs.inprocess import train_here
 from regviz.runs.local import LocalWorkers
 from regviz.runs.threads import ThreadExecutor
-from regviz.service import RunService, train_here
+from regviz.service import RunService
 from regviz.settings import Settings
 from regviz.store import RunStore
 
@@ -205,7 +206,8 @@ def csv_file(seed, rows):
 from regviz import data
 from regviz.data import csvfile, uploads
 from regviz.runs.threads import ThreadExecutor
-from regviz.service import RunService, train_here
+from regviz.runs.inprocess import train_here
+from regviz.service import RunService
 from regviz.store import RunStore
 
 def upload(service, session, content, name):
