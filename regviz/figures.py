@@ -303,7 +303,7 @@ def _loss_title(keras_loss: bool, settings: Settings | None = None) -> str:
     kind = problems.of_dataset(settings.dataset)[0].kind if settings is not None else problems.BINARY
     what = "squared error" if kind == problems.REGRESSION else "cross-entropy"
     if keras_loss:
-        return f"Keras loss: {what} + penalty"
+        return f"{what} + penalty, as Keras reports it"
     return f"{what}, penalty left out"
 
 
