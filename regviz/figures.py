@@ -60,7 +60,7 @@ TEMPLATE = "none"
 STYLE = {
     "font": {"family": "Source Sans Pro, sans-serif", "size": 13, "color": "#31333F"},
     "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
-    "margin": {"l": 56, "r": 16, "t": 64, "b": 40}, "hoverlabel": {"font": {"size": 13}},
+    "margin": {"l": 56, "r": 24, "t": 64, "b": 40}, "hoverlabel": {"font": {"size": 13}},
 }  # fmt: skip
 AXIS = {"gridcolor": "#E6E9EF", "zerolinecolor": "#D5DAE5", "linecolor": "#D5DAE5"}
 HIST_TITLE = (
@@ -229,7 +229,9 @@ def _frame(title: str, y_title: str, total: int, log_y: bool = False, lines: int
     dtick = max(1, math.ceil(total / 10))
     return go.Figure(layout={
         **top(title, layout.get("height", PLOTLY_PX), lines), "template": TEMPLATE, **STYLE, **layout,
-        "xaxis": {"title": "epoch", "range": [0.5, total + 0.5], "tick0": 0, "dtick": dtick, **AXIS},
+        # automargin: the last epoch's label ("300") may reach past the right margin on a narrow chart
+        "xaxis": {"title": "epoch", "range": [0.5, total + 0.5], "tick0": 0, "dtick": dtick,
+                  "automargin": True, **AXIS},
         "yaxis": {"title": y_title, **AXIS, **({"type": "log"} if log_y else {})},
     })  # fmt: skip
 

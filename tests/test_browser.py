@@ -342,8 +342,10 @@ def assert_streamed(page, server, params: dict[str, str]) -> None:
         assert any(0 < n < total for n in counts), evidence
 
 
-RESIZED = """() => [...document.querySelectorAll(".js-plotly-plot")]
-  .every(p => p._fullLayout && Math.abs(p._fullLayout.width - p.getBoundingClientRect().width) < 2)"""
+# true once the charts' boxes are the same as at the previous poll: plotly has relaid them out after resizing
+RESIZED = """() => { const now = JSON.stringify([...document.querySelectorAll(".js-plotly-plot")]
+  .map(p => p._fullLayout ? [p._fullLayout.width, p._fullLayout.height] : null));
+  const same = window.__sizes === now; window.__sizes = now; return same && !now.includes("null"); }"""
 SCREENS = {"1280x720": {"width": 1280, "height": 720}, "390": {"width": 390, "height": 844}}
 
 
@@ -357,7 +359,7 @@ def assert_readable(page, name: str) -> None:
         page.set_viewport_size(viewport)
         page.wait_for_function(DRAWN, polling=100)
         for frame in page.frames:  # plotly relays a responsive chart out after its box has resized
-            frame.wait_for_function(RESIZED, polling=100)
+            frame.wait_for_function(RESIZED, polling=250)
         problems = [p for frame in page.frames for p in frame.evaluate(OVERLAPS)]
         page.screenshot(path=ARTIFACTS / f"browser-readable-{name}-{screen}.png")
         assert not problems, (screen, problems)
