@@ -358,6 +358,10 @@ def assert_readable(page, name: str) -> None:
     for screen, viewport in SCREENS.items():
         page.set_viewport_size(viewport)
         page.wait_for_function(DRAWN, polling=100)
+        if page.locator("iframe[title$='live_charts']").count():  # its grid has taken the new width
+            one_column = viewport["width"] < 640
+            page.wait_for_function(f"() => {{ const f = ({LIVE_FRAME})(); return f.fits && "
+                                   f"(f.rows === f.charts) === {str(one_column).lower()}; }}", polling=100)
         for frame in page.frames:  # plotly relays a responsive chart out after its box has resized
             frame.wait_for_function(RESIZED, polling=250)
         problems = [p for frame in page.frames for p in frame.evaluate(OVERLAPS)]
