@@ -34,8 +34,24 @@ DASH = {RUN: "solid", BASELINE: "dash"}
 BEST_SYMBOL = {RUN: "star", BASELINE: "star-open"}
 HOVER = "%{fullData.name}<br>epoch %{x}<br>%{y:.4f}<extra></extra>"
 BEST_HOVER = "lowest validation loss: early stopping would stop here<br>epoch %{x}<br>%{y:.4f}<extra></extra>"
-# below the plot and its axis title, so a long legend never squeezes the curves
-LEGEND = {"orientation": "h", "y": -0.24, "yanchor": "top"}
+TITLE_LINE_PX, TITLE_PAD_PX = 22, 10  # a title line at 1.2 times the font, and the space above it
+SUBTITLE_LINE_PX = 20  # a <sup> line under it
+
+
+def top(title: str, height: int, lines: int = 1) -> dict:
+    """The title at the chart's top and the legend in rows across the chart under it: plotly grows the
+    top margin to fit the legend, so it never meets the x-axis title (below the plot the two collide)
+    and never squeezes the plot sideways (beside it, it takes half a narrow chart's width)."""
+    # plotly anchors a title of several lines by its first line: the smaller lines hang below it
+    first = TITLE_PAD_PX + TITLE_LINE_PX
+    below = first + (lines - 1) * SUBTITLE_LINE_PX + 6
+    return {
+        "title": {"text": title, "yref": "container", "y": 1 - first / height, "yanchor": "bottom"},
+        "legend": {"orientation": "h", "x": 0, "xanchor": "left", "yref": "container",
+                   "y": 1 - below / height, "yanchor": "top"},
+    }  # fmt: skip
+
+
 # no plotly template in the figure (a template is 80 % of a figure's JSON, which every watching tab
 # receives at every poll), and no Streamlit theme on the page either: applying it costs the browser a
 # third of each redraw (measured in headless Chromium: 0.62 instead of 0.89 of a core for a tab that
@@ -44,7 +60,7 @@ TEMPLATE = "none"
 STYLE = {
     "font": {"family": "Source Sans Pro, sans-serif", "size": 13, "color": "#31333F"},
     "paper_bgcolor": "rgba(0,0,0,0)", "plot_bgcolor": "rgba(0,0,0,0)",
-    "margin": {"l": 56, "r": 16, "t": 64, "b": 40}, "hoverlabel": {"font": {"size": 13}},
+    "margin": {"l": 56, "r": 24, "t": 64, "b": 40}, "hoverlabel": {"font": {"size": 13}},
 }  # fmt: skip
 AXIS = {"gridcolor": "#E6E9EF", "zerolinecolor": "#D5DAE5", "linecolor": "#D5DAE5"}
 HIST_TITLE = (
@@ -76,8 +92,9 @@ def loss_figure(
     curve drawn faint and a band of one standard deviation around the mean validation curve."""
     train_key, val_key = ("loss", "val_loss") if keras_loss else ("data_loss", "val_data_loss")
     total = _total(total_epochs or settings.epochs, pinned)
-    fig = _frame("Loss per epoch", _loss_title(keras_loss, settings), total, log_y=_is_regression(settings))
     series = _series(run, baseline, settings)
+    title = "Loss per epoch" + _best_line(series)
+    fig = _frame(title, _loss_title(keras_loss, settings), total, log_y=_is_regression(settings), lines=2)
     run_folds, base_folds = folds
     for label, fold_runs in ((BASELINE, base_folds), (RUN, run_folds)):
         if fold_runs and (label == RUN or baseline is not run):
@@ -90,7 +107,7 @@ def loss_figure(
     for label, records in series:
         _mark_best(fig, records, val_key, label)
     _add_pins(fig, pinned, val_key, "validation")
-    return _waiting(fig) if not series else fig
+    return _waiting(fig) if not series else _fit_log_axis(fig)
 
 
 def metrics_figure(
@@ -115,9 +132,12 @@ def metrics_figure(
         for metric in shown:
             if any(getattr(r, metric.field) is not None for r in records):
                 split = "validation" if metric is problem.main else metric.field
-                fig.add_trace(_line(records, metric.field, split, label, _short(metric.label)))
+                line = _line(records, metric.field, split, label, _short(metric.label))
+                # the main metric is what a class reads; the others are one click on their legend entry away
+                line.visible = True if metric is problem.main else "legendonly"
+                fig.add_trace(line)
     _add_pins(fig, pinned, problem.main.field, _short(problem.main.label))
-    return _waiting(fig) if not series else fig
+    return _waiting(fig) if not series else _fit_log_axis(fig)
 
 
 def _short(label: str) -> str:
@@ -127,9 +147,9 @@ def _short(label: str) -> str:
 def weights_histogram(run_last: EpochRecord | None, baseline_last: EpochRecord | None) -> go.Figure:
     """First hidden layer's weights as shares per bin: run as bars, baseline as a dashed step line."""
     fig = go.Figure(layout={
-        "title": HIST_TITLE, "template": TEMPLATE, "barmode": "overlay", "legend": LEGEND, **STYLE,
+        **top(HIST_TITLE, PLOTLY_PX, lines=2), "template": TEMPLATE, "barmode": "overlay", **STYLE,
         "xaxis": {
-            "title": "weight value (outer bins hold everything beyond ±0.3)",
+            "title": "weight (outer bins: all beyond ±0.3)",
             "range": [HIST_EDGES[0], HIST_EDGES[-1]], **AXIS,
         },
         "yaxis": {"title": "share of weights", "tickformat": ".0%", **AXIS},
@@ -201,15 +221,17 @@ def curves_csv(run: list[EpochRecord], baseline: list[EpochRecord] | None) -> st
     return table.to_csv(index=False)
 
 
-def _frame(title: str, y_title: str, total: int, log_y: bool = False, **layout) -> go.Figure:
+def _frame(title: str, y_title: str, total: int, log_y: bool = False, lines: int = 1, **layout) -> go.Figure:
     """An empty chart over epochs 1..total; layout holds other layout properties (height, margin...).
     The layout is given whole: each update_layout or update_xaxes call costs plotly about 5 ms, and a
     view's four figures are built at every epoch of every run being watched."""
     # a fixed epoch axis, so the chart does not rescale while epochs stream in
     dtick = max(1, math.ceil(total / 10))
     return go.Figure(layout={
-        "title": title, "template": TEMPLATE, "legend": LEGEND, **STYLE, **layout,
-        "xaxis": {"title": "epoch", "range": [0.5, total + 0.5], "tick0": 0, "dtick": dtick, **AXIS},
+        **top(title, layout.get("height", PLOTLY_PX), lines), "template": TEMPLATE, **STYLE, **layout,
+        # automargin: the last epoch's label ("300") may reach past the right margin on a narrow chart
+        "xaxis": {"title": "epoch", "range": [0.5, total + 0.5], "tick0": 0, "dtick": dtick,
+                  "automargin": True, **AXIS},
         "yaxis": {"title": y_title, **AXIS, **({"type": "log"} if log_y else {})},
     })  # fmt: skip
 
@@ -234,6 +256,7 @@ def _total(epochs: int, pinned) -> int:
     return max([epochs, *(r.epoch for _, records in pinned for r in records)])
 
 
+PLOTLY_PX = 450  # plotly's default height
 PIN_ROW_PX = 30  # a pinned run's legend row: the chart grows by it, so the plot keeps its height
 REMEDY_PX = 320  # one of the remedies page's small multiples
 METRICS_PX = 510  # the accuracy chart's legend takes a row per curve: 60 px more than plotly's 450
@@ -280,10 +303,10 @@ def _add_folds(fig: go.Figure, fold_runs, key: str, label: str) -> None:
 
 def _loss_title(keras_loss: bool, settings: Settings | None = None) -> str:
     kind = problems.of_dataset(settings.dataset)[0].kind if settings is not None else problems.BINARY
-    what = "mean squared error" if kind == problems.REGRESSION else "cross-entropy"
+    what = "squared error" if kind == problems.REGRESSION else "cross-entropy"
     if keras_loss:
-        return f"loss as Keras reports it ({what} + penalty)"
-    return f"data loss ({what}, penalty left out)"
+        return f"{what} + penalty, as Keras reports it"
+    return f"{what}, penalty left out"
 
 
 def _is_regression(settings: Settings) -> bool:
@@ -306,15 +329,36 @@ def _mark_best(fig: go.Figure, records, val_key: str, label: str) -> None:
     # best is where early stopping on validation data loss would stop, whichever loss is plotted
     best = best_epoch(records)
     y = getattr(next(r for r in records if r.epoch == best), val_key)
+    # a star and its hover, no text label: labels sat on the curves and on each other; the epochs are
+    # written in the title's second line (_best_line)
     fig.add_trace(go.Scatter(
-        x=[best], y=[y], mode="markers", name=f"best epoch ({label})", legendgroup=label,
+        x=[best], y=[y], mode="markers", name=f"best epoch ({label})", legendgroup=label, showlegend=False,
         marker={"symbol": BEST_SYMBOL[label], "size": 14, "color": COLORS["validation"]},
         hovertemplate=BEST_HOVER,
     ))  # fmt: skip
-    # run and baseline labels point from opposite sides so they do not cover each other
-    fig.add_annotation(
-        x=best, y=y, text=f"best: epoch {best} ({label})", ay=-35 if label == RUN else 35, arrowhead=2
-    )
+
+
+def _best_line(series) -> str:
+    """The title's second line: where each side's validation loss was lowest (its star)."""
+    if not series:
+        return ""
+    best = ", ".join(f"{best_epoch(records)} ({label})" for label, records in reversed(series))
+    return f"<br><sup>★ lowest validation loss at epoch {best}</sup>"
+
+
+def _fit_log_axis(fig: go.Figure) -> go.Figure:
+    """A log y axis's range set from the figure's own values (curves, bands, stars), in plotly's log10
+    units: its autorange also counts what it cannot draw and ran to 10^13 for values below 600."""
+    if fig.layout.yaxis.type != "log":
+        return fig
+    ys = [y for t in fig.data if t.visible != "legendonly" for y in (t.y or ()) if y is not None and y > 0]
+    if ys:
+        low, high = math.log10(min(ys)), math.log10(max(ys))
+        pad = max(0.05 * (high - low), 0.02)  # the markers' size, and a flat curve is not a hairline
+        fig.layout.yaxis.range = [low - pad, high + pad]
+        # a label per decade over wide ranges: plotly's 2..9 labels between decades collide on a small chart
+        fig.layout.yaxis.dtick = 1 if high - low >= 1.5 else "D2"
+    return fig
 
 
 def _waiting(fig: go.Figure) -> go.Figure:

@@ -14,7 +14,7 @@ import plotly.graph_objects as go
 
 from regviz import settings as settings_mod
 from regviz import sweep
-from regviz.figures import AXIS, STYLE
+from regviz.figures import AXIS, STYLE, top
 
 PENDING_COLOR = "#D5DAE5"
 BEST_LINE = "#000000"
@@ -22,6 +22,33 @@ CURVE_COLOR = "#D55E00"
 HEATMAP_PX = 520
 Spread = list[float | None] | None  # per cell: the standard deviation over its folds (K-fold cells)
 CURVE_PX = 440
+UNDERFIT = 1.2  # "gap": a cell whose lowest validation loss is this many times the best's underfits
+UNDERFIT_MARK = " ▲"
+
+
+def underfits(metric: str, val_losses: list[float | None] | None) -> list[bool]:
+    """With the "gap" metric, the cells whose lowest validation loss is UNDERFIT times the best cell's or
+    more: a small gap there means the model learnt little, not that it generalises."""
+    known = [v for v in val_losses or [] if v is not None]
+    if metric != "gap" or not known:
+        return [False] * len(val_losses or [])
+    return [v is not None and v >= UNDERFIT * min(known) for v in val_losses]
+
+
+def _best(values: list[float | None], metric: str, under: list[bool]) -> int | None:
+    """The best cell among those that do not underfit."""
+    kept = [None if u else v for v, u in zip(values, under or [False] * len(values), strict=True)]
+    return sweep.best_cell(kept, metric)
+
+
+def spread_line(values: list[float | None]) -> str:
+    """How far apart the finished cells are, so that colours spread over a 2 % range read as such."""
+    known = [v for v in values if v is not None]
+    if len(known) < 2:
+        return ""
+    lo, hi = min(known), max(known)
+    apart = f": {(hi - lo) / abs(lo):.1%} apart" if lo else ""
+    return f"colours span {lo:.3g} to {hi:.3g}{apart}"
 
 
 def label(name: str) -> str:
@@ -44,21 +71,32 @@ def cell_text(value: float | None, metric: str, state: str) -> str:
 
 
 def heatmap(
-    grid: dict[str, list[Any]], values: list[float | None], states: list[str], metric: str
+    grid: dict[str, list[Any]],
+    values: list[float | None],
+    states: list[str],
+    metric: str,
+    val_losses: list[float | None] | None = None,
 ) -> go.Figure:
-    """Two settings: one square per cell, coloured by the metric (best outlined); hover says the values."""
+    """Two settings: one square per cell, coloured by the metric, its value written in it (best outlined;
+    with "gap", cells that underfit (val_losses: each cell's lowest validation loss) are marked and
+    never best); the title says how far apart the values are; hover says the values."""
     (a, xs), (b, ys) = grid.items()
     m = sweep.METRICS[metric]
-    best = sweep.best_cell(values, metric)
+    under = underfits(metric, val_losses) or [False] * len(values)
+    best = _best(values, metric, under)
     cells = [(x, y) for x in xs for y in ys]
-    size = max(18, min(80, int(360 / max(len(xs), len(ys)))))
+    # small enough for a phone: four cells and the colour bar in 390 px
+    size = max(18, min(64, int(220 / max(len(xs), len(ys)))))
     known = [v for v in values if v is not None]
     fig = go.Figure(
         go.Scatter(
             x=[shown(a, x) for x, _ in cells],
             y=[shown(b, y) for _, y in cells],
             mode="markers+text",
-            text=[cell_text(v, metric, s) for v, s in zip(values, states, strict=True)],
+            text=[
+                cell_text(v, metric, s) + (UNDERFIT_MARK if u else "")
+                for v, s, u in zip(values, states, under, strict=True)
+            ],
             textfont={"size": 12, "color": _text_colors(values, m.lower_is_better)},
             customdata=list(range(len(cells))),
             marker={
@@ -70,7 +108,7 @@ def heatmap(
                 "cmin": min(known) if known else 0,
                 "cmax": max(known) if known else 1,
                 "showscale": bool(known),
-                "colorbar": {"title": {"text": m.label, "side": "right"}, "thickness": 12},
+                "colorbar": {"thickness": 12},  # the title names the metric: the plot keeps the width
                 "line": {
                     "color": [BEST_LINE if i == best else PENDING_COLOR for i in range(len(cells))],
                     "width": [3 if i == best else 1 for i in range(len(cells))],
@@ -81,8 +119,9 @@ def heatmap(
             showlegend=False,
         )
     )
+    notes = [f"by {label(a)} and {label(b)}", spread_line(values), _underfit_note(under)]
     fig.update_layout(
-        title=f"{m.label.capitalize()}, by {label(a)} and {label(b)}",
+        **top(_title(m.label, notes), HEATMAP_PX, lines=1 + sum(map(bool, notes))),
         height=HEATMAP_PX, clickmode="event+select", dragmode=False, **STYLE,
     )  # fmt: skip
     fig.update_xaxes(title=label(a), type="category", categoryorder="array",
@@ -93,7 +132,12 @@ def heatmap(
 
 
 def validation_curve(
-    name: str, xs: list[Any], values: list[float | None], metric: str, spread: Spread = None
+    name: str,
+    xs: list[Any],
+    values: list[float | None],
+    metric: str,
+    spread: Spread = None,
+    val_losses: list[float | None] | None = None,
 ) -> go.Figure:
     """One setting: the metric against the setting (log axis for penalties and rates), the best starred,
     in the manner of scikit-learn's ValidationCurveDisplay; with K-fold cells (spread: each cell's
@@ -103,7 +147,8 @@ def validation_curve(
     log = name in sweep.LOG_SETTINGS  # the settings table's log-axis ones
     at = _positions(xs, log)
     done = [i for i, v in enumerate(values) if v is not None]
-    best = sweep.best_cell(values, metric)
+    under = underfits(metric, val_losses) or [False] * len(values)
+    best = _best(values, metric, under)
     fig = go.Figure()
     banded = [i for i in done if spread and spread[i] is not None]
     if banded:
@@ -115,28 +160,56 @@ def validation_curve(
         ))  # fmt: skip
     fig.add_trace(
         go.Scatter(
-            x=[at[i] for i in done], y=[values[i] for i in done], customdata=done,
-            mode="lines+markers", line={"color": CURVE_COLOR}, marker={"size": 10},
-            name=m.label, hovertemplate=[_hover(name, xs[i], None, None, values[i], m.label) for i in done],
+            x=[at[i] for i in done],
+            y=[values[i] for i in done],
+            customdata=done,
+            mode="lines+markers",
+            line={"color": CURVE_COLOR},
+            marker={"size": 10},
+            name=m.label,
+            showlegend=False,  # the y axis names it
+            hovertemplate=[_hover(name, xs[i], None, None, values[i], m.label) for i in done],
         )  # fmt: skip
     )
     if best is not None:
         fig.add_trace(
             go.Scatter(
-                x=[at[best]], y=[values[best]], customdata=[best], mode="markers",
+                x=[at[best]],
+                y=[values[best]],
+                customdata=[best],
+                mode="markers",
                 marker={"symbol": "star", "size": 18, "color": BEST_LINE},
                 name=f"best: {shown(name, xs[best])}",
                 hovertemplate=_hover(name, xs[best], None, None, values[best], "best " + m.label),
             )  # fmt: skip
         )
+    if any(under):
+        fig.add_trace(go.Scatter(
+            x=[at[i] for i in done if under[i]], y=[values[i] for i in done if under[i]], mode="markers",
+            marker={"symbol": "triangle-up", "size": 12, "color": PENDING_COLOR, "line": {"width": 1}},
+            name="underfits: not best", hoverinfo="skip",
+        ))  # fmt: skip
+    notes = [f"by {label(name)} ({len(done)} of {len(xs)} cells done)", _underfit_note(under)]
     fig.update_layout(
-        title=f"{m.label.capitalize()}, by {label(name)} ({len(done)} of {len(xs)} cells done)",
+        **top(_title(m.label, notes), CURVE_PX, lines=1 + sum(map(bool, notes))),
         height=CURVE_PX, clickmode="event+select", dragmode=False, **STYLE,
     )  # fmt: skip
     axis = {"type": "log"} if log else {}
     fig.update_xaxes(title=label(name), tickvals=at, ticktext=[shown(name, x) for x in xs], **axis, **AXIS)
     fig.update_yaxes(title=m.label, **AXIS)
     return fig
+
+
+def _title(what: str, notes: list[str]) -> str:
+    """The metric on the first line, then a smaller line per note (narrow charts clip one long line)."""
+    return what.capitalize() + "".join(f"<br><sup>{n}</sup>" for n in notes if n)
+
+
+def _underfit_note(under: list[bool]) -> str:
+    if not any(under):
+        return ""
+    above = f"{UNDERFIT - 1:.0%}"
+    return f"{UNDERFIT_MARK.strip()} underfits (lowest validation loss {above}+ above the best): not best"
 
 
 def _text_colors(values: list[float | None], reverse: bool) -> list[str]:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
+import math
 import os
 import re
 import signal
@@ -114,6 +116,7 @@ class Server(NamedTuple):
     url: str  # http://127.0.0.1:<port>
     log: Path  # the server's stderr, where streamlit logs uncaught app exceptions
     pid: int  # the streamlit server process
+    store: Path  # the server's store of finished runs (SQLite)
 
 
 def _start(env: dict[str, str], stdout, stderr) -> tuple[subprocess.Popen, str]:
@@ -160,7 +163,7 @@ def serve(tmp_path_factory, name: str, **env_extra: str):
     with open(out, "w") as stdout, open(err, "w") as stderr:
         proc, url = _start({**env, **env_extra}, stdout, stderr)
         try:
-            yield Server(url, err, proc.pid)
+            yield Server(url, err, proc.pid, store)
         finally:
             workers = children(proc.pid)
             _stop(proc)
@@ -282,6 +285,90 @@ def live_frame_becomes(page, expected: dict, timeout_ms: float = 15_000) -> None
         raise AssertionError(f"live charts' frame: {page.evaluate(LIVE_FRAME)}, not {expected}") from None
 
 
+# what the live charts' component drew, and when (ui/live_charts/index.html keeps window.renders)
+RENDERS = """() => { const f = document.querySelector("iframe[title$='live_charts']");
+  return f && f.contentWindow.renders ? f.contentWindow.renders : []; }"""
+# a draw's view is made on the server up to about this long before the browser draws it (a loaded machine)
+VIEW_LAG_S = 1.0
+
+
+def drawn_epochs(page) -> list[tuple[float, int]]:
+    """(seconds since the epoch, points of this run's validation curve) for every draw of the loss chart
+    that shows a run against its baseline (before, "this run" was the baseline itself)."""
+    return [
+        (r["t"] / 1000, chart["points"].get(RUN_VAL, 0))
+        for r in page.evaluate(RENDERS)
+        for chart in r["charts"]
+        if LOSS_TITLE in chart["title"] and chart["points"].get(BASE_VAL, 0) > 0
+    ]
+
+
+def epoch_seconds(page) -> list[float]:
+    """When each epoch of the page's finished run arrived, in seconds since the run started (its
+    records' `seconds`), from the page's "Download curves (CSV)" (uploaded files' runs are not stored)."""
+    import csv
+    import io
+
+    with page.expect_download() as download:
+        page.get_by_role("button", name="Download curves (CSV)").click()
+    rows = list(csv.DictReader(io.StringIO(Path(download.value.path()).read_text())))
+    ours = [r for r in rows if r["run"] in ("run", "this run")]
+    return [float(r["seconds"]) for r in sorted(ours, key=lambda r: int(r["epoch"]))]
+
+
+def assert_streamed(page, server, params: dict[str, str]) -> None:
+    """The run's curve grew on the page while it trained, read from when things happened, not from
+    catching the chart mid-way: the server's log (the run started, then was done), the records' times
+    (when each epoch arrived) and the charts' record of each draw (window.renders, Date.now()). Every draw
+    before the server was done shows part of the run, the counts never go back, the last draw shows all;
+    and when the epochs kept arriving for longer than the page's longest pause between draws (plus
+    VIEW_LAG_S), the page drew the curve part-way: a page that held it back until the end fails, a
+    machine fast enough to train the run between two draws does not."""
+    key = run_key(params)
+    seconds = epoch_seconds(page)
+    total = len(seconds)
+    started = wait_for_event(server, key, "started", timeout_s=30)[0]
+    done = wait_for_event(server, key, f"done after {total} of {total}", timeout_s=30)[0]
+    draws = [(t, n) for t, n in drawn_epochs(page) if t > started]
+    counts = [n for _, n in draws]
+    pause = max((b - a for (a, _), (b, _) in itertools.pairwise(draws)), default=math.inf)
+    span = seconds[-1] - seconds[0]
+    evidence = {"started": started, "done": done, "epoch_seconds": seconds, "draws": draws}
+    (ARTIFACTS / f"browser-streamed-{key}.json").write_text(json.dumps(evidence, indent=1))
+    assert counts and counts[-1] == total, evidence
+    assert counts == sorted(counts), evidence
+    assert all(n < total for t, n in draws if t < done), evidence
+    if span > pause + VIEW_LAG_S:
+        assert any(0 < n < total for n in counts), evidence
+
+
+# true once the charts' boxes are the same as at the previous poll: plotly has relaid them out after resizing
+RESIZED = """() => { const now = JSON.stringify([...document.querySelectorAll(".js-plotly-plot")]
+  .map(p => p._fullLayout ? [p._fullLayout.width, p._fullLayout.height] : null));
+  const same = window.__sizes === now; window.__sizes = now; return same && !now.includes("null"); }"""
+SCREENS = {"1280x720": {"width": 1280, "height": 720}, "390": {"width": 390, "height": 844}}
+
+
+def assert_readable(page, name: str) -> None:
+    """At 1280×720 and at 390 px, no text of any chart on the page (in the live charts' frame too) covers
+    another or leaves its chart, and no legend scrolls (test_browser_layout.OVERLAPS); screenshots of
+    both in test-artifacts/."""
+    from tests.test_browser_layout import OVERLAPS
+
+    for screen, viewport in SCREENS.items():
+        page.set_viewport_size(viewport)
+        page.wait_for_function(DRAWN, polling=100)
+        if page.locator("iframe[title$='live_charts']").count():  # its grid has taken the new width
+            one_column = viewport["width"] < 640
+            page.wait_for_function(f"() => {{ const f = ({LIVE_FRAME})(); return f.fits && "
+                                   f"(f.rows === f.charts) === {str(one_column).lower()}; }}", polling=100)
+        for frame in page.frames:  # plotly relays a responsive chart out after its box has resized
+            frame.wait_for_function(RESIZED, polling=250)
+        problems = [p for frame in page.frames for p in frame.evaluate(OVERLAPS)]
+        page.screenshot(path=ARTIFACTS / f"browser-readable-{name}-{screen}.png")
+        assert not problems, (screen, problems)
+
+
 def test_l2_slider_streams_a_run_and_its_link_reproduces_it(server, open_page):
     """Moving L2 with the keyboard streams the new run epoch by epoch; its URL reproduces it in a new tab."""
     page = open_page(server.url + query(START))
@@ -293,17 +380,14 @@ def test_l2_slider_streams_a_run_and_its_link_reproduces_it(server, open_page):
     thumb.focus()
     page.keyboard.press("ArrowRight")  # the first stop after 0
     page.wait_for_url(re.compile(r"[?&]l2=1e-05(&|$)"))
-    page.wait_for_function(
-        "n => window.__regviz.seen.some(([run, base]) => base === n && run > 0 && run < n)", arg=EPOCHS
-    )
-    shoot(page, "02-streaming")
     wait_finished(page, bars=2)  # this run and its baseline
     shoot(page, "03-run-finished")
+    # streamed: read from when the epochs were drawn against the server's log, never from catching the
+    # chart mid-way (a fast machine may train the whole run between two polls)
+    assert_streamed(page, server, {**START, "l2": "1e-05"})
 
     seen, final = page.evaluate("window.__regviz.seen"), page.evaluate(FINAL_NUMBERS)
     (ARTIFACTS / "browser-samples.json").write_text(json.dumps({"seen": seen, "final": final}, indent=1))
-    partial = sorted({run for run, base in seen if base == EPOCHS and 0 < run < EPOCHS})
-    assert len(partial) >= 2, f"the chart jumped to the end instead of streaming: {seen}"
     shared = page.url
     assert settings_in(shared) == {**START, "l2": "1e-05"}
     slider, reading = slider_shown(page), reading_lines(page)
@@ -640,6 +724,7 @@ def test_a_sweep_link_fills_its_cells_in_and_a_click_opens_that_run(server, open
     page.wait_for_function("() => /4 of 4 cells done/.test(document.body.innerText)", polling=100)
     page.wait_for_function(DRAWN, polling=100)
     shoot(page, "07-sweep")
+    assert_readable(page, "sweep")
     chart = page.get_by_test_id("stPlotlyChart")
     points = chart.locator(".scatterlayer .point")
     assert points.count() == 4
@@ -674,6 +759,7 @@ def test_boston_streams_its_folds_band_and_the_link_switches_to_hold_out_and_bac
     assert "validation=" not in page.url  # 4-fold is Boston's own default
     wait_finished(page, bars=1)
     shoot(page, "08-boston-folds")
+    assert_readable(page, "boston")  # the crowded case: four folds, bands, a log axis
     folds = page.evaluate(
         "() => " + PLOTS + ".flatMap(p => p.data || [])"
         ".filter(t => t.legendgroup === 'folds').length"
@@ -724,18 +810,23 @@ def test_an_uploaded_csv_previews_and_streams_and_a_broken_one_is_one_line(serve
     error = page.get_by_test_id("stAlertContentError")
     error.wait_for()
     assert "is a PNG image, not a CSV" in error.inner_text()
-    upload_file(page, "shop.csv", made_csv("binary", rows=10_000))  # hold-out: seconds of training, so that
-    # the curve streams after the explore page has loaded its charts' frame (plotly.js, ~0.5 s under load)
+    upload_file(page, "shop.csv", made_csv("binary", rows=10_000))  # seconds of training
     page.get_by_test_id("stMetric").filter(has_text="problem type").filter(has_text="binary").wait_for()
     assert page.get_by_test_id("stAlertContentError").count() == 0
     page.wait_for_function(DRAWN, polling=100)
     shoot(page, "09-upload-preview")
     page.get_by_role("button", name="Train on this file").click()
     page.wait_for_url(re.compile(r"dataset=csv-binary-2-[0-9a-f]{16}"))
-    page.wait_for_function("() => window.__regviz.seen.some(([run]) => run > 0)", polling=100)
     wait_finished(page, bars=1)
-    seen = page.evaluate("() => window.__regviz.seen")
-    assert len({run for run, _ in seen}) > 2, seen  # the curve grew in several steps: streamed
+    # the first run may end before the explore page has loaded its charts (a fast machine, or a slow
+    # one: a clean-clone CI run drew only epoch 100 of 100); the streaming is read off the next run, which
+    # starts with the charts already drawn, from when its epochs were drawn against the server's log
+    thumb = l2_slider(page).get_by_role("slider")
+    thumb.focus()
+    page.keyboard.press("ArrowRight")
+    page.wait_for_url(re.compile(r"[?&]l2=1e-05(&|$)"))
+    wait_finished(page, bars=2)
+    assert_streamed(page, server, settings_in(page.url))
     assert "shop.csv → bought (binary)" in page.get_by_test_id("stCaptionContainer").first.inner_text()
     shoot(page, "10-upload-trained")
     page.goto(server.url + "/data")
@@ -749,3 +840,30 @@ def test_an_uploaded_csv_previews_and_streams_and_a_broken_one_is_one_line(serve
     )
     assert any("absolute error" in t for t in titles), titles
     assert UNCAUGHT not in server.log.read_text()
+
+
+# Streamlit's own frontend, opened on a page's path (/remedies), first looks for its server under that
+# path: /remedies/_stcore/health and /remedies/_stcore/host-config answer 404, then it finds it at the
+# root (streamlit/streamlit#7074, open upstream). Only a server that answers under every page's path
+# could avoid them; nothing of the app's own may fail.
+STREAMLIT_PROBE = re.compile(r"^/(remedies|sweep|data)/_stcore/(health|host-config)$")
+
+
+def test_the_pages_load_without_a_failed_request_of_their_own(server, browser):
+    """/remedies, /sweep and /data: no request answers 4xx/5xx or fails and no console error, except
+    Streamlit's two base-path probes of a page opened by its own path (STREAMLIT_PROBE)."""
+    for path in ("/remedies", "/sweep", "/data"):
+        context = browser.new_context(viewport=VIEWPORT)
+        page, failed, errors = context.new_page(), [], []
+        page.on("response", lambda r, f=failed: f.append((r.status, r.url)) if r.status >= 400 else None)
+        page.on("requestfailed", lambda r, f=failed: f.append((r.failure, r.url)))
+        page.on("console", lambda m, e=errors: e.append(m.text) if m.type == "error" else None)
+        page.goto(server.url + path + query(DATASET))
+        page.locator("[data-testid='stApp'][data-test-connection-state='CONNECTED']").wait_for()
+        page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for()
+        ours = [(status, url) for status, url in failed if not STREAMLIT_PROBE.match(urlsplit(url).path)]
+        assert not ours, (path, ours)
+        context.close()
+        # the console says "Failed to load resource ... 404" once per probe, and nothing else
+        others = [e for e in errors if "status of 404" not in e]
+        assert not others and len(errors) <= len(failed), (path, errors, failed)

@@ -99,7 +99,9 @@ def test_best_epoch_marker(run, baseline):
     ours, theirs = trace(fig, "best epoch (this run)"), trace(fig, "best epoch (baseline)")
     assert (list(ours.x), list(ours.y)) == ([3], [0.35])
     assert (list(theirs.x), list(theirs.y)) == ([2], [0.33])
-    assert {a.x for a in fig.layout.annotations} == {2, 3}
+    # written once in the title's second line, not as labels on the curves
+    assert not fig.layout.annotations
+    assert "lowest validation loss at epoch 3 (this run), 2 (baseline)" in fig.layout.title.text
 
 
 def test_best_epoch_follows_data_loss_with_keras_loss():
@@ -268,3 +270,45 @@ def test_a_regressions_loss_and_mae_are_on_a_log_axis_and_a_classifiers_are_not(
     assert figures.metrics_figure([], None, houses).layout.yaxis.type == "log"
     assert figures.loss_figure([], None, imdb).layout.yaxis.type is None
     assert figures.metrics_figure([], None, imdb).layout.height == figures.METRICS_PX
+
+
+def _regression_curve(vals):
+    """Boston-like records: squared errors falling by orders of magnitude, and an MAE."""
+    import dataclasses
+
+    return [dataclasses.replace(r, mae=r.data_loss**0.5, val_mae=r.val_data_loss**0.5) for r in curve(vals)]
+
+
+def test_a_log_axis_range_fits_the_data_bands_and_stars_in_log10_units():
+    """Boston's loss chart on its log axis: the range is the figure's own values' (folds, band, stars),
+    a few percent of a decade beyond, in plotly's log10 units; not autorange (it ran to 10^13)."""
+    boston = Settings(dataset="boston", l2=1e-3, epochs=6)
+    folds = [_regression_curve([508 * s, 80 * s, 20 * s, 12 * s, 11 * s, 14 * s]) for s in (0.8, 1.0, 1.2)]
+    from regviz.records import mean_records
+
+    fig = figures.loss_figure(mean_records(folds), None, boston, folds=(folds, None))
+    values = [y for t in fig.data for y in t.y if y is not None and y > 0]
+    low, high = fig.layout.yaxis.range
+    assert np.log10(min(values)) - 0.2 < low < np.log10(min(values))
+    assert np.log10(max(values)) < high < np.log10(max(values)) + 0.2
+    assert high < np.log10(508 * 1.2) + 0.2  # about 10^2.8, not 10^13
+    mae = figures.metrics_figure(folds[0], None, boston)
+    assert mae.layout.yaxis.range[1] == pytest.approx(np.log10(max(r.mae for r in folds[0])), abs=0.2)
+    imdb = figures.loss_figure(curve([0.5, 0.4]), None, SETTINGS)
+    assert imdb.layout.yaxis.range is None  # a linear axis keeps plotly's autorange
+
+
+def test_the_accuracy_chart_shows_the_main_metric_and_the_others_are_one_click_away(run, baseline):
+    """Training and validation accuracy are drawn; AUC and the other metrics wait in the legend."""
+    fig = figures.metrics_figure(run, baseline, SETTINGS)
+    shown = {t.name for t in fig.data if t.visible is not False and t.visible != "legendonly"}
+    assert shown == {f"{what} ({side})" for what in ("train accuracy", "validation accuracy")
+                     for side in ("this run", "baseline")}  # fmt: skip
+    assert trace(fig, "validation AUC (this run)").visible == "legendonly"
+
+
+def test_the_legend_is_above_the_plot_under_the_title(run, baseline):
+    """Title, then the legend in rows, then the plot: the legend never meets the x-axis title."""
+    for fig in (figures.loss_figure(run, baseline, SETTINGS), figures.weights_histogram(run[-1], None)):
+        assert fig.layout.legend.orientation == "h" and fig.layout.legend.yanchor == "top"
+        assert fig.layout.title.y > fig.layout.legend.y > 0.5

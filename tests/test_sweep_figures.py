@@ -74,3 +74,20 @@ def _rec(val_loss):
     from tests.test_runs import record
 
     return dataclasses.replace(record(1), val_data_loss=val_loss)
+
+
+def test_the_heatmap_says_how_far_apart_its_values_are():
+    """A 2 % spread coloured over the whole scale is named as such in the title."""
+    fig = sweep_figures.heatmap(GRID, [0.300, 0.303, 0.306, 0.301], ["done"] * 4, "min_val_loss")
+    assert "colours span 0.3 to 0.306: 2.0% apart" in fig.layout.title.text
+
+
+def test_with_the_gap_metric_an_underfitting_cell_is_marked_and_never_best():
+    """The smallest gap belongs to a cell whose validation loss is far above the best: not outlined."""
+    gaps, val = [0.01, 0.10, 0.05, 0.20], [0.60, 0.30, 0.31, 0.29]
+    fig = sweep_figures.heatmap(GRID, gaps, ["done"] * 4, "gap", val_losses=val)
+    (cells,) = fig.data
+    assert [w == 3 for w in cells.marker.line.width] == [False, False, True, False]
+    assert cells.text[0].endswith(sweep_figures.UNDERFIT_MARK) and "underfits" in fig.layout.title.text
+    plain = sweep_figures.heatmap(GRID, gaps, ["done"] * 4, "gap")
+    assert plain.data[0].marker.line.width[0] == 3  # without validation losses nothing can be said

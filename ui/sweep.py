@@ -128,11 +128,14 @@ def cells_view(grid: dict, runs, poll: bool) -> None:
     states = [_state(r) for r in runs]
     done = sum(r.state == "done" for r in runs)
     st.progress(done / len(runs), text=f"{done} of {len(runs)} cells done")
+    # with "gap", each cell's lowest validation loss tells an underfitting cell from a good one
+    losses = [sweep.METRICS["min_val_loss"].read(r.records()) if v is not None else None
+              for r, v in zip(runs, values, strict=True)] if metric == "gap" else None  # fmt: skip
     if len(grid) == 2:
-        fig = sweep_figures.heatmap(grid, values, states, metric)
+        fig = sweep_figures.heatmap(grid, values, states, metric, val_losses=losses)
     else:
         ((name, xs),) = grid.items()
-        fig = sweep_figures.validation_curve(name, xs, values, metric, spread)
+        fig = sweep_figures.validation_curve(name, xs, values, metric, spread, val_losses=losses)
     # a new key after each click: back on this page, the chart comes without the old selection
     key = f"sweep_chart_{st.session_state.get('sweep_clicks', 0)}"
     event = st.plotly_chart(fig, key=key, theme=None, on_select="rerun", selection_mode="points")
