@@ -12,7 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, sync_api
+from tests import test_browser
+
+# the browser tests' fixture (tests/test_browser.py): Debian's headless Chromium
+browser = test_browser.browser
 
 pytestmark = pytest.mark.browser
 
@@ -136,15 +139,6 @@ def render(page, figs) -> None:
         " && [...document.querySelectorAll('.js-plotly-plot')].every(p => p._fullLayout)",
         arg=len(figs),
     )
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Debian's headless Chromium, driven by playwright."""
-    with sync_api.sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def drawn(browser, figs, screen: str, shot: str):
