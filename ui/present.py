@@ -13,11 +13,16 @@ from ui.common import control
 
 PARAMS = ("present", "show", "pause", "pace")  # the link's entries this module and ui/replay.py read
 MAX_SHOWN = 4  # controls on a projector: more would not fit beside each other in large type
-CHART_HEIGHT = 420  # px of the loss chart: with the headline and a row of controls, fits 1280x720
 STYLE = """<style>
 [data-testid="stSidebar"], [data-testid="stSidebarCollapsedControl"], [data-testid="stExpandSidebarButton"],
 [data-testid="stHeader"], [data-testid="stToolbar"] { display: none !important; }
-[data-testid="stMainBlockContainer"] { padding: 0.75rem 2rem 0 2rem; max-width: 100%; }
+/* one screen tall: the loss chart (height "stretch") takes what the controls and the headline leave */
+[data-testid="stMainBlockContainer"] { padding: 0.75rem 2rem 0.5rem 2rem; max-width: 100%;
+  height: 100vh; box-sizing: border-box; display: flex; flex-direction: column; }
+[data-testid="stLayoutWrapper"]:has(.st-key-present_chart),
+[data-testid="stVerticalBlock"]:has(.st-key-present_chart) { flex: 1 1 0; min-height: 0; }
+/* on a screen too short for it the chart keeps 280 px and the page scrolls, rather than a sliver of chart */
+.st-key-present_chart { min-height: 280px; }
 [data-testid="stMain"] p, [data-testid="stMain"] label p { font-size: 1.3rem; }
 [data-testid="stMain"] [data-testid="stCaptionContainer"] p { font-size: 1.05rem; }
 .st-key-present_headline p { font-size: 1.75rem; line-height: 1.25; font-weight: 600; }
@@ -108,12 +113,17 @@ def chart(view) -> None:
     """The reading's headline in large type, and the loss chart below it across the page."""
     with st.container(key="present_headline"):
         st.markdown(headline(view.reading) or "Waiting for the first epoch…")
+    # no height of its own: the figure sizes itself to the container the screen leaves it
     fig = go.Figure(view.loss).update_layout(
-        height=CHART_HEIGHT, title_font_size=24, xaxis_tickfont_size=16, yaxis_tickfont_size=16
+        height=None, autosize=True, title_font_size=24, xaxis_tickfont_size=16, yaxis_tickfont_size=16
     )
-    with st.container(key="present_chart"):
+    with st.container(key="present_chart", height="stretch"):
         st.plotly_chart(
-            fig, key="present_loss", theme=None, config={"displaylogo": False}
+            fig,
+            key="present_loss",
+            theme=None,
+            height="stretch",
+            config={"displaylogo": False, "responsive": True},
         )
 
 
