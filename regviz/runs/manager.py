@@ -13,7 +13,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from regviz.records import EpochRecord
@@ -50,6 +50,8 @@ class Costs(Protocol):
     def estimate(self, settings: Settings) -> float | None: ...
 
     def refusal(self, settings: Settings, seconds: float) -> str | None: ...
+
+    def request_refusal(self, parts: list, kfold: bool = False, pinned: bool = False) -> str | None: ...
 
     def learn(self, settings: Settings, seconds: float) -> None: ...
 
@@ -258,6 +260,37 @@ class RunManager:
         """Train these runs in the background (BACKGROUND priority) unless stored or known already:
         they start only while no visitor's run waits or trains, so a later visit finds them done."""
         return [self._watch(settings, PREFETCH, BACKGROUND) for settings in wanted]
+
+    def request_refusal(self, parts: Sequence[tuple[str, Settings]]) -> str | None:
+        """Why a page's request is refused as a whole: the estimated training seconds of everything it
+        would start that is not stored or trained already (every fold and repeat of each part: this
+        run, its baseline, each pinned run), over the limit; None when it may go. parts: (what, settings)."""
+        if self._costs is None:
+            return None
+        seen: set[str] = set()
+        costs: dict[str, list] = {}  # what -> [trainings, seconds]; parts of one name are summed
+        for what, settings in parts:
+            for run in settings.fold_runs():
+                if run.key() in seen or self._trained(run):
+                    continue
+                seen.add(run.key())
+                cost = costs.setdefault(what, [0, 0.0])
+                cost[0] += 1
+                cost[1] += self._estimate(run) or 0.0  # an undescribed dataset: nothing to judge yet
+        kfold = any(len(settings.fold_runs()) > 1 for _, settings in parts)
+        pinned = any("pinned" in what for what in costs)
+        judged = [(what, n, seconds) for what, (n, seconds) in costs.items()]
+        return self._costs.request_refusal(judged, kfold=kfold, pinned=pinned) if judged else None
+
+    def _trained(self, settings: Settings) -> bool:
+        """Done here or in the store (a queued or training run is not: it is still to be paid for)."""
+        key = settings.key()
+        with self._lock:
+            if key in self._done:
+                return True
+            if key in self._active:
+                return self._active[key]._state == DONE
+        return self._lookup_quietly(settings) is not None
 
     def retry(self, settings: Settings, watcher: str) -> Run:
         """Train a failed run again (the same Run object is kept by nobody: a new one is queued)."""
