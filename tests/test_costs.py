@@ -159,3 +159,71 @@ def test_the_total_counts_the_baseline_and_pins_and_not_what_is_stored():
         assert group.refusal(m, run, [pin]) is None
     finally:
         m.shutdown(timeout=5)
+
+
+# ---- estimates learn from a run's own epochs (issue 19 §2) -----------------------------------------------
+
+
+class Interleaving:
+    """An executor that trains each job at once, as a worker interleaving it with three others would
+    report it: each record's wall-clock seconds four times the epochs' own, the own compute measured."""
+
+    slots = 1
+
+    def __init__(self, own_epoch: float):
+        self.own_epoch = own_epoch
+
+    def start(self, job) -> None:
+        from dataclasses import replace
+
+        from regviz.records import HIST_EDGES, EpochRecord, LayerStats
+
+        for epoch in range(1, job.settings.epochs + 1):
+            record = EpochRecord(
+                epoch, 0.5, 0.6, 0.0, 0.5, 0.6, 0.8, 0.7, None, 0.0, (LayerStats(1.0, 0.0),),
+                (0,) * (len(HIST_EDGES) - 1),
+            )  # fmt: skip
+            job.record(replace(record, seconds=4 * self.own_epoch * epoch), compute=self.own_epoch)
+        job.end(None)
+
+    def cancel(self, job) -> None:
+        job.end(None)
+
+    def close(self, timeout=None) -> bool:
+        return True
+
+
+def test_an_interleaved_run_does_not_change_the_limits_verdict_on_a_fixed_link():
+    """A run that shared its worker (wall seconds 4x its epochs' own) teaches the model its own
+    seconds: a fixed link just under the limit stays accepted, its estimate unchanged."""
+    from regviz.runs.manager import RunManager
+
+    link = Settings(width=512, epochs=30)
+    costs = model()
+    costs.max_seconds = costs.estimate(link) / 0.9  # the link uses 90 % of the limit
+    before = costs.estimate(link)
+    other = Settings(width=64, epochs=5)
+    own_epoch = costs.estimate(other) / other.epochs  # its own epochs (the trace in them) as estimated
+    m = RunManager(Interleaving(own_epoch), lambda s: None, lambda s, r: None, costs)
+    run = m.watch(other, "b")
+    assert run.state == "done" and run.records()[-1].seconds == pytest.approx(4 * 5 * own_epoch)
+    assert costs.estimate(link) == pytest.approx(before)
+    assert costs.refusal(link, costs.estimate(link)) is None
+    m.shutdown(timeout=1)
+
+
+def test_one_run_moves_the_estimates_by_a_bounded_step():
+    """However slow one run was (a loaded host), it moves every estimate by at most MAX_STEP: a link
+    at 90 % of the limit is still accepted after it."""
+    from regviz.runs.costs import MAX_STEP
+
+    costs, s = model(), Settings()
+    link = Settings(width=512, epochs=30)
+    costs.max_seconds = costs.estimate(link) / 0.9
+    first, fixed = costs.estimate(s), costs.estimate(link)
+    costs.learn(s, 100 * first)
+    assert costs.estimate(s) == pytest.approx(MAX_STEP * first)
+    assert costs.estimate(link) < costs.max_seconds
+    costs.learn(s, first / 100)
+    costs.learn(s, first / 100)
+    assert costs.estimate(link) == pytest.approx(fixed / MAX_STEP)

@@ -87,7 +87,8 @@ def test_a_waiting_job_is_cancelled_at_once(workers):
 
 
 def test_two_sessions_share_one_worker_in_turn(workers):
-    """A short run of another session finishes while a long run goes on, instead of waiting for its end."""
+    """A short run of another session finishes while a long run goes on, instead of waiting for its end;
+    its own epochs' compute is measured apart from the long run's turns between them (issue 19 §2)."""
     long, short = Collected(LONG, owner="a"), Collected(SMALL.replace(seed=9), owner="b")
     workers.start(long.job)
     long.wait_records(1)
@@ -95,6 +96,7 @@ def test_two_sessions_share_one_worker_in_turn(workers):
     short.wait_end()
     assert short.error is None and len(short.records) == SMALL.epochs
     assert not long.ended.is_set() and len(long.records) < LONG.epochs
+    assert 0 < short.job.compute < short.records[-1].seconds  # the wall clock held the long run's epochs
     workers.cancel(long.job)
     long.wait_end()
 

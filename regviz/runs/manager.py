@@ -511,8 +511,9 @@ class RunManager:
             log.warning("could not save run %s; it stays in memory only: %s", run.key, e)
         except Exception:
             log.warning("could not save run %s; it stays in memory only", run.key, exc_info=True)
-        if self._costs is not None:
-            self._costs.learn(run.settings, records[-1].seconds)
+        if self._costs is not None:  # its own training seconds, measured where its epochs ran, if they were
+            own = run._job.compute
+            self._costs.learn(run.settings, records[-1].seconds if own is None else own)
         with self._lock:
             self._finish(run, DONE)
 
