@@ -160,3 +160,40 @@ def test_bad_worker_counts_are_rejected():
         LocalWorkers(workers=0)
     with pytest.raises(ValueError, match="per_worker"):
         LocalWorkers(workers=1, per_worker=0)
+
+
+def test_a_session_holding_every_slot_yields_one_to_another_session_within_an_epoch(workers):
+    """Session a's 4-fold group fills the worker's 4 slots; session b's short run still trains, its
+    first epoch coming within one epoch of the group's (issue 19 §3). Epochs are counted from the
+    records as they arrive, in order; no clock."""
+    from regviz.runs import group
+    from regviz.runs.manager import RunManager
+
+    manager = RunManager(workers, lambda settings: None, lambda settings, records: None)
+    events: list[str] = []  # the key of each record as it reaches the manager, in order
+    start = workers.start
+
+    def logged(job):
+        def on_record(record, passed=job.on_record, key=job.settings.key()):
+            with manager._lock:
+                events.append(key)
+            passed(record)
+
+        job.on_record = on_record
+        start(job)
+
+    workers.start = logged
+    kfold = LONG.replace(validation="kfold", folds=4)
+    folds = group.watch(manager, kfold, "a")
+    assert [r.state for r in folds.runs] == ["running"] * 4
+    version = folds.version
+    while not events:
+        version = folds.wait_for_change(version, DEADLINE)
+    with manager._lock:  # no record is counted on the wrong side of the ask
+        asked = len(events)
+        short = manager.watch(SMALL.replace(seed=11), "b")
+    assert short.wait(DEADLINE) and short.state == "done", short
+    first = events.index(short.key)
+    assert first - asked <= 1, events[asked:first]  # at most the group's epoch under way
+    assert sum(r.state == "running" for r in folds.runs) >= 1
+    manager.unwatch("a")
