@@ -22,8 +22,6 @@ SMALL = Settings(dataset="synthetic", width=4, epochs=3)
 LONG = Settings(dataset="synthetic", width=256, depth=2, epochs=60)  # tens of seconds: ends by a cancel
 
 
-
-
 @pytest.fixture
 def workers():
     """One worker process, warming up on the offline dataset; stopped after the test."""
@@ -174,7 +172,9 @@ def test_a_session_holding_every_slot_yields_one_to_another_session_within_an_ep
     start = workers.start
 
     def logged(job):
-        def on_record(record, passed=job.on_record, key=job.settings.key()):
+        passed, key = job.on_record, job.settings.key()
+
+        def on_record(record):
             with manager._lock:
                 events.append(key)
             passed(record)
