@@ -22,8 +22,6 @@ SMALL = Settings(dataset="synthetic", width=4, epochs=3)
 LONG = Settings(dataset="synthetic", width=256, depth=2, epochs=60)  # tens of seconds: ends by a cancel
 
 
-
-
 @pytest.fixture
 def workers():
     """One worker process, warming up on the offline dataset; stopped after the test."""
@@ -87,7 +85,8 @@ def test_a_waiting_job_is_cancelled_at_once(workers):
 
 
 def test_two_sessions_share_one_worker_in_turn(workers):
-    """A short run of another session finishes while a long run goes on, instead of waiting for its end."""
+    """A short run of another session finishes while a long run goes on, instead of waiting for its end;
+    its own epochs' compute is measured apart from the long run's turns between them (issue 19 §2)."""
     long, short = Collected(LONG, owner="a"), Collected(SMALL.replace(seed=9), owner="b")
     workers.start(long.job)
     long.wait_records(1)
@@ -95,6 +94,7 @@ def test_two_sessions_share_one_worker_in_turn(workers):
     short.wait_end()
     assert short.error is None and len(short.records) == SMALL.epochs
     assert not long.ended.is_set() and len(long.records) < LONG.epochs
+    assert 0 < short.job.compute < short.records[-1].seconds  # the wall clock held the long run's epochs
     workers.cancel(long.job)
     long.wait_end()
 
@@ -158,3 +158,42 @@ def test_bad_worker_counts_are_rejected():
         LocalWorkers(workers=0)
     with pytest.raises(ValueError, match="per_worker"):
         LocalWorkers(workers=1, per_worker=0)
+
+
+def test_a_session_holding_every_slot_yields_one_to_another_session_within_an_epoch(workers):
+    """Session a's 4-fold group fills the worker's 4 slots; session b's short run still trains, its
+    first epoch coming within one epoch of the group's (issue 19 §3). Epochs are counted from the
+    records as they arrive, in order; no clock."""
+    from regviz.runs import group
+    from regviz.runs.manager import RunManager
+
+    manager = RunManager(workers, lambda settings: None, lambda settings, records: None)
+    events: list[str] = []  # the key of each record as it reaches the manager, in order
+    start = workers.start
+
+    def logged(job):
+        passed, key = job.on_record, job.settings.key()
+
+        def on_record(record):
+            with manager._lock:
+                events.append(key)
+            passed(record)
+
+        job.on_record = on_record
+        start(job)
+
+    workers.start = logged
+    kfold = LONG.replace(validation="kfold", folds=4)
+    folds = group.watch(manager, kfold, "a")
+    assert [r.state for r in folds.runs] == ["running"] * 4
+    version = folds.version
+    while not events:
+        version = folds.wait_for_change(version, DEADLINE)
+    with manager._lock:  # no record is counted on the wrong side of the ask
+        asked = len(events)
+        short = manager.watch(SMALL.replace(seed=11), "b")
+    assert short.wait(DEADLINE) and short.state == "done", short
+    first = events.index(short.key)
+    assert first - asked <= 1, events[asked:first]  # at most the group's epoch under way
+    assert sum(r.state == "running" for r in folds.runs) >= 1
+    manager.unwatch("a")

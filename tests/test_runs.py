@@ -715,3 +715,61 @@ def test_a_worker_pumps_its_jobs_round_the_order_given():
     assert turns == [1, 2, 1, 2]
     assert worker._next([a2, c5]) is a2  # a's next run, once its first is gone; c waits while it is there
     assert worker._next([c5]) is c5
+
+
+def test_a_session_holding_every_slot_yields_one_to_another_sessions_short_run(make, trainer, store):
+    """Session a's 4-fold group holds all 4 slots; session b's short run starts within one epoch of the
+    group (the group's least trained fold stops at its next epoch boundary and is queued again), and
+    every fold still trains to the end afterwards (issue 19 §3). Epochs counted from the records."""
+    from regviz.runs import group
+
+    manager = make(max_concurrent=4)
+    kfold = S.replace(validation="kfold", folds=4)
+    folds = group.watch(manager, kfold, "a")
+    assert [r.state for r in folds.runs] == ["running"] * 4
+    short = manager.watch(S2, "b")
+    assert short.state == "queued"
+    for fold in kfold.fold_runs():
+        trainer.open(fold)  # the group's next epoch boundary
+    wait_state(short, "running")
+    assert max(len(r) for r in folds.fold_records()) <= 1  # the short run started within one epoch
+    assert sum(r.state == "running" for r in folds.runs) == 3  # a keeps three slots; one is b's
+    trainer.open(S2, 3)
+    assert short.wait(DEADLINE) and short.state == "done"
+    trainer.release_all()
+    assert folds.wait(DEADLINE) and folds.state == "done"
+    assert all(len(r) == 3 for r in folds.fold_records())
+
+
+def test_sessions_with_as_many_slots_do_not_take_them_from_each_other(make, trainer):
+    """A session one slot ahead of a waiting one keeps it: no slot goes back and forth."""
+    manager = make(max_concurrent=2)
+    a = [manager.watch(S.replace(seed=30 + i), "a") for i in range(2)]
+    b1 = manager.watch(S3, "b")
+    assert b1.state == "queued"
+    trainer.open(a[1].settings)  # a gives its least trained run up at its next epoch boundary
+    wait_state(b1, "running")
+    b2 = manager.watch(S3.replace(seed=40), "b")  # b holds 1, a holds 1: b2 waits its turn
+    assert b2.state == "queued" and a[0].state == "running" and b1.state == "running"
+
+
+def test_the_queue_line_counts_the_runs_a_session_trains_one_after_another(make, trainer):
+    """A worker trains a session's runs one after another: a run of it that has not begun frees its slot
+    after the earlier ones, not when its own estimate ran out while it waited (which said "starts in
+    about 0 s"); a slot being given up frees at its run's next epoch (issue 19 §3)."""
+    manager = make(max_concurrent=3, costs=FixedCosts(seconds=0.003))  # estimates long run out
+    first, *waiting = [manager.watch(S.replace(seed=50 + i), "a") for i in range(3)]
+    fourth = manager.watch(S.replace(seed=53), "a")
+    trainer.open(first.settings)
+    wait_records(first, 1)  # 2 s an epoch on the fake's clock: 4 s to go; the other two have not begun
+    assert fourth.queue_position() == 1
+    assert fourth.starts_in() == pytest.approx(4.0, abs=0.5)
+
+
+def test_a_run_waiting_for_a_given_up_slot_starts_in_about_one_epoch(make, trainer):
+    """Session b's run, given a slot session a gives up, is told it starts in about one epoch of a's run."""
+    manager = make(max_concurrent=2, costs=FixedCosts(seconds=30.0))  # 10 s an epoch
+    [manager.watch(S.replace(seed=60 + i), "a") for i in range(2)]
+    short = manager.watch(S2, "b")
+    assert short.queue_position() == 1
+    assert short.starts_in() == pytest.approx(10.0, abs=0.5)

@@ -360,13 +360,19 @@ def explore() -> None:
     if final is not None and not _same_experiment(final, settings):
         final = st.session_state.final_run = None  # another experiment now: its final run is not this one's
     finals = [final] if final is not None else []
-    manager.unwatch(token, keep=group.kept([settings, settings.baseline(), *pinned, *finals]))
+    refused = group.refusal(manager, settings, pinned) if info is not None else None
+    asked = [] if refused else [settings, settings.baseline(), *pinned]  # refused: nothing of it queued
+    manager.unwatch(token, keep=group.kept([*asked, *finals]))
     if info is None:
         st.fragment(waiting, run_every=POLL_SECONDS)(settings)
     else:
-        run = group.watch(manager, settings, token)  # a K-fold run: its folds, read as their mean
-        base = run if settings.is_baseline else group.watch(manager, settings.baseline(), token)
-        pin_runs = [group.watch(manager, p, token) for p in pinned]
+        if refused:  # the whole request is over the cost limit: one line says what to lower
+            run = base = group.Refused(settings, refused)
+            pin_runs = []
+        else:
+            run = group.watch(manager, settings, token)  # a K-fold run: its folds, read as their mean
+            base = run if settings.is_baseline else group.watch(manager, settings.baseline(), token)
+            pin_runs = [group.watch(manager, p, token) for p in pinned]
         first_epoch(run)
         poll = not (run.finished and base.finished and all(p.finished for p in pin_runs))
         poll = poll or replay.polls(settings, run)  # a replay polls like a live run, training nothing
@@ -376,8 +382,9 @@ def explore() -> None:
         st.fragment(live, run_every=every)(run, base, settings, poll, pin_runs)
         if not present.active():
             pin_controls(settings, pinned)
-            words_panel(settings, run, base)
-            final_evaluation(settings, run)
+            if not refused:
+                words_panel(settings, run, base)
+                final_evaluation(settings, run)
         wanted = (settings.dataset, settings.seed)
         if prefetch_on() and st.session_state.get("prefetched") != wanted:  # once, not at every move
             manager.prefetch(remedies.runs(*wanted))  # the remedies page, trained while nobody waits

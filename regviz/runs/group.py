@@ -125,11 +125,73 @@ class FoldGroup:
         return f"FoldGroup({self.key}, {self.state}, {len(self.runs)} folds)"
 
 
+class Refused:
+    """What the page shows of a request refused as a whole: a finished run that trained nothing, with
+    the one-line reason (nothing of it was queued)."""
+
+    def __init__(self, settings: Settings, reason: str):
+        self.settings, self.error = settings, reason
+        self.key = "refused-" + settings.key()
+        self.total_epochs = settings.epochs
+        self.runs: list = []
+
+    state, finished, from_store, version, watchers, estimate, started_at = (
+        REFUSED, True, False, 0, 0, None, None,
+    )  # fmt: skip
+
+    def records(self) -> list[EpochRecord]:
+        """No epochs."""
+        return []
+
+    def fold_records(self) -> list[list[EpochRecord]]:
+        """No folds trained."""
+        return []
+
+    def snapshot(self) -> tuple[int, list[EpochRecord]]:
+        """Version 0, no records."""
+        return 0, []
+
+    def queue_position(self) -> None:
+        """Never queued."""
+
+    def starts_in(self) -> None:
+        """Never starts."""
+
+    def eta_seconds(self) -> float:
+        """Nothing left."""
+        return 0.0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Finished already."""
+        return True
+
+    def wait_for_change(self, version: int, timeout: float | None = None) -> int:
+        """It never changes."""
+        return 0
+
+    def __repr__(self) -> str:
+        return f"Refused({self.settings.key()})"
+
+
+def refusal(manager, settings: Settings, pinned=()) -> str | None:
+    """Why what a page asks for (this run, its baseline, the pinned runs, every fold and repeat) is not
+    trained as a whole; None when it may go."""
+    parts = [("this run", settings)]
+    if not settings.is_baseline:
+        parts.append(("its baseline", settings.baseline()))
+    pins = "a pinned run" if len(pinned) == 1 else f"the {len(pinned)} pinned runs"
+    parts += [(pins, p) for p in pinned]
+    return manager.request_refusal(parts)
+
+
 def watch(manager, settings: Settings, watcher: str, priority: int | None = None):
-    """The manager's Run of a hold-out settings, or the FoldGroup of a K-fold one (its folds watched)."""
+    """The manager's Run of a hold-out settings, or the FoldGroup of a K-fold one (its folds watched,
+    unless all of them together are over the cost limit: then a Refused that queued nothing)."""
     extra = () if priority is None else (priority,)
     if len(runs := settings.fold_runs()) == 1 and runs[0] == settings:
         return manager.watch(settings, watcher, *extra)
+    if (why := manager.request_refusal([("this run", settings)])) is not None:
+        return Refused(settings, why)
     return FoldGroup(settings, [manager.watch(fold, watcher, *extra) for fold in runs])
 
 

@@ -3,7 +3,8 @@
 The manager owns the bookkeeping every tab reads (state, records, place in the queue, estimates) and
 never trains: it hands each run to an executor (`seam.py`) when a slot is free, and stores what comes
 back complete. Sessions are served in turn: the next run to start belongs to the session that has
-waited longest since its last start, so one visitor's slider storm or long link cannot hold every slot.
+waited longest since its last start, so one visitor's slider storm or long link cannot hold every slot;
+a session that holds two slots more than a waiting one gives one up at its next epoch boundary.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import os
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol
 
 from regviz.records import EpochRecord
@@ -50,6 +51,8 @@ class Costs(Protocol):
     def estimate(self, settings: Settings) -> float | None: ...
 
     def refusal(self, settings: Settings, seconds: float) -> str | None: ...
+
+    def request_refusal(self, parts: list, kfold: bool = False, pinned: bool = False) -> str | None: ...
 
     def learn(self, settings: Settings, seconds: float) -> None: ...
 
@@ -259,6 +262,37 @@ class RunManager:
         they start only while no visitor's run waits or trains, so a later visit finds them done."""
         return [self._watch(settings, PREFETCH, BACKGROUND) for settings in wanted]
 
+    def request_refusal(self, parts: Sequence[tuple[str, Settings]]) -> str | None:
+        """Why a page's request is refused as a whole: the estimated training seconds of everything it
+        would start that is not stored or trained already (every fold and repeat of each part: this
+        run, its baseline, each pinned run), over the limit; None when it may go. parts: (what, settings)."""
+        if self._costs is None:
+            return None
+        seen: set[str] = set()
+        costs: dict[str, list] = {}  # what -> [trainings, seconds]; parts of one name are summed
+        for what, settings in parts:
+            for run in settings.fold_runs():
+                if run.key() in seen or self._trained(run):
+                    continue
+                seen.add(run.key())
+                cost = costs.setdefault(what, [0, 0.0])
+                cost[0] += 1
+                cost[1] += self._estimate(run) or 0.0  # an undescribed dataset: nothing to judge yet
+        kfold = any(len(settings.fold_runs()) > 1 for _, settings in parts)
+        pinned = any("pinned" in what for what in costs)
+        judged = [(what, n, seconds) for what, (n, seconds) in costs.items()]
+        return self._costs.request_refusal(judged, kfold=kfold, pinned=pinned) if judged else None
+
+    def _trained(self, settings: Settings) -> bool:
+        """Done here or in the store (a queued or training run is not: it is still to be paid for)."""
+        key = settings.key()
+        with self._lock:
+            if key in self._done:
+                return True
+            if key in self._active:
+                return self._active[key]._state == DONE
+        return self._lookup_quietly(settings) is not None
+
     def retry(self, settings: Settings, watcher: str) -> Run:
         """Train a failed run again (the same Run object is kept by nobody: a new one is queued)."""
         with self._lock:
@@ -368,19 +402,48 @@ class RunManager:
 
     def _yielding(self) -> list[Run]:
         """The training runs that give their slot back now (each is queued again): the one place where
-        the manager preempts. Background runs, while a visitor's run is queued or training; and as many
+        the manager preempts. Background runs, while a visitor's run is queued or training; as many
         sweep cells as visitors' queued runs lack slots (the least trained first), so a slider move never
-        waits behind a sweep. (Sessions yielding to each other at an epoch boundary would be one more
-        rule here.)"""
+        waits behind a sweep; and a slot of a session that holds more than a waiting session (see
+        `_sharing`)."""
         live = [r for r in self._running if not r._job.cancelled.is_set()]
         background = [r for r in live if r._priority >= BACKGROUND] if self._visitor_busy() else []
         freeing = len(self._running) - len(live) + len(background)
         short = sum(r._priority < SWEEP for r in self._queue) - (self.executor.slots - len(self._running))
         cells = [r for r in live if r._priority >= SWEEP and r not in background]
-        return background + sorted(cells, key=lambda r: len(r._records))[: max(0, short - freeing)]
+        cells = sorted(cells, key=lambda r: len(r._records))[: max(0, short - freeing)]
+        free = self.executor.slots - len(self._running) + freeing + len(cells)
+        return background + cells + self._sharing([r for r in live if r._priority < SWEEP], free)
+
+    def _sharing(self, visitors: list[Run], free: int) -> list[Run]:
+        """Visitors' runs given up to other sessions' waiting runs: while a session's queued run finds no
+        free slot and another session holds at least two more slots than it, that session's least
+        trained run (its last started among equals: one that has not begun, in a worker that trains a
+        session's runs one after another) stops at its next epoch boundary and is queued again, so one
+        session's K-fold group cannot hold every slot while another session waits. The margin of two
+        keeps the slot from going back and forth."""
+        held: dict[str, int] = {}
+        for run in visitors:
+            held[run._owner] = held.get(run._owner, 0) + 1
+        given: list[Run] = []
+        for waiting in self._order():
+            if waiting._priority >= SWEEP:
+                break  # the order puts visitors' runs first
+            owner = waiting._owner
+            if free > 0:
+                free -= 1  # it starts in a slot that is free or being freed
+            else:
+                rich = max((o for o in held if o != owner), key=lambda o: held[o], default=None)
+                if rich is None or held[rich] < held.get(owner, 0) + 2:
+                    continue
+                mine = [r for r in visitors if r._owner == rich and r not in given]
+                given.append(min(mine, key=lambda r: (len(r._records), -r._arrival)))
+                held[rich] -= 1
+            held[owner] = held.get(owner, 0) + 1
+        return given
 
     def _preempt(self, run: Run) -> None:
-        log.info("run %s paused for a visitor's run: queued again", run.key)
+        log.info("run %s gives its slot to a waiting run: queued again", run.key)
         run._preempted = True
         run._job.cancelled.set()
         self.executor.cancel(run._job)
@@ -407,10 +470,7 @@ class RunManager:
     def _plan(self) -> None:
         """Each queued run's place and estimated start: slots free up as running runs' estimates run out."""
         now = time.monotonic()
-        free = [0.0] * max(0, self.executor.slots - len(self._running))
-        for run in self._running:
-            left = _left(run._records, run.total_epochs, run.estimate, run._started_at)
-            free.append(left if left is not None else 0.0)
+        free = [0.0] * max(0, self.executor.slots - len(self._running)) + self._slots_free_in()
         free.sort()
         for place, run in enumerate(self._order(), 1):
             starts = free.pop(0) if free else None
@@ -422,6 +482,26 @@ class RunManager:
             run._place, run._starts_in, run._planned_at = place, starts, now
             if moved:
                 run._bump()
+
+    def _slots_free_in(self) -> list[float]:
+        """Seconds until each held slot is free. A run giving its slot up frees it at its next epoch
+        boundary. A worker trains a session's runs one after another, so a run that has not begun
+        (no epoch yet) waits for the earlier ones of its session: its slot is free after all of them,
+        not when its own estimate has run out while it waited."""
+        lanes: dict[str | None, float] = {}  # session -> when its runs so far are done
+        free = []
+        for run in sorted(self._running, key=lambda r: r._arrival):
+            estimate = run.estimate or 0.0
+            if run._job.cancelled.is_set():
+                left = estimate / max(1, run.total_epochs)
+            elif run._records or run._owner not in lanes:
+                left = _left(run._records, run.total_epochs, run.estimate, run._started_at) or 0.0
+            else:
+                left = lanes[run._owner] + estimate
+            if not run._job.cancelled.is_set():
+                lanes[run._owner] = max(lanes.get(run._owner, 0.0), left)
+            free.append(left)
+        return free
 
     def _abandon(self, run: Run) -> None:
         """Forget a run nobody watches; a queued one leaves the queue, a running one is asked to stop."""
@@ -478,8 +558,9 @@ class RunManager:
             log.warning("could not save run %s; it stays in memory only: %s", run.key, e)
         except Exception:
             log.warning("could not save run %s; it stays in memory only", run.key, exc_info=True)
-        if self._costs is not None:
-            self._costs.learn(run.settings, records[-1].seconds)
+        if self._costs is not None:  # its own training seconds, measured where its epochs ran, if they were
+            own = run._job.compute
+            self._costs.learn(run.settings, records[-1].seconds if own is None else own)
         with self._lock:
             self._finish(run, DONE)
 

@@ -235,7 +235,7 @@ class WorkerPool:
         elif kind == "record":
             job = place.jobs.get(event["job"])
             if job is not None:
-                job.record(EpochRecord.from_dict(event["record"]))
+                job.record(EpochRecord.from_dict(event["record"]), event.get("compute"))
         elif kind == "end":
             with self._lock:
                 job = place.jobs.pop(event["job"], None)

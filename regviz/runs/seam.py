@@ -36,14 +36,21 @@ class Job:
     priority: int = 0  # the manager's urgency, lower first: a worker pumps it only while none is lower
     id: int = field(default_factory=lambda: next(_ids))
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # seconds its epochs' own compute took, summed, when the executor measures them where they run (a
+    # worker interleaves several jobs, so a record's wall-clock seconds include the others' turns);
+    # None when it does not (a thread trains one job alone: its records' seconds are its own)
+    compute: float | None = None
     _ended: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def record(self, record: EpochRecord) -> None:
-        """Pass one epoch on, unless the job has ended (a record after a forced end is dropped)."""
+    def record(self, record: EpochRecord, compute: float | None = None) -> None:
+        """Pass one epoch on (with the seconds its own compute took, if measured), unless the job has
+        ended (a record after a forced end is dropped)."""
         with self._lock:
             if self._ended:
                 return
+            if compute is not None:
+                self.compute = (self.compute or 0.0) + compute
         self.on_record(record)
 
     def end(self, error: str | None = None) -> bool:

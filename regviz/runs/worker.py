@@ -31,6 +31,7 @@ import os
 import queue
 import sys
 import threading
+import time
 import traceback
 from dataclasses import dataclass, field
 
@@ -167,9 +168,11 @@ class Worker:
         try:
             if a.epochs is None:
                 a.epochs = self._start(a)
+            began = time.perf_counter()
             record = next(a.epochs)
+            own = time.perf_counter() - began  # this epoch's compute alone, not the other jobs' turns
             if not a.cancel.is_set():
-                self.send(ev="record", job=a.job, record=record.to_dict())
+                self.send(ev="record", job=a.job, record=record.to_dict(), compute=own)
         except StopIteration:
             self._finish(a, None, active)
         except Exception as exc:  # the page shows it as one line; the full traceback goes to the log
