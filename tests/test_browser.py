@@ -630,6 +630,12 @@ PINNED_FULL = """
 """.replace("__PLOTS__", PLOTS)
 
 
+def comparison_table(page):
+    """The pinned runs' comparison table (ui/explore.comparison, key compare_table_<unpins>): the page has
+    other dataframes too (the words panel's two tables on IMDB and Reuters)."""
+    return page.locator("[class*='st-key-compare_table_'] [data-testid='stDataFrame']")
+
+
 def test_two_pinned_runs_come_back_from_the_link_in_a_fresh_context(server, open_page):
     """Pin a run, move L2, pin again, move on: both pins stay on the chart; the link, opened in a new
     context (a new session), draws the same curves and the same comparison table."""
@@ -645,7 +651,7 @@ def test_two_pinned_runs_come_back_from_the_link_in_a_fresh_context(server, open
         wait_finished(page, bars=2)
     names = ["validation (pin 1: L2 0.001)", "validation (pin 2: L2 0.003)"]
     page.wait_for_function(PINNED_FULL, arg=[LOSS_TITLE, names, 5], polling=100)
-    final, table = page.evaluate(FINAL_NUMBERS), page.get_by_test_id("stDataFrame").inner_text()
+    final, table = page.evaluate(FINAL_NUMBERS), comparison_table(page).inner_text()
     assert all(final[name][0] == 5 for name in names)
     pins_in_url = parse_qs(urlsplit(page.url).query)["pin"]
     assert len(pins_in_url) == 2
@@ -655,9 +661,9 @@ def test_two_pinned_runs_come_back_from_the_link_in_a_fresh_context(server, open
     wait_finished(other, bars=2)
     other.wait_for_function(PINNED_FULL, arg=[LOSS_TITLE, names, 5], polling=100)
     assert other.evaluate(FINAL_NUMBERS) == final
-    assert other.get_by_test_id("stDataFrame").inner_text() == table
+    assert comparison_table(other).inner_text() == table
     # unpin from the table: tick pin 1's row (rows: this run, baseline, pin 1, pin 2), then the button
-    grid = other.get_by_test_id("stDataFrame")
+    grid = comparison_table(other)
     grid.scroll_into_view_if_needed()  # below the charts: a click outside the viewport does nothing
     box = grid.bounding_box()
     other.mouse.click(box["x"] + 18, box["y"] + TABLE_ROW_PX * 3.5)  # the header, two rows, then pin 1
