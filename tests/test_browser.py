@@ -342,10 +342,15 @@ def assert_streamed(page, server, params: dict[str, str]) -> None:
         assert any(0 < n < total for n in counts), evidence
 
 
-# true once the charts' boxes are the same as at the previous poll: plotly has relaid them out after resizing
-RESIZED = """() => { const now = JSON.stringify([...document.querySelectorAll(".js-plotly-plot")]
-  .map(p => p._fullLayout ? [p._fullLayout.width, p._fullLayout.height] : null));
-  const same = window.__sizes === now; window.__sizes = now; return same && !now.includes("null"); }"""
+# true once plotly has relaid every chart out after a resize: each one's layout is as wide as its box, and
+# the sizes are the same as at the previous poll (the previous poll may be the other screen's last, whose
+# sizes plotly still holds until its resize handler runs: the width check tells them apart)
+RESIZED = """() => { const plots = [...document.querySelectorAll(".js-plotly-plot")];
+  const now = JSON.stringify(plots.map(p => p._fullLayout && [p._fullLayout.width, p._fullLayout.height]));
+  const same = window.__sizes === now; window.__sizes = now;
+  const fit = plots.every(p => p._fullLayout
+    && Math.abs(p._fullLayout.width - p.getBoundingClientRect().width) <= 1);
+  return same && fit; }"""
 SCREENS = {"1280x720": {"width": 1280, "height": 720}, "390": {"width": 390, "height": 844}}
 
 
