@@ -82,7 +82,7 @@ def test_a_k_fold_run_is_listed_as_the_folds_loop(tmp_path):
     _, code = listing_of(tmp_path, "regression", validation="kfold", folds=4)
     compile(code, "<listing>", "exec")
     assert "4-fold K-fold" in code and "for fold in range(4):" in code
-    assert "rows = order[num_test:]" in code and "scale = y[train_rows].std() or 1.0" in code
+    assert "rows = order[num_test:]" in code and "scale = y_train.std() or 1.0" in code
 
 
 def test_a_wide_file_wraps_its_column_lists(tmp_path):
