@@ -152,7 +152,7 @@ def weights_histogram(run_last: EpochRecord | None, baseline_last: EpochRecord |
             "title": "weight (outer bins: all beyond ±0.3)",
             "range": [HIST_EDGES[0], HIST_EDGES[-1]], **AXIS,
         },
-        "yaxis": {"title": "share of weights", "tickformat": ".0%", **AXIS},
+        "yaxis": {"title": "share of weights", "tickformat": ".2~%", **AXIS},
     })  # fmt: skip
     if run_last is not None:
         fig.add_trace(_hist_bars(run_last))
