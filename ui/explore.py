@@ -106,11 +106,13 @@ def first_epoch(run) -> None:
 def progress(run, base, shows: str | None) -> None:
     """The progress lines of run and baseline (a retry button under a failed one), then what a pause or
     replay shows."""
+    # the key marks the lines for the charts' component, which says so in them when the connection is lost
+    lines = st.container(key="progress")
     for who, r in (("this run", run), ("baseline", base)) if base is not run else (("this run", run),):
         share, text = reading.status(r, who)
-        st.progress(share, text=text)
+        lines.progress(share, text=text)
         label = "Retry this run" if who == "this run" else "Retry the baseline"
-        if r.state == "failed" and st.button(label, key=f"retry-{who}"):
+        if r.state == "failed" and lines.button(label, key=f"retry-{who}"):
             for fold in r.settings.fold_runs():
                 service().manager.retry(fold, session_token())
             st.rerun()

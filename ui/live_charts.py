@@ -11,6 +11,8 @@ Why not four st.plotly_chart calls, measured in headless Chromium on 2 cores:
 The component also redraws only the figures whose JSON changed, and draws a burst of updates once, at
 the newest (ui/live_charts/index.html). If its files are missing (a broken checkout), the charts fall
 back to st.plotly_chart.
+The component's script also says so in the progress lines when the tab loses its server (a stale
+"about 3 s left" otherwise stays for good); on the st.plotly_chart fallback the lines stay as they were.
 """
 
 from __future__ import annotations
