@@ -27,6 +27,12 @@ STYLE = """<style>
 [data-testid="stMain"] [data-testid="stCaptionContainer"] p { font-size: 1.05rem; }
 .st-key-present_headline p { font-size: 1.75rem; line-height: 1.25; font-weight: 600; }
 .st-key-present_controls label p { font-size: 1.5rem; font-weight: 600; }
+/* a phone is no projector: the page scrolls, the chart keeps room for its legend and plot, its title fits */
+@media (max-width: 640px) {
+  [data-testid="stMainBlockContainer"] { height: auto; padding: 0.75rem 1rem; }
+  .st-key-present_chart { min-height: 560px; }
+  .st-key-present_chart .gtitle { font-size: 14px !important; }
+}
 </style>"""
 
 
