@@ -858,8 +858,10 @@ def test_an_uploaded_csv_previews_and_streams_and_a_broken_one_is_one_line(serve
 
 # Streamlit's own frontend, opened on a page's path (/remedies), first looks for its server under that
 # path: /remedies/_stcore/health and /remedies/_stcore/host-config answer 404, then it finds it at the
-# root (streamlit/streamlit#7074, open upstream). Only a server that answers under every page's path
-# could avoid them; nothing of the app's own may fail.
+# root (streamlit/streamlit#7074, open upstream). Answering them would not help: the frontend would then
+# take /remedies for the server's root (its WebSocket opens there, 403, or the home page is shown). Only
+# index.html telling the frontend its base URL (window.__streamlit.BACKEND_BASE_URL, a hosting setting,
+# rewritten into Streamlit's static page) avoids them; nothing of the app's own may fail.
 STREAMLIT_PROBE = re.compile(r"^/(remedies|sweep|data)/_stcore/(health|host-config)$")
 
 
