@@ -4,15 +4,32 @@ CSV work on the mean curve as they do on a hold-out run."""
 
 from __future__ import annotations
 
-import time
-
 from regviz.records import EpochRecord, mean_records
 from regviz.runs.manager import CANCELLED, DONE, FAILED, QUEUED, REFUSED, RUNNING
+from regviz.runs.seam import deadline, time_left
 from regviz.settings import Settings
+
+
+def _folds(doc: str, combine, read) -> property:
+    """A property of the group: `combine` over `read(fold)` of every fold."""
+    return property(lambda group: combine([read(r) for r in group.runs]), doc=doc)
+
+
+def _best(values: list):
+    """The least of the values that are not None; None if none is."""
+    return min((v for v in values if v is not None), default=None)
 
 
 class FoldGroup:
     """The fold runs of one K-fold settings, read together; every read is thread-safe (the runs' own)."""
+
+    finished = _folds("True once every fold is finished.", all, lambda r: r.finished)
+    from_store = _folds("True when every fold came from the store.", all, lambda r: r.from_store)
+    version = _folds("Moves whenever any fold's version moves.", sum, lambda r: r.version)
+    watchers = _folds(
+        "The most watchers of any fold (the same tabs watch them all).", max, lambda r: r.watchers
+    )
+    started_at = _folds("When the first fold started.", _best, lambda r: r.started_at)
 
     def __init__(self, settings: Settings, runs: list):
         self.settings = settings
@@ -20,56 +37,22 @@ class FoldGroup:
         self.key = settings.key()
         self.total_epochs = settings.epochs
 
-    # what the page reads of a run
-
     @property
     def state(self) -> str:
         """failed or refused if any fold is; running if any trains; queued if any waits; else done."""
         states = [r.state for r in self.runs]
-        for state in (FAILED, REFUSED, RUNNING, QUEUED, CANCELLED):
-            if state in states:
-                return state
-        return DONE
-
-    @property
-    def finished(self) -> bool:
-        """True once every fold is finished."""
-        return all(r.finished for r in self.runs)
+        return next((s for s in (FAILED, REFUSED, RUNNING, QUEUED, CANCELLED) if s in states), DONE)
 
     @property
     def error(self) -> str | None:
         """The first failed fold's reason, naming the fold."""
-        for i, r in enumerate(self.runs, 1):
-            if r.error:
-                return f"fold {i}: {r.error}"
-        return None
-
-    @property
-    def from_store(self) -> bool:
-        """True when every fold came from the store."""
-        return all(r.from_store for r in self.runs)
-
-    @property
-    def version(self) -> int:
-        """Moves whenever any fold's version moves."""
-        return sum(r.version for r in self.runs)
-
-    @property
-    def watchers(self) -> int:
-        """The most watchers of any fold (the same tabs watch them all)."""
-        return max(r.watchers for r in self.runs)
+        return next((f"fold {i}: {r.error}" for i, r in enumerate(self.runs, 1) if r.error), None)
 
     @property
     def estimate(self) -> float | None:
         """Seconds to train every fold one after another (an upper bound: they share the workers)."""
         estimates = [r.estimate for r in self.runs]
-        return None if any(e is None for e in estimates) else sum(estimates)
-
-    @property
-    def started_at(self) -> float | None:
-        """When the first fold started."""
-        starts = [r.started_at for r in self.runs if r.started_at is not None]
-        return min(starts) if starts else None
+        return None if None in estimates else sum(estimates)
 
     def fold_records(self) -> list[list[EpochRecord]]:
         """Each fold's records so far, in fold order."""
@@ -86,91 +69,47 @@ class FoldGroup:
 
     def queue_position(self) -> int | None:
         """The best place of a queued fold."""
-        places = [p for r in self.runs if (p := r.queue_position()) is not None]
-        return min(places) if places else None
+        return _best([r.queue_position() for r in self.runs])
 
     def starts_in(self) -> float | None:
         """Seconds until the first queued fold starts."""
-        times = [t for r in self.runs if (t := r.starts_in()) is not None]
-        return min(times) if times else None
+        return _best([r.starts_in() for r in self.runs])
 
     def eta_seconds(self) -> float | None:
         """Seconds until the last fold ends, as far as known."""
         left = [r.eta_seconds() for r in self.runs if not r.finished]
-        if not left:
-            return 0.0
-        known = [t for t in left if t is not None]
-        return max(known) if known else None
+        return max((t for t in left if t is not None), default=None) if left else 0.0
 
     def wait_for_change(self, version: int, timeout: float | None = None) -> int:
         """Block until any fold moves (or timeout passes); the new version."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.version == version:
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                break
-            self.runs[0].wait_for_change(self.runs[0].version, 0.05 if left is None else min(0.05, left))
+        until = deadline(timeout)
+        while self.version == version and time_left(until) != 0:
+            first = self.runs[0]  # polled: this wait ends early only if the first fold moves
+            first.wait_for_change(first.version, min(0.05, time_left(until) or 0.05))
         return self.version
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until every fold is finished or timeout passes; True if they all finished."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        for r in self.runs:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            if not r.wait(left):
-                return False
-        return True
+        until = deadline(timeout)
+        return all(r.wait(time_left(until)) for r in self.runs)
 
     def __repr__(self) -> str:
-        return f"FoldGroup({self.key}, {self.state}, {len(self.runs)} folds)"
+        return f"{type(self).__name__}({self.key}, {self.state}, {len(self.runs)} folds)"
 
 
-class Refused:
+class Refused(FoldGroup):
     """What the page shows of a request refused as a whole: a finished run that trained nothing, with
     the one-line reason (nothing of it was queued)."""
 
+    state, from_store, watchers, estimate, started_at, error = REFUSED, False, 0, None, None, None
+
     def __init__(self, settings: Settings, reason: str):
-        self.settings, self.error = settings, reason
-        self.key = "refused-" + settings.key()
-        self.total_epochs = settings.epochs
-        self.runs: list = []
-
-    state, finished, from_store, version, watchers, estimate, started_at = (
-        REFUSED, True, False, 0, 0, None, None,
-    )  # fmt: skip
-
-    def records(self) -> list[EpochRecord]:
-        """No epochs."""
-        return []
-
-    def fold_records(self) -> list[list[EpochRecord]]:
-        """No folds trained."""
-        return []
-
-    def snapshot(self) -> tuple[int, list[EpochRecord]]:
-        """Version 0, no records."""
-        return 0, []
-
-    def queue_position(self) -> None:
-        """Never queued."""
-
-    def starts_in(self) -> None:
-        """Never starts."""
-
-    def eta_seconds(self) -> float:
-        """Nothing left."""
-        return 0.0
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Finished already."""
-        return True
+        super().__init__(settings, [])
+        self.key, self.error = "refused-" + settings.key(), reason
 
     def wait_for_change(self, version: int, timeout: float | None = None) -> int:
         """It never changes."""
         return 0
-
-    def __repr__(self) -> str:
-        return f"Refused({self.settings.key()})"
 
 
 def refusal(manager, settings: Settings, pinned=()) -> str | None:

@@ -7,7 +7,6 @@ never imports TensorFlow: each worker (`worker.py`) imports it once, loads the d
 in the background, and pumps epochs of up to REGVIZ_RUNS_PER_WORKER jobs at once.
 
 This file is only the transport: a pipe to each process, one JSON line per command and per event.
-Slots, grace, the stuck timer, respawn, describe and close are the pool's (`pool.py`).
 """
 
 from __future__ import annotations
@@ -24,16 +23,7 @@ import weakref
 from collections import deque
 from pathlib import Path
 
-from regviz.runs.manager import max_trainings_from_env
-from regviz.runs.pool import (
-    CANCEL_GRACE_S,
-    STUCK_S,
-    Reports,
-    WorkerPool,
-    WorkersUnavailable,
-    runs_per_worker_from_env,
-    thread,
-)
+from regviz.runs.pool import CANCEL_GRACE_S, STUCK_S, Reporter, WorkerPool, WorkersUnavailable, thread
 from regviz.runs.seam import shorten
 
 __all__ = ["LocalWorkers", "WorkersUnavailable"]
@@ -46,7 +36,7 @@ _all: weakref.WeakSet[LocalWorkers] = weakref.WeakSet()
 class _Pipe:
     """A worker process and its pipes: commands go to its stdin, events come from its stdout."""
 
-    def __init__(self, index: int, command: list[str], env: dict[str, str], reports: Reports):
+    def __init__(self, index: int, command: list[str], env: dict[str, str], reports: Reporter):
         self.proc = subprocess.Popen(
             command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True
         )
@@ -64,7 +54,7 @@ class _Pipe:
             with self._write:
                 self.proc.stdin.write(json.dumps(command) + "\n")
                 self.proc.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
+        except (OSError, ValueError):
             pass
 
     def kill(self) -> None:
@@ -119,16 +109,13 @@ class LocalWorkers(WorkerPool):
         self, workers: int | None = None, per_worker: int | None = None, warm_dataset: str = "imdb",
         env=None, grace: float = CANCEL_GRACE_S, stuck: float = STUCK_S,
     ):  # fmt: skip
-        self.workers = max_trainings_from_env() if workers is None else workers
-        self.per_worker = runs_per_worker_from_env() if per_worker is None else per_worker
-        super().__init__(self.workers, self.per_worker, ("workers", "per_worker"), grace, stuck)
-        self._env = _worker_env(self.workers, warm_dataset, env)
-        self._command = [sys.executable, "-m", "regviz.runs.worker"]
+        super().__init__(workers, per_worker, ("workers", "per_worker"), grace, stuck)
+        self._env = _worker_env(len(self._places), warm_dataset, env)
         self._spawn_all()
         _all.add(self)
 
-    def _open(self, index: int, reports: Reports) -> _Pipe:
-        return _Pipe(index, self._command, self._env, reports)
+    def _open(self, index: int, reports: Reporter) -> _Pipe:
+        return _Pipe(index, [sys.executable, "-m", "regviz.runs.worker"], self._env, reports)
 
     def pids(self) -> list[int]:
         """Process ids of the workers now running."""

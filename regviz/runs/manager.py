@@ -10,15 +10,14 @@ a session that holds two slots more than a waiting one gives one up at its next 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from regviz.records import EpochRecord
-from regviz.runs.seam import Executor, Job
+from regviz.runs.seam import Executor, Job, count_from_env, deadline, time_left
 from regviz.settings import Settings
 from regviz.store import StoreError
 
@@ -34,41 +33,31 @@ QUEUED, RUNNING, DONE, CANCELLED, FAILED, REFUSED = (
 )
 FINISHED = frozenset({DONE, CANCELLED, FAILED, REFUSED})
 ENV_MAX_TRAININGS = "REGVIZ_MAX_TRAININGS"
-KEEP_DONE = 32  # finished runs held in memory for instant re-watch, even when the store failed to save them
 INTERACTIVE = 0  # priority of a run a visitor is looking at; larger numbers wait behind it
 SWEEP = 5  # a sweep's cell: started only when no visitor's run is queued, but never stopped for one
 BACKGROUND = 10  # a run nobody waits for yet (prefetch): it trains only while no visitor's run is
 # queued or training, and is stopped and queued again the moment one is
 PREFETCH = "background"  # the watcher that keeps prefetched runs alive
-
 Lookup = Callable[[Settings], list[EpochRecord] | None]
 Save = Callable[[Settings, list[EpochRecord]], None]
 
-
-class Costs(Protocol):
-    """What a run will cost: an estimate in seconds (None when unknown), a limit, and learning from runs."""
-
-    def estimate(self, settings: Settings) -> float | None: ...
-
-    def refusal(self, settings: Settings, seconds: float) -> str | None: ...
-
-    def request_refusal(self, parts: list, kfold: bool = False, pinned: bool = False) -> str | None: ...
-
-    def learn(self, settings: Settings, seconds: float) -> None: ...
+if TYPE_CHECKING:
+    from regviz.runs.costs import CostModel
 
 
 def max_trainings_from_env(environ: Mapping[str, str] | None = None) -> int:
     """How many trainings may run at once: REGVIZ_MAX_TRAININGS (an integer >= 1) if set, else 1."""
-    raw = (os.environ if environ is None else environ).get(ENV_MAX_TRAININGS, "")
-    if not raw.strip():
-        return 1
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise ValueError(f"{ENV_MAX_TRAININGS}={raw!r} is not allowed: an integer >= 1")
-    return value
+    return count_from_env(ENV_MAX_TRAININGS, 1, environ)
+
+
+def _locked(name: str, doc: str, read=lambda value: value) -> property:
+    """A property that reads the attribute `name` under the manager's lock."""
+
+    def get(run: Run):
+        with run._changed:
+            return read(getattr(run, name))
+
+    return property(get, doc=doc)
 
 
 class Run:
@@ -76,6 +65,13 @@ class Run:
 
     Runs are made by a RunManager; they share its lock, so a poller reads a consistent state.
     """
+
+    state = _locked("_state", "One of queued, running, done, cancelled, failed, refused.")
+    finished = _locked("_state", "True once finished; it never changes again.", FINISHED.__contains__)
+    error = _locked("_error", "One-line reason when the run failed or was refused.")
+    started_at = _locked("_started_at", "time.time() when training started; None while queued or stored.")
+    version = _locked("_version", "Grows on every new record or change of state or queue place.")
+    watchers = _locked("_watchers", "How many sessions watch this run now.", len)
 
     def __init__(self, settings: Settings, changed: threading.Condition, stored=None, estimate=None):
         self.settings = settings
@@ -99,46 +95,9 @@ class Run:
         self._job: Job | None = None
         self._preempted = False  # stopped for a visitor's run: queued again when its training ends
 
-    @property
-    def state(self) -> str:
-        """One of queued, running, done, cancelled, failed, refused."""
-        with self._changed:
-            return self._state
-
-    @property
-    def finished(self) -> bool:
-        """True once the run is done, cancelled, failed or refused; it never changes again."""
-        with self._changed:
-            return self._state in FINISHED
-
-    @property
-    def error(self) -> str | None:
-        """One-line reason when the run failed or was refused."""
-        with self._changed:
-            return self._error
-
-    @property
-    def started_at(self) -> float | None:
-        """Wall-clock time (time.time) when training started; None while queued or when from the store."""
-        with self._changed:
-            return self._started_at
-
-    @property
-    def version(self) -> int:
-        """Grows on every new record or change of state or queue place: redraw only when it moved."""
-        with self._changed:
-            return self._version
-
-    @property
-    def watchers(self) -> int:
-        """How many sessions watch this run now."""
-        with self._changed:
-            return len(self._watchers)
-
     def records(self) -> list[EpochRecord]:
         """A copy of the epoch records so far."""
-        with self._changed:
-            return list(self._records)
+        return self.snapshot()[1]
 
     def snapshot(self) -> tuple[int, list[EpochRecord]]:
         """The version and a copy of the records, read together."""
@@ -160,10 +119,8 @@ class Run:
     def eta_seconds(self) -> float | None:
         """Estimated seconds left: mean epoch time so far times epochs to go (the estimate before)."""
         with self._changed:
-            if self._state == DONE:
-                return 0.0
             if self._state != RUNNING:
-                return None
+                return 0.0 if self._state == DONE else None
             return _left(self._records, self.total_epochs, self.estimate, self._started_at)
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -182,25 +139,20 @@ class Run:
 
     # the methods below are the manager's; they expect its lock to be held
 
-    def _bump(self) -> None:
-        self._version += 1
-        self._changed.notify_all()
-
     def _set_state(self, state: str, error: str | None = None) -> None:
         self._state, self._error = state, error
         if state == RUNNING:
             self._started_at = time.time()
         self._bump()
 
-    def _add(self, record: EpochRecord) -> None:
-        self._records.append(record)
-        self._bump()
+    def _bump(self) -> None:
+        self._version += 1
+        self._changed.notify_all()
 
 
 def _left(records, total, estimate, started_at) -> float | None:
     if records:
-        mean = records[-1].seconds / len(records)
-        return max(0.0, mean * (total - len(records)))
+        return max(0.0, records[-1].seconds / len(records) * (total - len(records)))
     if estimate is None:
         return None
     return max(0.0, estimate - (time.time() - started_at)) if started_at else estimate
@@ -210,16 +162,11 @@ class RunManager:
     """Shares runs between sessions: stored ones at once, one training per settings, a fair queue."""
 
     def __init__(
-        self,
-        executor: Executor,
-        lookup: Lookup,
-        save: Save,
-        costs: Costs | None = None,
-        keep_done: int = KEEP_DONE,
-    ):
+        self, executor: Executor, lookup: Lookup, save: Save, costs: CostModel | None = None, keep_done=32
+    ):  # fmt: skip
         self.executor = executor
         self._lookup, self._save, self._costs = lookup, save, costs
-        self._keep_done = keep_done
+        self._keep_done = keep_done  # finished runs held for instant re-watch, even if the store failed
         self._lock = threading.RLock()  # an executor may end a job from inside start or cancel
         self._changed = threading.Condition(self._lock)  # runs' waiters
         self._active: dict[str, Run] = {}  # queued, running, failed and refused runs that someone watches
@@ -227,14 +174,8 @@ class RunManager:
         self._queue: list[Run] = []  # in arrival order; _order() gives the order they start in
         self._running: set[Run] = set()  # includes runs cancelled but not yet stopped: they hold a slot
         self._turns: dict[str, int] = {}  # session -> tick of its last start
-        self._tick = 0
-        self._arrivals = 0
+        self._tick = self._arrivals = 0
         self._closed = False
-
-    @property
-    def max_concurrent(self) -> int:
-        """Trainings at once: the executor's slots."""
-        return self.executor.slots
 
     def watch(self, settings: Settings, watcher: str, priority: int = INTERACTIVE) -> Run:
         """The Run for these settings: stored and done, or shared with other watchers, or newly queued."""
@@ -249,13 +190,10 @@ class RunManager:
         estimate = None if stored is not None else self._estimate(settings)
         with self._lock:
             run = self._known(settings, watcher, priority)  # another session may have started it meanwhile
-            if run is not None:
-                return run
-            if stored is not None:
+            if run is None and stored is not None:
                 run = Run(settings, self._changed, stored=stored)
                 self._remember(run)
-                return run
-            return self._enqueue(settings, watcher, priority, estimate)
+            return run or self._enqueue(settings, watcher, priority, estimate)
 
     def prefetch(self, wanted: Iterable[Settings]) -> list[Run]:
         """Train these runs in the background (BACKGROUND priority) unless stored or known already:
@@ -287,10 +225,8 @@ class RunManager:
         """Done here or in the store (a queued or training run is not: it is still to be paid for)."""
         key = settings.key()
         with self._lock:
-            if key in self._done:
-                return True
-            if key in self._active:
-                return self._active[key]._state == DONE
+            if key in self._done or key in self._active:
+                return key in self._done or self._active[key]._state == DONE
         return self._lookup_quietly(settings) is not None
 
     def retry(self, settings: Settings, watcher: str) -> Run:
@@ -306,9 +242,7 @@ class RunManager:
         kept = {s.key() for s in keep}
         with self._lock:
             for key, run in list(self._active.items()):
-                if key in kept:
-                    continue
-                if run._watchers.pop(watcher, None) is None:
+                if key in kept or run._watchers.pop(watcher, None) is None:
                     continue
                 if not run._watchers:
                     self._abandon(run)
@@ -322,11 +256,10 @@ class RunManager:
             for run in list(self._active.values()):
                 self._abandon(run)
             self._done.clear()
-        deadline = None if timeout is None else time.monotonic() + timeout
+        until = deadline(timeout)
         stopped = self.executor.close(timeout)
         with self._lock:
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            return self._changed.wait_for(lambda: not self._running, left) and stopped
+            return self._changed.wait_for(lambda: not self._running, time_left(until)) and stopped
 
     def problem(self) -> str | None:
         """One line when trainings cannot start (the executor's workers failed to start), else None."""
@@ -368,12 +301,15 @@ class RunManager:
         if refusal:
             log.info("run %s refused: %s", run.key, refusal)
             run._set_state(REFUSED, refusal)
-            return run
+        else:
+            self._queue_up(run)
+        return run
+
+    def _queue_up(self, run: Run) -> None:
         self._arrivals += 1
         run._arrival = self._arrivals
         self._queue.append(run)
         self._dispatch()
-        return run
 
     def _order(self) -> list[Run]:
         """Queued runs in the order they will start: by priority, then sessions in turn, each FIFO."""
@@ -392,7 +328,9 @@ class RunManager:
         tell every queued run its new place. A background run starts only while no visitor's run is
         queued or training."""
         for run in self._yielding():
-            self._preempt(run)
+            log.info("run %s gives its slot to a waiting run: queued again", run.key)
+            run._preempted = True
+            self._cancel(run)
         while not self._closed and self._queue and len(self._running) < self.executor.slots:
             nxt = self._order()[0]
             if nxt._priority >= BACKGROUND and self._visitor_busy():
@@ -442,12 +380,6 @@ class RunManager:
             held[owner] = held.get(owner, 0) + 1
         return given
 
-    def _preempt(self, run: Run) -> None:
-        log.info("run %s gives its slot to a waiting run: queued again", run.key)
-        run._preempted = True
-        run._job.cancelled.set()
-        self.executor.cancel(run._job)
-
     def _visitor_busy(self) -> bool:
         """A visitor's run is queued, or training and not cancelled."""
         if any(r._priority < BACKGROUND for r in self._queue):
@@ -467,17 +399,18 @@ class RunManager:
         )  # fmt: skip
         self.executor.start(run._job)
 
+    def _cancel(self, run: Run) -> None:
+        run._job.cancelled.set()
+        self.executor.cancel(run._job)
+
     def _plan(self) -> None:
         """Each queued run's place and estimated start: slots free up as running runs' estimates run out."""
         now = time.monotonic()
-        free = [0.0] * max(0, self.executor.slots - len(self._running)) + self._slots_free_in()
-        free.sort()
+        free = sorted([0.0] * max(0, self.executor.slots - len(self._running)) + self._slots_free_in())
         for place, run in enumerate(self._order(), 1):
             starts = free.pop(0) if free else None
-            if starts is not None and run.estimate is not None:
-                free = sorted([*free, starts + run.estimate])
-            elif starts is not None:
-                free = sorted([*free, starts])
+            if starts is not None:
+                free = sorted([*free, starts + (run.estimate or 0.0)])
             moved = (run._place, run._starts_in) != (place, starts)
             run._place, run._starts_in, run._planned_at = place, starts, now
             if moved:
@@ -493,13 +426,13 @@ class RunManager:
         for run in sorted(self._running, key=lambda r: r._arrival):
             estimate = run.estimate or 0.0
             if run._job.cancelled.is_set():
-                left = estimate / max(1, run.total_epochs)
-            elif run._records or run._owner not in lanes:
+                free.append(estimate / max(1, run.total_epochs))
+                continue
+            if run._records or run._owner not in lanes:
                 left = _left(run._records, run.total_epochs, run.estimate, run._started_at) or 0.0
             else:
                 left = lanes[run._owner] + estimate
-            if not run._job.cancelled.is_set():
-                lanes[run._owner] = max(lanes.get(run._owner, 0.0), left)
+            lanes[run._owner] = max(lanes.get(run._owner, 0.0), left)
             free.append(left)
         return free
 
@@ -512,13 +445,11 @@ class RunManager:
             self._plan()
         elif run._state == RUNNING:
             log.info("run %s abandoned: nobody watches it any more, cancelling", run.key)
-            run._job.cancelled.set()
-            self.executor.cancel(run._job)
+            self._cancel(run)
 
     def _remember(self, run: Run) -> None:
-        key = run.key
-        self._done[key] = run
-        self._done.move_to_end(key)
+        self._done[run.key] = run
+        self._done.move_to_end(run.key)
         while len(self._done) > self._keep_done:
             self._done.popitem(last=False)
 
@@ -526,9 +457,10 @@ class RunManager:
         log.info("run %s %s after %d of %d epochs", run.key, state, len(run._records), run.total_epochs)
         run._set_state(state, error)
         self._running.discard(run)
-        key = run.key
-        if state != FAILED and self._active.get(key) is run:
-            del self._active[key]  # a failed run stays while watched, so a rerun shows the error, not a retry
+        if state != FAILED and self._active.get(run.key) is run:
+            del self._active[
+                run.key
+            ]  # a failed run stays while watched, so a rerun shows the error, not a retry
         if state == DONE:
             self._remember(run)
         self._dispatch()
@@ -539,25 +471,20 @@ class RunManager:
     def _record(self, run: Run, record: EpochRecord) -> None:
         with self._lock:
             if run._state == RUNNING and not run._job.cancelled.is_set():
-                run._add(record)
+                run._records.append(record)
+                run._bump()
                 self._plan()
 
     def _ended(self, run: Run, error: str | None) -> None:
         with self._lock:
             if run._preempted:
-                self._requeue(run)
-                return
+                return self._requeue(run)
             outcome = self._outcome(run, error)
             if outcome is not None:
-                self._finish(run, *outcome)
-                return
+                return self._finish(run, *outcome)
             records = list(run._records)
-        try:
-            self._save(run.settings, records)
-        except StoreError as e:  # the store said what is wrong in one line: no traceback for it
-            log.warning("could not save run %s; it stays in memory only: %s", run.key, e)
-        except Exception:
-            log.warning("could not save run %s; it stays in memory only", run.key, exc_info=True)
+        saving = "could not save run %s; it stays in memory only"
+        _quietly(lambda: self._save(run.settings, records), saving, run.key)
         if self._costs is not None:  # its own training seconds, measured where its epochs ran, if they were
             own = run._job.compute
             self._costs.learn(run.settings, records[-1].seconds if own is None else own)
@@ -570,13 +497,11 @@ class RunManager:
         self._running.discard(run)
         if self._active.get(run.key) is not run or self._closed:  # abandoned meanwhile
             run._set_state(CANCELLED)
+            self._dispatch()
         else:
             run._records.clear()
             run._set_state(QUEUED)
-            self._arrivals += 1
-            run._arrival = self._arrivals
-            self._queue.append(run)
-        self._dispatch()
+            self._queue_up(run)
         self._changed.notify_all()
 
     def _outcome(self, run: Run, error: str | None) -> tuple[str, str | None] | None:
@@ -585,25 +510,27 @@ class RunManager:
             return CANCELLED, None  # nobody is watching it any more: an error while stopping is no news
         if error is not None:
             return FAILED, error
-        got = len(run._records)
-        if got != run.total_epochs:
-            return FAILED, f"training ended after {got} of {run.total_epochs} epochs"
-        return None
+        got, total = len(run._records), run.total_epochs
+        return None if got == total else (FAILED, f"training ended after {got} of {total} epochs")
 
     def _estimate(self, settings: Settings) -> float | None:
-        if self._costs is None:
-            return None
         try:
-            return self._costs.estimate(settings)
+            return None if self._costs is None else self._costs.estimate(settings)
         except Exception:
             log.warning("could not estimate the cost of %s", settings.key(), exc_info=True)
             return None
 
     def _lookup_quietly(self, settings: Settings) -> list[EpochRecord] | None:
-        try:
-            return self._lookup(settings)
-        except StoreError as e:
-            log.warning("store lookup failed for %s; training instead: %s", settings.key(), e)
-        except Exception:
-            log.warning("store lookup failed for %s; training instead", settings.key(), exc_info=True)
-        return None
+        looking = "store lookup failed for %s; training instead"
+        return _quietly(lambda: self._lookup(settings), looking, settings.key())
+
+
+def _quietly(work: Callable, warning: str, key: str):
+    """work(), or None after a warning: a StoreError's one line, anything else with its traceback."""
+    try:
+        return work()
+    except StoreError as e:
+        log.warning(warning + ": %s", key, e)
+    except Exception:
+        log.warning(warning, key, exc_info=True)
+    return None

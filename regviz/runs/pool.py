@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -26,7 +25,8 @@ from typing import Protocol
 from regviz import data, problems
 from regviz.data import DatasetInfo, DatasetUnavailable
 from regviz.records import EpochRecord
-from regviz.runs.seam import Job, one_line
+from regviz.runs.manager import max_trainings_from_env
+from regviz.runs.seam import Job, check_count, count_from_env, deadline, one_line, time_left
 from regviz.settings import to_wire
 
 CANCEL_GRACE_S = 0.6  # a cancelled job still computing after this no longer holds its slot
@@ -42,22 +42,14 @@ class WorkersUnavailable(RuntimeError):
 
 
 class Link(Protocol):
-    """One worker, however reached; its own thread passes what the worker says on to `Reports`."""
+    """One worker, however reached. Its own thread passes what the worker says to its `Reporter`: each
+    event, then its end, once."""
 
     def send(self, command: dict) -> None: ...  # held until the worker is up if need be
 
     def kill(self) -> None: ...  # at once; the end is reported
 
     def stop(self, timeout: float | None) -> bool: ...  # politely, by force at the deadline; True if gone
-
-
-class Reports(Protocol):
-    """What a link tells its pool: each event of its worker, then its end, once: `cause` in a few words
-    (for a worker that never came up, why), or `problem`, a whole line instead of `cannot_start`."""
-
-    def event(self, event: dict) -> None: ...
-
-    def ended(self, cause: str, problem: str | None = None) -> None: ...
 
 
 class _Place:
@@ -73,15 +65,23 @@ class _Place:
         self.released: set[int] = set()  # cancelled jobs given up on while the worker still computes them
         self.uploads: set[str] = set()  # uploaded files sent to its worker
 
+    @property
+    def up(self) -> bool:
+        """Its worker runs and is not being stopped."""
+        return self.link is not None and not self.stopping
+
 
 class WorkerPool:
-    """`places` workers of `per_place` jobs each over one transport (`_open`), replaced when one dies."""
+    """`places` workers of `per_place` jobs each over one transport (`_open`), replaced when one dies;
+    places and per_place default to REGVIZ_MAX_TRAININGS and REGVIZ_RUNS_PER_WORKER."""
 
     what = "training worker"  # how log lines name a worker
     died = "the training process stopped unexpectedly ({}); retry to train this run again"
     cannot_start = "the training workers cannot start: {}"
 
-    def __init__(self, places: int, per_place: int, names: tuple[str, str], grace: float, stuck: float):
+    def __init__(self, places, per_place, names: tuple[str, str], grace: float, stuck: float):
+        places = max_trainings_from_env() if places is None else places
+        per_place = count_from_env(ENV_RUNS_PER_WORKER, RUNS_PER_WORKER) if per_place is None else per_place
         for name, value in zip(names, (places, per_place), strict=True):
             check_count(name, value)
         self.slots = places * per_place
@@ -95,7 +95,7 @@ class WorkerPool:
         self._requests = itertools.count(1)
         self._closed = False
 
-    def _open(self, index: int, reports: Reports) -> Link:
+    def _open(self, index: int, reports: Reporter) -> Link:
         """Start worker `index` (the transport's part); raises when it cannot be started at all."""
         raise NotImplementedError
 
@@ -108,7 +108,8 @@ class WorkerPool:
     def start(self, job: Job) -> None:
         """Give the job to a worker with room (one still starting takes it as soon as it is up)."""
         with self._lock:
-            place = self._free_place()
+            open_ = [p for p in self._places if p.up and len(p.jobs) < self.per_place]
+            place = min(open_, key=lambda p: (not p.ready, len(p.jobs) + len(p.released)), default=None)
             if place is not None:
                 place.jobs[job.id] = job
                 command = dict(op="train", job=job.id, owner=job.owner, priority=job.priority)
@@ -138,7 +139,8 @@ class WorkerPool:
         """Ask a worker to load and describe the dataset; raises DatasetUnavailable or WorkersUnavailable."""
         request = next(self._requests)
         with self._lock:
-            place = self._any_place()
+            alive = [p for p in self._places if p.up]
+            place = min(alive, key=lambda p: (not p.ready, len(p.jobs)), default=None)
             if place is None:
                 raise WorkersUnavailable(self._problem or f"no {self.what} is running")
             answer = self._answers[request] = (threading.Event(), [], place)
@@ -168,24 +170,29 @@ class WorkerPool:
                 place.stopping, place.jobs = True, {}
         for job in jobs:
             job.end(None)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        return all([link.stop(_left(deadline)) for link in links])
+        until = deadline(timeout)
+        return all([link.stop(time_left(until)) for link in links])
 
-    # workers coming and going, with the lock held
+    # workers coming and going
+
+    def _spawn_all(self) -> None:
+        with self._lock:
+            for place in self._places:
+                if place.link is None:
+                    self._spawn(place)
 
     def _spawn(self, place: _Place) -> None:
-        with self._lock:
-            if self._closed or not self._may_open():
-                return
-            reporter = _Reporter(self, place)
-            try:
-                link = reporter.link = self._open(place.index, reporter)
-            except Exception as e:  # no interpreter, a bad runtime env: tried again after a pause
-                self._log.warning("cannot start a %s", self.what, exc_info=True)
-                self._start_failed(place, one_line(e))
-                return
-            place.link, place.ready, place.stopping, place.uploads = link, False, False, set()
-            place.started = time.monotonic()
+        if self._closed or not self._may_open():
+            return
+        reporter = Reporter(self, place)
+        try:
+            link = reporter.link = self._open(place.index, reporter)
+        except Exception as e:  # no interpreter, a bad runtime env: tried again after a pause
+            self._log.warning("cannot start a %s", self.what, exc_info=True)
+            self._start_failed(place, one_line(e))
+            return
+        place.link, place.ready, place.stopping, place.uploads = link, False, False, set()
+        place.started = time.monotonic()
 
     def _start_failed(self, place: _Place, why: str, problem: str | None = None) -> str:
         place.link = None
@@ -198,25 +205,11 @@ class WorkerPool:
         """Seconds before the next try: longer after each failed start in a row."""
         return RESTART_PAUSES_S[min(max(self._failures, 1), len(RESTART_PAUSES_S)) - 1]
 
-    def _spawn_all(self) -> None:
-        with self._lock:
-            for place in self._places:
-                if place.link is None:
-                    self._spawn(place)
-
     def _set_problem(self, problem: str) -> None:
         with self._lock:
             if problem != self._problem:
                 self._log.error("%s", problem)  # once, not at every retry
             self._problem = problem
-
-    def _free_place(self) -> _Place | None:
-        open_ = [p for p in self._places if _up(p) and len(p.jobs) < self.per_place]
-        return min(open_, key=lambda p: (not p.ready, len(p.jobs) + len(p.released))) if open_ else None
-
-    def _any_place(self) -> _Place | None:
-        alive = [p for p in self._places if _up(p)]
-        return min(alive, key=lambda p: (not p.ready, len(p.jobs))) if alive else None
 
     # what the workers report, from their links' threads
 
@@ -252,7 +245,7 @@ class WorkerPool:
             waiting[1].extend(answer)
             waiting[0].set()
 
-    def _ended(self, place: _Place, reporter: _Reporter, cause: str, problem: str | None) -> None:
+    def _ended(self, place: _Place, reporter: Reporter, cause: str, problem: str | None) -> None:
         """The worker is gone: its jobs end in one line each, and a successor is made (after a pause
         when it never came up)."""
         with self._lock:  # held by _spawn too: reporter.link is set by the time this reads it
@@ -260,11 +253,10 @@ class WorkerPool:
                 return  # replaced already
             jobs, place.jobs, place.released = list(place.jobs.values()), {}, set()
             asked = [request for request, (_, _, at) in self._answers.items() if at is place]
-            ready, expected = place.ready, place.stopping or self._closed
             place.link = None
-            if expected:
+            if place.stopping or self._closed:
                 why = None
-            elif ready:
+            elif place.ready:
                 self._log.warning("%s %d stopped unexpectedly (%s)", self.what, place.index, cause)
                 self._spawn(place)
                 why = self.died.format(cause)
@@ -298,8 +290,10 @@ class WorkerPool:
             link.kill()  # its reader sees the end, ends its other jobs and a successor is made
 
 
-class _Reporter:
-    """A link's reports, bound to its place (and to itself, so a replaced link's news is ignored)."""
+class Reporter:
+    """What a link tells its pool, bound to its place (and to the link, so a replaced link's news is
+    ignored): `event` for each event of its worker, then `ended` once, with `cause` in a few words (for
+    a worker that never came up, why), or `problem`, a whole line instead of `cannot_start`."""
 
     def __init__(self, pool: WorkerPool, place: _Place):
         self._pool, self._place = pool, place
@@ -324,22 +318,6 @@ def upload_for(sent: set[str], dataset: str) -> dict:
     return {"upload": base64.b64encode(payload).decode("ascii")}
 
 
-def runs_per_worker_from_env(environ=None) -> int:
-    """REGVIZ_RUNS_PER_WORKER (an integer >= 1) if set, else RUNS_PER_WORKER."""
-    raw = (os.environ if environ is None else environ).get(ENV_RUNS_PER_WORKER, "").strip()
-    if not raw:
-        return RUNS_PER_WORKER
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{ENV_RUNS_PER_WORKER}={raw!r} is not allowed: an integer >= 1")
-    return int(raw)
-
-
-def check_count(name: str, value) -> None:
-    """Raise ValueError unless value is an integer >= 1."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name}={value!r} is not allowed: an integer >= 1")
-
-
 def later(seconds: float, function: Callable, *args) -> None:
     """Call function(*args) on a daemon timer thread after `seconds`."""
     timer = threading.Timer(seconds, function, args=args)
@@ -352,11 +330,3 @@ def thread(target: Callable, name: str, *args) -> threading.Thread:
     started = threading.Thread(target=target, args=args, daemon=True, name=name)
     started.start()
     return started
-
-
-def _up(place: _Place) -> bool:
-    return place.link is not None and not place.stopping
-
-
-def _left(deadline: float | None) -> float | None:
-    return None if deadline is None else max(0.0, deadline - time.monotonic())

@@ -27,18 +27,8 @@ from collections.abc import Mapping
 
 import regviz
 from regviz import data
-from regviz.runs.manager import max_trainings_from_env
-from regviz.runs.pool import (
-    CANCEL_GRACE_S,
-    STUCK_S,
-    Reports,
-    WorkerPool,
-    check_count,
-    later,
-    runs_per_worker_from_env,
-    thread,
-)
-from regviz.runs.seam import one_line, shorten
+from regviz.runs.pool import CANCEL_GRACE_S, STUCK_S, Reporter, WorkerPool, later, thread
+from regviz.runs.seam import check_count, one_line, shorten
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +104,7 @@ class TrainingActor:
 class _ActorLink:
     """A Ray actor as the pool's link: commands held until it is made, its events long-polled."""
 
-    def __init__(self, workers: RayWorkers, index: int, reports: Reports):
+    def __init__(self, workers: RayWorkers, index: int, reports: Reporter):
         self._workers, self._reports = workers, reports
         self._handle = None
         self._held: list[dict] = []  # commands for an actor not made yet
@@ -227,10 +217,8 @@ class RayWorkers(WorkerPool):
         stuck: float = STUCK_S, connect_timeout: float = CONNECT_S, start_timeout: float = START_S,
     ):  # fmt: skip
         self.address = address or address_from_env() or LOCAL
-        self.actors = max_trainings_from_env() if actors is None else actors
-        self.per_actor = runs_per_worker_from_env() if per_actor is None else per_actor
         check_count("cpus", cpus)
-        super().__init__(self.actors, self.per_actor, ("actors", "per_actor"), grace, stuck)
+        super().__init__(actors, per_actor, ("actors", "per_actor"), grace, stuck)
         self.cpus, self.warm_dataset, self.start_timeout = cpus, warm_dataset, start_timeout
         self._connected = threading.Event()
         self._news = threading.Condition()  # connected, could not connect, or a link stopped
@@ -241,7 +229,7 @@ class RayWorkers(WorkerPool):
         thread(self._connect, "regviz-ray-connect")
         later(connect_timeout, self._connect_timed_out, connect_timeout)
 
-    def _open(self, index: int, reports: Reports) -> _ActorLink:
+    def _open(self, index: int, reports: Reporter) -> _ActorLink:
         return _ActorLink(self, index, reports)
 
     def _may_open(self) -> bool:
@@ -274,7 +262,7 @@ class RayWorkers(WorkerPool):
             log.warning("cannot connect to Ray at %s", self.address, exc_info=True)
             self._connect_failed(one_line(e))
             return
-        log.info("connected to Ray at %s: %d actor(s) of %d CPU(s)", self.address, self.actors, cpus)
+        log.info("connected to Ray at %s: %d actor(s) of %d CPU(s)", self.address, len(self._places), cpus)
         self.cpus = cpus
         with self._lock:
             self._unreachable = False

@@ -1,16 +1,17 @@
 """The seam between the run manager and where runs train: submit settings, get epoch records, cancel.
 
-The manager (server side) decides *which* run trains *when*; an executor behind this seam decides
-*where*: threads of this process (`threads.py`, for the command line and tests), or the worker pool
-(`pool.py`) over long-lived worker processes (`local.py`, what the app uses) or Ray actors
-(`ray_cluster.py`, when configured).
+The manager decides *which* run trains *when*; an executor behind this seam decides *where*: threads
+of this process (`threads.py`, for the command line and tests), or the worker pool (`pool.py`) over
+long-lived worker processes (`local.py`, what the app uses) or Ray actors (`ray_cluster.py`).
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -23,11 +24,9 @@ _ids = itertools.count(1)
 
 @dataclass(eq=False)
 class Job:
-    """One training handed to an executor: its settings, and where its records and its end go.
-
-    An executor calls `on_record` once per epoch, in order, then `on_end` exactly once: with None when
-    the training ended by itself or after a cancel, with a one-line reason when it failed.
-    """
+    """One training handed to an executor: its settings, and where its records and its end go. An
+    executor calls `on_record` once per epoch, in order, then `on_end` exactly once: with None when the
+    training ended by itself or after a cancel, with a one-line reason when it failed."""
 
     settings: Settings
     on_record: Callable[[EpochRecord], None]
@@ -36,16 +35,14 @@ class Job:
     priority: int = 0  # the manager's urgency, lower first: a worker pumps it only while none is lower
     id: int = field(default_factory=lambda: next(_ids))
     cancelled: threading.Event = field(default_factory=threading.Event)
-    # seconds its epochs' own compute took, summed, when the executor measures them where they run (a
-    # worker interleaves several jobs, so a record's wall-clock seconds include the others' turns);
-    # None when it does not (a thread trains one job alone: its records' seconds are its own)
+    # its epochs' own compute seconds, summed, where a worker measures them (a worker interleaves jobs,
+    # so a record's wall-clock seconds include the others' turns); None from a thread, which trains alone
     compute: float | None = None
     _ended: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def record(self, record: EpochRecord, compute: float | None = None) -> None:
-        """Pass one epoch on (with the seconds its own compute took, if measured), unless the job has
-        ended (a record after a forced end is dropped)."""
+        """Pass one epoch on (with its own compute seconds, if measured); dropped once the job ended."""
         with self._lock:
             if self._ended:
                 return
@@ -53,20 +50,12 @@ class Job:
                 self.compute = (self.compute or 0.0) + compute
         self.on_record(record)
 
-    def end(self, error: str | None = None) -> bool:
-        """End the job once; later calls do nothing and return False."""
+    def end(self, error: str | None = None) -> None:
+        """End the job once; later calls do nothing."""
         with self._lock:
-            if self._ended:
-                return False
-            self._ended = True
-        self.on_end(error)
-        return True
-
-    @property
-    def ended(self) -> bool:
-        """True once on_end was called."""
-        with self._lock:
-            return self._ended
+            ended, self._ended = self._ended, True
+        if not ended:
+            self.on_end(error)
 
 
 class Executor(Protocol):
@@ -95,11 +84,39 @@ class Executor(Protocol):
 
 def one_line(exc: BaseException, limit: int = 200) -> str:
     """An exception as one bounded line: type and message, tracebacks folded."""
-    text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-    return shorten(text, limit)
+    return shorten(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, limit)
 
 
 def shorten(text: str, limit: int = 200) -> str:
     """Whitespace folded to single spaces, cut to limit characters."""
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def check_count(name: str, value, shown=None) -> None:
+    """Raise ValueError unless value is an integer >= 1 (naming it as `shown`, if given)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name}={value if shown is None else shown!r} is not allowed: an integer >= 1")
+
+
+def count_from_env(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
+    """The variable `name` (an integer >= 1) if set, else default; ValueError for anything else."""
+    raw = (os.environ if environ is None else environ).get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    check_count(name, value, raw)
+    return value
+
+
+def deadline(timeout: float | None) -> float | None:
+    """The time.monotonic() at which timeout runs out; None for no timeout."""
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def time_left(until: float | None) -> float | None:
+    """Seconds to a deadline (never below 0); None for no deadline."""
+    return None if until is None else max(0.0, until - time.monotonic())

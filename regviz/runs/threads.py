@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from regviz import data
 from regviz.data import DatasetInfo
 from regviz.records import EpochRecord
-from regviz.runs.seam import Job, one_line
+from regviz.runs.seam import Job, check_count, one_line
 from regviz.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,7 @@ class ThreadExecutor:
     """Runs `train(settings, cancel)` generators on `slots` threads, started on first use."""
 
     def __init__(self, train: Train, slots: int = 1):
-        if isinstance(slots, bool) or not isinstance(slots, int) or slots < 1:
-            raise ValueError(f"slots={slots!r} is not allowed: an integer >= 1")
+        check_count("slots", slots)
         self.slots = slots
         self._train = train
         self._jobs: deque[Job] = deque()
@@ -42,10 +41,9 @@ class ThreadExecutor:
                 raise RuntimeError("executor is closed")
             self._jobs.append(job)
             while len(self._threads) < self.slots:
-                thread = threading.Thread(target=self._serve, name=f"regviz-train-{len(self._threads)}")
-                thread.daemon = True
-                self._threads.append(thread)
-                thread.start()
+                name = f"regviz-train-{len(self._threads)}"
+                self._threads.append(threading.Thread(target=self._serve, name=name, daemon=True))
+                self._threads[-1].start()
             self._work.notify()
 
     def cancel(self, job: Job) -> None:
@@ -56,9 +54,8 @@ class ThreadExecutor:
         """Load the dataset in this process and describe it."""
         return data.describe(data.load(dataset))
 
-    def problem(self) -> str | None:
+    def problem(self) -> None:
         """Threads always start."""
-        return None
 
     def forget(self, dataset: str) -> None:
         """Nothing to do: threads read this process's uploads (`data.forget_upload` drops them)."""
@@ -92,8 +89,8 @@ class ThreadExecutor:
             if not job.cancelled.is_set():
                 self._consume(job)
         except data.DatasetUnavailable as exc:  # expected (an upload its session forgot): one line
-            log.warning("training %s not started: %s", job.settings.key(), one_line(exc))
             error = one_line(exc)
+            log.warning("training %s not started: %s", job.settings.key(), error)
         except Exception as exc:
             log.warning("training %s raised", job.settings.key(), exc_info=True)
             error = one_line(exc)
@@ -108,6 +105,4 @@ class ThreadExecutor:
                 if job.cancelled.is_set():
                     break
         finally:
-            close = getattr(records, "close", None)
-            if close is not None:
-                close()  # runs a generator's cleanup now, not at garbage collection
+            getattr(records, "close", lambda: None)()  # a generator's cleanup now, not at garbage collection

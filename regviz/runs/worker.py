@@ -71,10 +71,6 @@ class Worker:
         self._given = 0
         self._lock = threading.Lock()
 
-    def send(self, **event) -> None:
-        """Emit one event."""
-        self._emit(event)
-
     def command(self, message: dict) -> None:
         """Act on one command line from the server."""
         from regviz import data
@@ -120,7 +116,7 @@ class Worker:
             if active.ended:
                 return
             active.ended = True
-        self.send(ev="end", job=active.job, error=error)
+        self._emit({"ev": "end", "job": active.job, "error": error})
 
     # the training thread
 
@@ -137,8 +133,7 @@ class Worker:
         while True:
             self._take_new(active, block=not active)
             for done in [a for a in active if a.cancel.is_set() or a.ended]:
-                self._close(done)
-                active.remove(done)
+                self._drop(done, active)  # a cancelled job that was computing ends here
             if active:
                 self._turn(self._next(active), active)
 
@@ -172,9 +167,9 @@ class Worker:
             record = next(a.epochs)
             own = time.perf_counter() - began  # this epoch's compute alone, not the other jobs' turns
             if not a.cancel.is_set():
-                self.send(ev="record", job=a.job, record=record.to_dict(), compute=own)
+                self._emit({"ev": "record", "job": a.job, "record": record.to_dict(), "compute": own})
         except StopIteration:
-            self._finish(a, None, active)
+            self._drop(a, active)
         except Exception as exc:  # the page shows it as one line; the full traceback goes to the log
             from regviz.data import DatasetUnavailable
             from regviz.runs.seam import one_line
@@ -183,7 +178,7 @@ class Worker:
                 print(f"regviz worker: run not trained: {one_line(exc)}", file=sys.stderr, flush=True)
             else:
                 traceback.print_exc(file=sys.stderr)
-            self._finish(a, one_line(exc), active)
+            self._drop(a, active, one_line(exc))
         finally:
             with self._lock:
                 self._running = None
@@ -196,18 +191,13 @@ class Worker:
         settings = from_wire(a.settings)
         return iter(train(settings, a.cancel, dataset=data.load(settings.dataset)))
 
-    def _finish(self, a: _Active, error: str | None, active: list[_Active]) -> None:
+    def _drop(self, a: _Active, active: list[_Active], error: str | None = None) -> None:
+        """The job is over: its epochs closed (its trainer goes back to the pool now), its end sent once."""
+        getattr(a.epochs, "close", lambda: None)()
         self._end(a, error)
-        self._close(a)
-        active.remove(a)
-
-    def _close(self, a: _Active) -> None:
-        close = getattr(a.epochs, "close", None)
-        if close is not None:
-            close()  # gives the trainer back to the pool now
-        self._end(a, None)  # a cancelled job that was computing ends here
         with self._lock:
             self._jobs.pop(a.job, None)
+        active.remove(a)
 
     def _describe(self, message: dict) -> None:
         from regviz import data
@@ -220,7 +210,7 @@ class Worker:
             answer.update(error=str(e), unavailable=True)
         except Exception as e:  # any other failure is still one line for the page
             answer["error"] = one_line(e)
-        self.send(**answer)
+        self._emit(answer)
 
 
 def main() -> int:
@@ -237,7 +227,7 @@ def main() -> int:
     worker = Worker(emit)
     warm = os.environ.get("REGVIZ_WORKER_WARM_DATASET", "")
     threading.Thread(target=worker.serve_jobs, args=(warm,), daemon=True, name="train").start()
-    worker.send(ev="ready", pid=os.getpid())
+    emit({"ev": "ready", "pid": os.getpid()})
     for line in sys.stdin:
         if line.strip():
             worker.command(json.loads(line))
