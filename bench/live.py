@@ -1,7 +1,7 @@
 """The app as a visitor sees it: a real server, headless Chromium, the page's own clock.
 
     python bench/live.py                  # every target, 20 epochs: 4-7 minutes on 2 cores
-    python bench/live.py --quick          # 3 epochs, one timed keypress, 2 tabs: proves the script works (CI)
+    python bench/live.py --quick          # 3 epochs, one timed keypress: proves the script works (CI)
     python bench/live.py --out some.json  # figures elsewhere (default bench/results/live.json)
 
 What is measured, in the order the script does it:
@@ -12,9 +12,8 @@ What is measured, in the order the script does it:
   target 6  peak RSS of the server process, and of server and workers together, up to the default run done
   target 1  warm server, 16-16 trained with a penalty before: ArrowRight on L2 -> first epoch drawn
   target 2  the same keypresses -> last epoch drawn, 16-16 and 512-512, against the command line's time
-  target 3  ten tabs on one finished run press ArrowRight on Epochs at the same instant (one new run):
-            the server's training time, each tab's last epoch after the server's "done", server CPU
-  target 4  meanwhile an eleventh visitor opens a stored run: goto -> all its epochs drawn; minus the floor
+Targets 3 and 4 (ten tabs on one run, and a stored run opened meanwhile) were replaced by bench/crowd.py
+(issue 22): a class of visitors measured at the server, without rendering, and one real tab.
 Page-side times come from a sampler in every page (each SAMPLE_MS: what the loss chart draws, with
 performance.now() and Date.now()) and from a hook on the page's WebSocket that notes when a progress
 line arrives ("This run: training, epoch k of n"), which splits a delay into server-and-network and
@@ -29,7 +28,6 @@ import contextlib
 import importlib.metadata
 import itertools
 import json
-import math
 import os
 import platform
 import re
@@ -65,14 +63,12 @@ VIEWPORT = {"width": 1400, "height": 1000}
 PAGE_TIMEOUT_MS = 240_000  # a 512-512 baseline and run on a busy 2-core machine, with margin
 SERVER_START_S = 90
 SAMPLE_MS = 20  # the page sampler's period: page-side times are late by at most this
-TAB_SAMPLE_MS = 50  # in the ten tabs, whose samplers share the two cores with everything measured
 PROC_SAMPLE_S = 0.05  # /proc sampling period (RSS, CPU ticks)
 LOSS_TITLE, RUN_VAL, BASE_VAL = "Loss per epoch", "validation (this run)", "validation (baseline)"
-L2_LABEL, EPOCHS_LABEL = "L2 penalty", "Epochs"
+L2_LABEL = "L2 penalty"
 # ArrowRight on L2 from 0 through these stops: the first trains 16-16 with a penalty, the rest are timed
 L2_STOPS = ("1e-05", "3e-05", "0.0001", "0.0003")
 WIDE_L2 = "1e-05"  # one ArrowRight from 0 at 512-512
-TAB_SEED = "7"  # target 3's run: a seed nothing else in the script trains
 FINISHED = r": (done, (\d+) of \2 epochs|from the store, all \d+ epochs)"
 LOG_RUN = re.compile(r"^(\S+ \S+) INFO regviz\.runs\.manager: run (\w+) (.*)$", re.M)
 LOG_READY = re.compile(
@@ -82,8 +78,6 @@ LIMITS = {
     "t5_fresh_page_over_floor_s": 1.5,
     "t1_first_epoch_s": 0.6,
     "t2_16_factor": 1.3, "t2_16_plus_s": 0.6, "t2_512_factor": 1.15,
-    "t3_training_over_cli": 1.5, "t3_tab_lag_s": 2.0, "t3_server_cores": 0.5,
-    "t4_stored_page_over_floor_s": 1.0,
     "t6_server_mb": 350.0, "t6_total_mb": 1300.0,
 }  # fmt: skip
 
@@ -401,10 +395,10 @@ class Spoiled(Exception):
     """The page did not hold the settings it should have, before or after a keypress (see the report)."""
 
 
-def open_tab(browser, url: str | None = None, period_ms: int = SAMPLE_MS):
+def open_tab(browser, url: str | None = None):
     """A fresh context (its own Streamlit session) with the sampler; goes to url (not waiting) if given."""
     context = browser.new_context(viewport=VIEWPORT)
-    context.add_init_script(sampler(period_ms))
+    context.add_init_script(sampler(SAMPLE_MS))
     page = context.new_page()
     page.set_default_timeout(PAGE_TIMEOUT_MS)
     if url:
@@ -641,110 +635,6 @@ def drawn_after(page, key: dict, until_ms: float) -> list[list]:
     ]
 
 
-def steady_tabs(browser, server: Server, params: dict, n: int, period_ms: int, attempts: int = 3) -> tuple:
-    """n tabs opened one after the other on params, each finished and showing them in its sidebar (a tab
-    that does not is replaced)."""
-    pages, spoiled = [], []
-    for _ in range(n):
-        for _ in range(attempts):
-            page = open_tab(browser, link(server.url, params), period_ms)
-            try:
-                wait_finished(page, params)
-                check_shown(page, params)
-                pages.append(page)
-                break
-            except Spoiled as e:
-                spoiled.append(str(e))
-                page.context.close()
-        else:
-            raise RuntimeError(f"{attempts} tabs in a row did not hold their settings: {spoiled}")
-    return pages, spoiled
-
-
-# an ArrowRight on a slider's thumb (an <input type=range>) at a given Date.now(): every tab at once
-KEY_AT = """
-([label, at]) => {
-  const slider = [...document.querySelectorAll("[data-testid='stSlider']")]
-    .find(s => s.innerText.includes(label));
-  const thumb = slider.querySelector("input[type=range]");
-  const press = () => { thumb.focus(); thumb.dispatchEvent(new KeyboardEvent("keydown",
-    {key: "ArrowRight", code: "ArrowRight", bubbles: true, cancelable: true})); };
-  setTimeout(press, at - Date.now());
-}
-"""
-KEY_LEAD_S = 1.0  # how far ahead the keypresses are scheduled: time to reach every tab
-VISIT_AFTER_S = 0.2  # the eleventh visitor comes this long after the keypresses: the run has started
-TAB_DEADLINE_S = 60.0  # a tab that has not drawn the last epoch this long after "done" counts as not drawn
-POLLING_WINDOW_S = 3.0
-
-
-def ten_tabs(browser, server: Server, proc, base: dict, stored: dict, tabs: int, epochs: int):
-    """Targets 3 and 4: `tabs` tabs join one new run by an ArrowRight on Epochs each, all at the same
-    instant; then an eleventh visitor opens a stored run."""
-    target = {**base, "seed": TAB_SEED, "epochs": str(epochs)}
-    before = {**target, "epochs": str(epochs - 1)}  # one ArrowRight on Epochs from the new run
-    glitched = trained(browser, server, before)
-    pages, spoiled = steady_tabs(browser, server, before, tabs, TAB_SAMPLE_MS)
-    at = time.time() + KEY_LEAD_S
-    for page in pages:
-        page.evaluate(KEY_AT, [EPOCHS_LABEL, at * 1000])
-    visitor = open_tab(browser, period_ms=TAB_SAMPLE_MS)
-    time.sleep(max(0.0, at + VISIT_AFTER_S - time.time()))  # a moment on the clock, not an event
-    t_visit = time.time()
-    visitor.goto(link(server.url, stored), wait_until="commit")
-    keys = [page.wait_for_function("() => window.__bench.keys[0] || null").json_value() for page in pages]
-    joined = []  # (page, its keypress) of the tabs whose keypress asked for the target run
-    for page, key in zip(pages, keys, strict=True):
-        try:
-            check_url(page, target)
-            joined.append((page, key))
-        except Spoiled as e:
-            spoiled.append(str(e))
-    started = server.event(key_of(target), "started", after=at - 1)
-    done = server.event(key_of(target), "done", after=started)
-    deadline = done + TAB_DEADLINE_S  # one deadline for all: a stalled server must not stall the script
-    shown = [first_sample(page, f"e.run === {epochs}", key["p"], deadline) for page, key in joined]
-    whole = f"{FRAMES_DRAWN} && e.run === {epochs} && e.base === {epochs}"
-    visited = first_sample(visitor, whole, deadline=deadline)
-    got = [first_message(page, f"m.done && m.k === {epochs}", key["p"]) for page, key in joined]
-    last_drawn = max([done] + [s["d"] / 1000 for s in shown if s])
-    after_done = proc.cores(done, time.time())  # a stalled server stays busy while it delivers nothing
-    polling = still_polling(proc, [page for page, _ in joined] + [visitor], POLLING_WINDOW_S)
-    drawn = [
-        drawn_after(page, key, s["p"] if s else math.inf)
-        for (page, key), s in zip(joined, shown, strict=True)
-    ]
-    for page in [*pages, visitor]:
-        page.context.close()
-    return {
-        "params": target, "tabs": tabs, "tabs_joined": len(joined), "server_training_s": done - started,
-        "keys_after_started_s": [k["d"] / 1000 - started for k in keys],
-        "tab_lag_s": [s["d"] / 1000 - done if s else None for s in shown],
-        "tab_received_done_s": [m["d"] / 1000 - done if m else None for m in got],
-        "tabs_not_drawn": sum(s is None for s in shown), "deadline_after_done_s": TAB_DEADLINE_S,
-        "tabs_saw_partial_run": [any(0 < e[1] < epochs for e in d) for d in drawn], "drawn": drawn,
-        "started": started, "done": done, "cores_while_training": proc.cores(started, done),
-        "cores_to_last_tab_drawn": proc.cores(started, last_drawn), "cores_after_done": after_done, **polling,
-        "spoiled": spoiled, "sidebar_glitch_after_first_run": glitched,
-    }, {
-        "params": stored, "seconds": visited["d"] / 1000 - t_visit if visited else None,
-        "goto_after_started_s": t_visit - started, "goto_before_done_s": done - t_visit,
-    }  # fmt: skip
-
-
-def still_polling(proc: ProcSampler, pages, window_s: float) -> dict:
-    """After everything is drawn: how many of the pages still receive progress lines over window_s
-    (a finished run's page should stop polling), and the server's CPU meanwhile."""
-    before = [page.evaluate("window.__bench.msgs.length") for page in pages]
-    t0 = time.time()
-    time.sleep(window_s)  # a measurement window, not a wait for an event
-    after = [page.evaluate("window.__bench.msgs.length") for page in pages]
-    return {
-        "pages_still_polling": sum(b != a for b, a in zip(before, after, strict=True)),
-        "server_cores_after": proc.cores(t0, time.time())["server"],
-    }
-
-
 # ---- putting it together ----------------------------------------------------------------------------------
 
 
@@ -800,7 +690,7 @@ def measure(args, browser, logs: Path) -> dict:
     print(f"floor: {raw['floor']['median_s']:.2f} s", flush=True)
 
     cli_settings = {"16_" + s: {**base, "l2": s} for s in stops[1:]}
-    cli_settings |= {"512": {**wide, "l2": WIDE_L2}, "tabs": {**base, "seed": TAB_SEED}}
+    cli_settings["512"] = {**wide, "l2": WIDE_L2}
     raw["cli"] = {name: run_cli(params, env) for name, params in cli_settings.items()}
     print("cli:", {n: round(c["seconds"], 2) for n, c in raw["cli"].items()}, flush=True)
 
@@ -822,10 +712,6 @@ def measure(args, browser, logs: Path) -> dict:
         raw["wide_baseline_glitch"] = trained(browser, server, wide)
         raw["wide"] = keypress_run(browser, server, proc, wide, {**wide, "l2": WIDE_L2})
         print(f"512-512 keypress -> last epoch: {raw['wide']['last_epoch_s']:.2f} s", flush=True)
-
-        stored = {**base, "l2": stops[0]}
-        raw["tabs"], raw["visitor"] = ten_tabs(browser, server, proc, base, stored, args.tabs, epochs)
-        print("tabs: last epoch drawn after the server's done:", raw["tabs"]["tab_lag_s"], flush=True)
     finally:
         server.stop()
         for sampler in samplers:
@@ -850,12 +736,6 @@ def targets(raw: dict, floor: float) -> dict:
         ),
         "t1_keypress_to_first_epoch": _t1(raw["l2"]),
         "t2_keypress_to_last_epoch": _t2s(raw),
-        "t3_ten_tabs": _t3(raw["tabs"], raw["cli"]["tabs"]),
-        "t4_stored_run_while_busy": _target(
-            None if raw["visitor"]["seconds"] is None else raw["visitor"]["seconds"] - floor,
-            LIMITS["t4_stored_page_over_floor_s"],
-            **raw["visitor"],
-        ),
         "t6_memory": _t6(raw["proc"], raw["default_run"]),
     }
 
@@ -864,10 +744,6 @@ def _target(measured: float | None, limit: float, **details) -> dict:
     # None: nothing was measured in time (a page that never drew), which does not meet the target
     met = measured is not None and measured <= limit
     return {"measured": measured, "limit": limit, "met": met, **details}
-
-
-def _worst(values: list[float | None]) -> float | None:
-    return None if None in values else max(values)
 
 
 def _t1(runs: list[dict]) -> dict:
@@ -888,31 +764,6 @@ def _t2s(raw: dict) -> dict:
     cli = raw["cli"]["512"]
     runs["512-512 l2=" + WIDE_L2] = _t2(raw["wide"], cli, LIMITS["t2_512_factor"] * cli["seconds"])
     return {"met": all(r["met"] for r in runs.values()), "runs": runs}
-
-
-def _t3(tabs: dict, cli: dict) -> dict:
-    cores = tabs["cores_while_training"]
-    parts = {
-        "training": _target(
-            tabs["server_training_s"] / cli["seconds"], LIMITS["t3_training_over_cli"],
-            server_training_s=tabs["server_training_s"], cli_seconds=cli["seconds"],
-            cli_wall_seconds=cli["wall_seconds"],
-        ),
-        "tab_lag": _target(
-            _worst(tabs["tab_lag_s"]), LIMITS["t3_tab_lag_s"], each=tabs["tab_lag_s"],
-            received_done_each=tabs["tab_received_done_s"], not_drawn=tabs["tabs_not_drawn"],
-            deadline_after_done_s=tabs["deadline_after_done_s"],
-        ),
-        "server_cpu": _target(
-            cores["server"], LIMITS["t3_server_cores"], unit="cores", all_cores_while_training=cores,
-            all_cores_to_last_tab_drawn=tabs["cores_to_last_tab_drawn"],
-        ),
-    }  # fmt: skip
-    rest = (
-        "tabs", "tabs_joined", "params", "keys_after_started_s", "tabs_saw_partial_run",
-        "cores_after_done", "pages_still_polling", "server_cores_after", "spoiled", "drawn",
-    )  # fmt: skip
-    return {"met": all(p["met"] for p in parts.values()), **parts, **{k: tabs[k] for k in rest}}
 
 
 def _t6(proc: ProcSampler, run: dict) -> dict:
@@ -947,13 +798,8 @@ def anomalies(raw: dict) -> dict:
         "sidebar_glitch_after_first_run": {
             "default page": raw["fresh"]["sidebar_glitch_after_first_run"],
             "512-512 baseline page": raw["wide_baseline_glitch"],
-            "tabs' first page": raw["tabs"]["sidebar_glitch_after_first_run"],
         },
-        "pages_still_polling_after_the_ten_tabs_run": raw["tabs"]["pages_still_polling"],
-        "tabs_replaced_or_keypresses_redone": [
-            *(s for r in [*raw["l2"], raw["wide"]] for s in r["spoiled"]),
-            *raw["tabs"]["spoiled"],
-        ],
+        "tabs_replaced_or_keypresses_redone": [s for r in [*raw["l2"], raw["wide"]] for s in r["spoiled"]],
     }
 
 
@@ -973,17 +819,7 @@ def table(result: dict) -> str:
         what = f"2 {name}: keypress -> last epoch (CLI {r['cli_seconds']:.2f} s)"
         got = f"{r['measured']:.2f} s (x{r['ratio_to_cli']:.2f})"
         rows.append((what, got, f"<= {r['limit']:.2f} s", yes[r["met"]]))
-    tabs = t["t3_ten_tabs"]
     rows += [
-        (f"3 {tabs['tabs']} tabs: server training / CLI ({tabs['training']['server_training_s']:.2f} s / "
-         f"{tabs['training']['cli_seconds']:.2f} s)", f"x{tabs['training']['measured']:.2f}", "<= x1.5",
-         yes[tabs["training"]["met"]]),
-        ("3 each tab's last epoch after the server's done, max", _lag(tabs), "<= 2 s",
-         yes[tabs["tab_lag"]["met"]]),
-        ("3 server process CPU while training", f"{tabs['server_cpu']['measured']:.2f} cores", "<= 0.5",
-         yes[tabs["server_cpu"]["met"]]),
-        ("4 stored run while training: goto -> all epochs, minus floor", _s(t["t4_stored_run_while_busy"]),
-         "<= 1 s", yes[t["t4_stored_run_while_busy"]["met"]]),
         ("6 peak RSS, server process", f"{t['t6_memory']['server']['measured']:.0f} MB", "<= 350 MB",
          yes[t["t6_memory"]["server"]["met"]]),
         ("6 peak RSS, server + 1 worker, to default run done",
@@ -996,26 +832,19 @@ def table(result: dict) -> str:
     return "\n".join([lines[0], "-" * len(lines[0]), *lines[1:]])
 
 
-def _lag(tabs: dict) -> str:
-    lag = tabs["tab_lag"]
-    if lag["not_drawn"]:
-        return f"{lag['not_drawn']} of {tabs['tabs_joined']} not in {lag['deadline_after_done_s']:.0f} s"
-    return _s(lag)
-
-
 def _s(t: dict) -> str:
     return "never drawn" if t["measured"] is None else f"{t['measured']:.2f} s"
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--quick", action="store_true", help="3 epochs, one timed L2 stop, 2 tabs (CI)")
+    p.add_argument("--quick", action="store_true", help="3 epochs, one timed L2 stop (CI)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON figures (default {DEFAULT_OUT})")
     p.add_argument("--imdb", type=Path, default=Path(os.environ.get("REGVIZ_IMDB_PATH") or DEFAULT_IMDB))
     args = p.parse_args(argv)
-    args.epochs, args.repeats, args.tabs = (3, 1, 2) if args.quick else (20, 3, 10)
+    args.epochs, args.repeats = (3, 1) if args.quick else (20, 3)
     config = {
-        "quick": args.quick, "epochs": args.epochs, "tabs": args.tabs, "timed_l2_stops": args.repeats,
+        "quick": args.quick, "epochs": args.epochs, "timed_l2_stops": args.repeats,
         "imdb": args.imdb.is_file(), "page_sample_ms": SAMPLE_MS, "proc_sample_s": PROC_SAMPLE_S,
     }  # fmt: skip
     result = {"config": config, "machine": machine(), "checkout": checkout()}

@@ -4,6 +4,9 @@ The neighbourhood: every book preset, every setting one slider stop away from a 
 a class moves: L2, L1, dropout, width, depth, training data), and the baseline of each, for the
 datasets that can be loaded. Stored runs are skipped (it resumes where it stopped); a run is stored
 in one transaction once all its epochs are in, so a run killed halfway leaves nothing behind.
+
+The app does the same while nobody waits (`Around`): once a visitor's run is done, the runs one stop
+from it go to the run manager at background priority, behind every visitor's run.
 """
 
 from __future__ import annotations
@@ -11,20 +14,25 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import json
+import logging
 import multiprocessing
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from regviz import problems
 from regviz import settings as settings_mod
+from regviz.runs.manager import BACKGROUND
 from regviz.settings import PRESETS, Settings, SettingsError
 
 CONTROLS = ("l2", "l1", "dropout", "width", "depth", "train_fraction")  # what a class moves
 DATASETS = ("imdb", "reuters", "boston")  # the book's; the chapter 4 presets go on the first one given
 DROPOUT_STEP = 0.05  # the page's dropout slider (ui/common.py)
 BAR = 30  # characters of the progress bar
+log = logging.getLogger(__name__)
 
 
 def neighbours(settings: Settings, name: str) -> list[Settings]:
@@ -72,6 +80,144 @@ def neighbourhood(
 def runs_of(experiments: Iterable[Settings]) -> list[Settings]:
     """What the store holds for them: one row per run, one per fold of a K-fold experiment."""
     return list(dict.fromkeys(fold for s in experiments for fold in s.fold_runs()))
+
+
+def around(settings: Settings) -> list[Settings]:
+    """Every setting one slider stop from these (the controls a class moves), each followed by its
+    baseline where that differs; without repeats, and without these settings or their own baseline."""
+    near = [n for c in CONTROLS for n in neighbours(settings, c)]
+    out = dict.fromkeys(s for n in near for s in (n, n.baseline()))
+    for own in (settings, settings.baseline()):
+        out.pop(own, None)
+    return list(out)
+
+
+# ---- the app's background prefetch: the neighbourhood of what visitors look at ----------------------
+
+WATCHER = "background/around"  # the name under which the app's manager holds these runs
+MAX_UNFINISHED = 24  # background runs of neighbourhoods queued or training at once, app-wide
+MAX_EPOCH_SECONDS = 0.5  # estimated seconds per epoch above which a neighbour is left to be asked for
+REMEMBER = 512  # runs remembered as asked, and runs waiting to be submitted
+CHECK_S = 1.0  # how often the thread looks whether a run it submitted has finished
+
+
+class Around:
+    """The app's background prefetch: the neighbourhood of each settings asked for goes to the run manager
+    at background priority (it trains only while no visitor's run waits or trains), from one daemon
+    thread; the newest neighbourhood first, at most `limit` unfinished at once, skipping what is stored
+    or costly, each run asked once (of the last `remember`)."""
+
+    def __init__(
+        self, manager, estimate: Callable[[Settings], float | None], stored: Callable[[Settings], bool],
+        limit: int = MAX_UNFINISHED, remember: int = REMEMBER, check_s: float = CHECK_S,
+    ):  # fmt: skip
+        self._manager, self._estimate, self._stored = manager, estimate, stored
+        self._limit, self._remember, self._check_s = limit, remember, check_s
+        self._lock = threading.Condition()
+        self._pending: list[Settings] = []  # to submit, newest neighbourhood first
+        self._asked: OrderedDict[Settings, None] = OrderedDict()
+        self._runs: list = []  # what this thread submitted and has not seen finish
+        self._fresh = False  # a new neighbourhood came: runs of older ones not started step back
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    def ask(self, settings: Settings) -> int:
+        """Queue the neighbourhood of these settings ahead of older ones; returns at once (the store and
+        the manager are asked from the thread). How many runs were new."""
+        if problems.is_upload(settings.dataset):
+            return 0  # a session's own file: its runs are not kept for others
+        with self._lock:
+            if self._closed:
+                return 0
+            new = [s for s in runs_of(around(settings)) if s not in self._asked]
+            for s in reversed(new):  # the front of the neighbourhood is remembered longest, as it waits
+                self._asked[s] = None
+            while len(self._asked) > self._remember:
+                self._asked.popitem(last=False)
+            if new:
+                self._pending[:0] = new
+                del self._pending[self._remember :]
+                self._fresh = True
+                self._start()
+                self._lock.notify_all()
+        return len(new)
+
+    def pending(self) -> list[Settings]:
+        """The runs waiting to be submitted, in the order they will be."""
+        with self._lock:
+            return list(self._pending)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Submit nothing more (what was submitted stays with the manager); True once the thread ended."""
+        with self._lock:
+            self._closed, self._pending = True, []
+            self._lock.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout)
+        return thread is None or not thread.is_alive()
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._serve, daemon=True, name="regviz-around")
+            self._thread.start()
+
+    def _serve(self) -> None:
+        """Submit while there is room; the thread ends when nothing is pending or unfinished."""
+        while True:
+            with self._lock:
+                fresh, self._fresh = self._fresh, False
+            try:
+                self._step(fresh)
+            except RuntimeError:  # the manager was shut down: nothing more to do
+                with self._lock:
+                    self._pending.clear()
+                self._runs = []
+            except Exception:  # one bad step loses its run, not the thread
+                log.warning("background prefetch failed a step", exc_info=True)
+            with self._lock:
+                if self._closed or not (self._pending or self._runs or self._fresh):
+                    self._thread = None
+                    return
+                self._lock.wait_for(lambda: self._fresh or self._closed, self._check_s)
+
+    def _step(self, fresh: bool) -> None:
+        live = [r for r in self._runs if not r.finished]
+        if fresh:
+            live = self._step_back(live)
+        while len(live) < self._limit and (settings := self._next()) is not None:
+            if self._wanted(settings):
+                run = self._manager.watch(settings, WATCHER, BACKGROUND)
+                live += [] if run.finished else [run]
+        self._runs = live
+
+    def _step_back(self, live: list) -> list:
+        """Runs of older neighbourhoods not started yet leave the manager's queue, to be submitted again
+        after the newest neighbourhood: the manager serves background runs first come, first served."""
+        queued = [r for r in live if r.state == "queued"]
+        if not queued:
+            return live
+        live = [r for r in live if r not in queued]
+        self._manager.unwatch(WATCHER, keep=[r.settings for r in live])
+        with self._lock:
+            self._pending += [r.settings for r in queued if r.settings not in self._pending]
+            del self._pending[self._remember :]
+        return live
+
+    def _next(self) -> Settings | None:
+        with self._lock:
+            return self._pending.pop(0) if self._pending else None
+
+    def _wanted(self, settings: Settings) -> bool:
+        """Not stored, and cheap enough per epoch to train for nobody yet (an unknown cost is not)."""
+        try:
+            if self._stored(settings):
+                return False
+            seconds = self._estimate(settings)
+        except Exception:
+            log.warning("background prefetch: could not judge %s", settings.key(), exc_info=True)
+            return False
+        return seconds is not None and seconds / settings.epochs <= MAX_EPOCH_SECONDS
 
 
 # ---- training: here, or in worker processes ---------------------------------------------------------

@@ -25,7 +25,8 @@ def _number(value) -> bool:
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no browser at {CHROMIUM} (apt-get install -y chromium)")
 def test_quick_live_benchmark_writes_every_target(tmp_path):
-    """`live.py --quick` exits 0, prints the table, and writes a number, a limit and a verdict per target."""
+    """`live.py --quick` exits 0, prints the table, and writes a number, a limit and a verdict per target:
+    the one-tab ones (1, 2, 5, 6); the ten-tab ones (3, 4) are bench/crowd.py's now."""
     pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
     out = tmp_path / "live.json"
     proc = run_quick_bench(SCRIPT, out, DEADLINE)
@@ -36,24 +37,20 @@ def test_quick_live_benchmark_writes_every_target(tmp_path):
     assert result["floor"]["median_s"] > 0 and len(result["floor"]["seconds"]) == 3
     t = result["targets"]
     parts = [
-        t["t5_fresh_server_page"], t["t1_keypress_to_first_epoch"], t["t4_stored_run_while_busy"],
+        t["t5_fresh_server_page"], t["t1_keypress_to_first_epoch"],
         *t["t2_keypress_to_last_epoch"]["runs"].values(),
-        t["t3_ten_tabs"]["training"], t["t3_ten_tabs"]["tab_lag"], t["t3_ten_tabs"]["server_cpu"],
         t["t6_memory"]["server"], t["t6_memory"]["server_and_workers"],
     ]  # fmt: skip
     for part in parts:
-        # a page that never drew its last epoch (a stalled server) is reported as no number, not met
-        never = part["measured"] is None and part.get("not_drawn") and part["met"] is False
-        assert never or _number(part["measured"]), part
+        assert _number(part["measured"]), part
         assert _number(part["limit"]) and isinstance(part["met"], bool), part
     assert {"16-16", "512-512"} == {name.split()[0] for name in t["t2_keypress_to_last_epoch"]["runs"]}
     for run in t["t2_keypress_to_last_epoch"]["runs"].values():
         assert run["cli_seconds"] > 0 and run["cli_wall_seconds"] > run["cli_seconds"]
-    assert t["t3_ten_tabs"]["tabs_joined"] == t["t3_ten_tabs"]["tabs"] == 2
-    assert len(t["t3_ten_tabs"]["tab_lag"]["each"]) == 2
-    assert set(t["t3_ten_tabs"]["server_cpu"]["all_cores_while_training"]) == {
-        "server", "workers", "chromium", "machine",
-    }  # fmt: skip
+    assert set(t) == {"t1_keypress_to_first_epoch", "t2_keypress_to_last_epoch", "t5_fresh_server_page",
+                      "t6_memory"}  # fmt: skip
+    for run in t["t2_keypress_to_last_epoch"]["runs"].values():
+        assert set(run["cores_while_training"]) == {"server", "workers", "chromium", "machine"}
     assert t["t6_memory"]["server_and_workers"]["measured"] > t["t6_memory"]["server"]["measured"] > 0
     assert {"sidebar_glitch_after_first_run", "tabs_replaced_or_keypresses_redone"} <= result[
         "page_anomalies"

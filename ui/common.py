@@ -9,7 +9,7 @@ import uuid
 import streamlit as st
 
 import regviz.service
-from regviz import data, pins, problems
+from regviz import data, pins, prefetch, problems
 from regviz import settings as settings_mod
 from regviz.settings import PRESETS, Settings
 from regviz.splits import PROTOCOLS
@@ -30,6 +30,19 @@ def service() -> regviz.service.RunService:
 def views() -> ViewCache:
     """Charts built once per change of a run, shared by every tab that watches it."""
     return ViewCache()
+
+
+@st.cache_resource(show_spinner=False)
+def around() -> prefetch.Around:
+    """The server's background prefetch of the neighbourhood of what visitors look at (one thread)."""
+    runs = service()
+    return prefetch.Around(runs.manager, runs.costs.estimate, lambda settings: _stored(runs, settings))
+
+
+def _stored(runs: regviz.service.RunService, settings: Settings) -> bool:
+    # an undescribed dataset's runs cannot be looked up yet: the cost estimate skips them too
+    info = runs.known_info(settings.dataset)
+    return info is not None and runs.store.has(settings, info.version)
 
 
 def _forget_session(token: str) -> None:
@@ -275,5 +288,6 @@ def waiting_for_data(dataset: str) -> None:
 
 
 def prefetch_on() -> bool:
-    """REGVIZ_PREFETCH (default 1): train the remedies page's runs in the background; 0 turns it off."""
+    """REGVIZ_PREFETCH (default 1): train the remedies page's runs, and the runs one slider stop from a
+    visitor's finished run, in the background; 0 turns it off."""
     return os.environ.get("REGVIZ_PREFETCH", "1").strip() not in ("0", "false", "no", "off")

@@ -16,6 +16,7 @@ from regviz.settings import Settings
 from ui import live_charts, present, replay
 from ui.common import (
     POLL_SECONDS,
+    around,
     current_settings,
     dataset_title,
     ensure_dataset,
@@ -328,6 +329,14 @@ def final_result(final: Settings, poll: bool) -> None:
         st.rerun()  # one full rerun turns polling off
 
 
+def neighbourhood(settings: Settings) -> None:
+    """Once this run and its baseline are done, the runs one slider stop away train in the background
+    (regviz/prefetch.py's Around, a thread of its own: nothing here waits for the store or the workers)."""
+    if st.session_state.get("around") != settings:  # once per settings, not at every rerun
+        around().ask(settings)
+        st.session_state.around = settings
+
+
 def _same_experiment(final: Settings, settings: Settings) -> bool:
     return final.replace(epochs=settings.epochs) == settings.final_run(settings.epochs)
 
@@ -391,6 +400,8 @@ def explore() -> None:
         if prefetch_on() and st.session_state.get("prefetched") != wanted:  # once, not at every move
             manager.prefetch(remedies.runs(*wanted))  # the remedies page, trained while nobody waits
             st.session_state.prefetched = wanted
+        if prefetch_on() and run.state == base.state == "done":
+            neighbourhood(settings)
     if not present.active():
         share_and_code(settings, info)
 
