@@ -186,7 +186,7 @@ def warm_up(sparse, dense) -> None:
     small = (x.take(n), y[:n], x_val.take(n), y_val[:n])
     reference_run(4, 0, 1, tuple(a[:n] for a in dense))
     regviz_run(4, 0, 1, small)  # width 4: no trace of a timed model is made here
-    train.warm_batches(x, y, BATCH_SIZE)  # both forms of the batching function, as an app's start-up does
+    train.warm_batches(x, y, BATCH_SIZE)  # the CSR batching function (wide models), as an app's start-up does
 
 
 def compare(width, seeds, epochs, sparse, dense) -> dict:

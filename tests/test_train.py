@@ -441,12 +441,12 @@ def _epoch_inputs(rows: data.SparseRows, seed: int):
 def test_wide_models_train_on_csr_batches_and_their_transposes_made_with_the_epochs_batches():
     """Above COO_MAX_WIDTH an epoch's list holds each batch's CSR matrix and its transpose: in a traced
     step, as training reads them, the output and every gradient equal the dense Keras model's on the
-    same rows in the same order; up to that width the list holds the batches' coordinates."""
+    same rows in the same order; the labels come in that order too."""
     rows, batch_size, settings = random_rows(n_rows=70, seed=4), 16, Settings(depth=2, width=32)
     model = randomised_model(settings, rows.n_cols)
     order, inputs = _epoch_inputs(rows, seed=5)
-    wide_list, _ = batches.batches_for(batch_size, rows.n_cols, settings.width)(*inputs)
-    narrow_list, _ = batches.batches_for(batch_size, rows.n_cols, sparse.COO_MAX_WIDTH)(*inputs)
+    wide_list, labels = batches.csr_batches_for(batch_size, rows.n_cols)(*inputs)
+    np.testing.assert_array_equal(labels.numpy(), inputs[-1].numpy()[order])
     dense = rows.to_dense()[order]
     params = model.trainable_variables
 
@@ -464,21 +464,34 @@ def test_wide_models_train_on_csr_batches_and_their_transposes_made_with_the_epo
         np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-5)
         for a, b in zip(g_ours, g_theirs, strict=True):
             np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)
-        coords = batches.batch(narrow_list, i).numpy()
+
+
+@pytest.mark.parametrize("n_rows, batch_size", [(70, 16), (64, 16), (5, 16), (4, 1)])
+def test_an_epochs_coo_batches_hold_each_batchs_rows_in_the_epochs_order(n_rows, batch_size):
+    """coo_epoch's batch i holds (row within the batch, column) of each one of the rows at positions
+    i * batch_size onwards of the order, row-major, as each batch's rows taken apart give them; its
+    labels are in the order too."""
+    rows = random_rows(n_rows=n_rows, seed=8)
+    order = np.random.default_rng(9).permutation(n_rows)
+    labels = np.arange(n_rows, dtype=np.float32) / 7
+    parts, y = batches.coo_epoch(rows, labels, order, batch_size)
+    np.testing.assert_array_equal(y.numpy(), labels[order])
+    count = -(-n_rows // batch_size)
+    assert parts[2].shape == [count + 1]
+    for i in range(count):
         expected = coordinates(rows.select(order[i * batch_size : (i + 1) * batch_size]))
-        np.testing.assert_array_equal(coords, expected)
+        np.testing.assert_array_equal(batches.coo_batch(parts, tf.constant(i)).numpy(), expected)
 
 
-def test_a_start_up_traces_both_batches_functions_of_its_batch_size():
-    """warm_batches traces the COO and the CSR form, so a run of any width starts without that trace."""
+def test_a_start_up_traces_the_csr_batches_function_of_its_batch_size():
+    """warm_batches traces the CSR form, so a wide run starts without that trace."""
     rows = random_rows(n_rows=50, seed=6)
-    batch_size = 13  # a size no other test uses: its functions are new here
+    batch_size = 13  # a size no other test uses: its function is new here
     loop.warm_batches(rows, np.zeros(len(rows)), batch_size)
-    for width in (4, 512):
-        function = batches.batches_for(batch_size, rows.n_cols, width)
-        assert function.experimental_get_tracing_count() == 1
-        function(*_epoch_inputs(rows, seed=7)[1])  # other rows, another order: no new trace
-        assert function.experimental_get_tracing_count() == 1
+    function = batches.csr_batches_for(batch_size, rows.n_cols)
+    assert function.experimental_get_tracing_count() == 1
+    function(*_epoch_inputs(rows, seed=7)[1])  # other rows, another order: no new trace
+    assert function.experimental_get_tracing_count() == 1
 
 
 @pytest.mark.parametrize("form", ["batch", "validation"])

@@ -28,9 +28,9 @@ from regviz.problems import BINARY, REGRESSION
 from regviz.records import EpochRecord, LayerStats
 from regviz.settings import Settings
 from regviz.splits import HOLDOUT, ITERATED
-from regviz.training.batches import batches_for
+from regviz.training.batches import coo_epoch, csr_batches_for
 from regviz.training.metrics import validation_metrics
-from regviz.training.sparse import COO_MAX_WIDTH, tensors
+from regviz.training.sparse import tensors, uses_csr
 from regviz.training.tf_private import regviz_graph_options
 from regviz.training.trainers import pool
 
@@ -104,27 +104,37 @@ def fit_dense(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator
 def fit(settings, x_train, y_train, x_val, y_val, cancel=None) -> Iterator[EpochRecord]:
     """Train on the given sparse rows (the benchmark passes its own split), yielding per epoch."""
     start = time.perf_counter()
-    orders = (tf.constant(order, tf.int32) for order in batch_orders(settings.seed, len(y_train)))
+    orders = batch_orders(settings.seed, len(y_train))
     with regviz_graph_options():
-        rows = (*tensors(x_train).ragged(), tf.constant(y_train, tf.float32))
         val = (tensors(x_val).csr(), tf.constant(y_val, tf.float32))
+    batches_of = _batches_maker(settings, x_train, y_train)
     # epoch 1's batches are built on the other core while a trainer is leased and reset (python work)
-    batches_of = batches_for(settings.batch_size, x_train.n_cols, settings.widths()[0])
-    first_batches = _background.submit(_call_graph, batches_of, next(orders), *rows)
+    first_batches = _background.submit(batches_of, next(orders))
     with pool.lease(settings, x_train.n_cols) as trainer:
         batches = first_batches.result()
         for epoch in range(1, settings.epochs + 1):
             if _is_set(cancel):
                 return
+            # the next epoch's order is drawn now, so that its batches are built alongside this epoch
+            upcoming = next(orders) if epoch < settings.epochs else None
             with regviz_graph_options():
-                # the next epoch's order is drawn now, so that its batches are built alongside this epoch
-                sums, batches = _epoch(trainer, batches, (batches_of, next(orders), *rows), cancel)
+                sums, batches = _epoch(trainer, batches, batches_of, upcoming, cancel)
                 if sums is None or _is_set(cancel):  # no partial epoch, and no validation nobody will see
                     return
                 evaluated = trainer.evaluate(*val)
             seconds = time.perf_counter() - start
             record = _record(epoch, sums, len(y_train), evaluated, y_val, seconds, trainer.kind)
             yield _with_inputs(record, trainer) if epoch == settings.epochs else record
+
+
+def _batches_maker(settings: Settings, x_train: datasets.SparseRows, y_train: np.ndarray):
+    """order -> (the epoch's batch parts, its labels in order), in the form the first layer's width takes."""
+    if not uses_csr(settings.widths()[0]):
+        return lambda order: coo_epoch(x_train, y_train, order, settings.batch_size)
+    with regviz_graph_options():
+        rows = (*tensors(x_train).ragged(), tf.constant(y_train, tf.float32))
+    build = csr_batches_for(settings.batch_size, x_train.n_cols)
+    return lambda order: _call_graph(build, tf.constant(order, tf.int32), *rows)
 
 
 def _with_inputs(record: EpochRecord, trainer) -> EpochRecord:
@@ -134,31 +144,32 @@ def _with_inputs(record: EpochRecord, trainer) -> EpochRecord:
 
 
 _background = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="regviz-batches")
-_NO_ORDER = tf.zeros([0], tf.int32)  # run_steps builds no batches for it
 
 
-def _epoch(trainer, batches, next_batches, cancel):
-    """The epoch's summed losses and the next epoch's batches, (None, None) if cancel came mid-epoch.
+def _epoch(trainer, batches, batches_of, order, cancel):
+    """The epoch's summed losses and the next epoch's batches (those of order, None without one),
+    (None, None) if cancel came mid-epoch.
 
-    One call when the trainer expects the epoch to fit in one (the next batches are built in it);
-    else calls of about CALL_SECONDS each with the event checked between them (the next batches are
-    built on the other core meanwhile), so that a cancel waits for one call at most.
+    The next batches are built in another thread meanwhile. One call when the trainer expects the epoch
+    to fit in one; else calls of about CALL_SECONDS each with the event checked between them, so that a
+    cancel waits for one call at most.
     """
-    coords, y = batches
+    parts, y = batches
     steps = -(-int(y.shape[0]) // trainer.batch_size)
-    build, order, *rows = next_batches
+    pending = None if order is None else _background.submit(batches_of, order)
     if trainer.pace.fits(steps):
-        return _timed(trainer, steps, coords, y, 0, steps, tf.zeros([4]), order, *rows)
-    pending = _background.submit(_call_graph, build, order, *rows)
+        sums = _timed(trainer, steps, parts, y, 0, steps, tf.zeros([4]))
+        return sums, pending and pending.result()
     done, sums = 0, tf.zeros([4])
     while done < steps:
         if done and _is_set(cancel):
-            pending.cancel()
+            if pending is not None:
+                pending.cancel()
             return None, None
         n = trainer.pace.chunk(steps - done)
-        sums, _ = _timed(trainer, n, coords, y, done, done + n, sums, _NO_ORDER, *rows)
+        sums = _timed(trainer, n, parts, y, done, done + n, sums)
         done += n
-    return sums, pending.result()
+    return sums, pending and pending.result()
 
 
 def _timed(trainer, steps, *args):
@@ -186,16 +197,14 @@ def warm_rows(x_train: datasets.SparseRows, x_val: datasets.SparseRows) -> None:
 
 
 def warm_batches(x: datasets.SparseRows, y: np.ndarray, batch_size: int) -> None:
-    """Trace both forms of the batches function for this batch size (COO coordinates for narrow first
-    layers, CSR matrices for wider ones) on a few rows: they depend on no architecture, so a start-up
-    makes them once and no run of any width waits for them."""
+    """Trace the CSR batches function (first layers wider than COO_MAX_WIDTH) for this batch size on a
+    few rows: it depends on no architecture, so a start-up makes it once and no wide run waits for it.
+    Narrower layers' batches are NumPy's: nothing to trace."""
     n = min(len(y), 2 * batch_size)
     few = x.take(n)  # not through tensors(): its cache holds the datasets' row sets
     labels = tf.constant(y[:n], tf.float32)
     rows = (tf.constant(few.indptr, tf.int64), tf.constant(few.indices, tf.int64), labels)
-    order = tf.range(n, dtype=tf.int32)
-    for width in (COO_MAX_WIDTH, COO_MAX_WIDTH + 1):
-        _call_graph(batches_for(batch_size, x.n_cols, width), order, *rows)
+    _call_graph(csr_batches_for(batch_size, x.n_cols), tf.range(n, dtype=tf.int32), *rows)
 
 
 def batch_orders(seed: int, n_rows: int) -> Iterator[np.ndarray]:

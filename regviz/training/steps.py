@@ -12,7 +12,7 @@ import tensorflow as tf
 from regviz.model import hidden_layers
 from regviz.problems import BINARY, MULTICLASS, REGRESSION
 from regviz.records import HIST_EDGES, SMALL_WEIGHT
-from regviz.training.batches import batch, batches_for, csr_batch
+from regviz.training.batches import COO_SPEC, CSR_SPEC, coo_batch, csr_batch
 from regviz.training.optimizer_step import fused_step
 from regviz.training.sparse import coo, first_matmul, uses_csr
 
@@ -109,34 +109,29 @@ def epoch_functions(model, optimizer, n_cols, batch_size, kind: str = BINARY):
     if wide:
         apply = tf.function(apply, autograph=False, jit_compile=True)
 
-    def step(coords, y, i, sums):
+    def step(parts, y, i, sums):
         start = i * batch_size
         end = tf.minimum(start + batch_size, tf.size(y))
         if as_csr:  # the batch's CSR matrix and its transpose, made with the epoch's batches
-            x, x_t = csr_batch(coords, i)
+            x, x_t = csr_batch(parts, i)
         else:
-            x, x_t = coo(batch(coords, i), end - start, n_cols), None
+            x, x_t = coo(coo_batch(parts, i), end - start, n_cols), None
         data_loss, correct, grads = gradients(x, x_t, y[start:end])
         penalty = apply(grads)
         nb = tf.cast(end - start, tf.float32)
         # weighted by batch size, as keras's loss trackers average
         return i + 1, sums + tf.stack([data_loss * nb, penalty * nb, correct, nb])
 
-    order, index, sums = tf.TensorSpec([None], tf.int32), tf.TensorSpec([], tf.int32), tf.TensorSpec([4])
-    ids, labels = tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32)
-    coords = tf.TensorSpec([], tf.variant)  # a list of per-batch [n, 2] coordinates, or of CSR pairs
-    signature = [coords, labels, index, index, sums, order, ids, ids, labels]
+    index, sums = tf.TensorSpec([], tf.int32), tf.TensorSpec([4])
+    signature = [CSR_SPEC if as_csr else COO_SPEC, tf.TensorSpec([None], tf.float32), index, index, sums]
 
     @tf.function(autograph=False, input_signature=signature)
-    def run_steps(coords, y, start, stop, sums, next_order, *rows):
-        """Steps start..stop-1 of an epoch added to sums (data loss, penalty, hits, rows), and the
-        batches of next_order (an empty order: none). One function for a whole epoch and for a chunk
-        of one, so that neither needs a trace of its own, and chunks add up exactly as one call does."""
-        # the next epoch's batches depend on nothing in this one: the runtime builds them alongside
-        loop = tf.while_loop(lambda i, _: i < stop, lambda i, s: step(coords, y, i, s), [start, sums])
-        return loop[1], prepare(next_order, *rows)
+    def run_steps(parts, y, start, stop, sums):
+        """Steps start..stop-1 of an epoch (its batches' parts and labels) added to sums (data loss,
+        penalty, hits, rows). One function for a whole epoch and for a chunk of one, so that neither
+        needs a trace of its own, and chunks add up exactly as one call does."""
+        return tf.while_loop(lambda i, _: i < stop, lambda i, s: step(parts, y, i, s), [start, sums])[1]
 
-    prepare = batches_for(batch_size, n_cols, first.units)
     return fused, run_steps
 
 
