@@ -34,6 +34,7 @@ from regviz.data.uploads import (
     add_upload,
     drop_reading,
     forget_upload,
+    give_back_memory,
     held_bytes,
     hold_reading,
     load_upload,
@@ -76,6 +77,12 @@ def load(name: str) -> Dataset:
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, path: str) -> Dataset:
+    dataset = _load_new(name, path)
+    give_back_memory()  # a file's reviews are read as one small array each, freed by now
+    return dataset
+
+
+def _load_new(name: str, path: str) -> Dataset:
     if name == "imdb":
         return _imdb(path)
     if name == "reuters":
