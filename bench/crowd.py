@@ -21,7 +21,8 @@ every 10-20 s (uniform); 90 % of moves go one stop along L2, L1, dropout, width,
 to a book preset, 10 % to a random stop of any enabled slider; a tenth of the visitors switch once to the
 Reuters or Boston preset. Per move: move -> first epoch of the new run received, -> run complete
 received, from the store or trained, queue wait (move -> first line that is not "waiting for a free
-trainer"). A move the visitor replaces before it completed counts as incomplete in the percentiles.
+trainer"). The percentiles are over the moves the visitor waited for: a move replaced by the visitor's
+next move before it completed is counted apart (superseded), and its raw figures stay in the JSON.
 """
 
 from __future__ import annotations
@@ -553,6 +554,18 @@ def affinities(pid: int) -> dict[int, list[int]]:
     return out
 
 
+def high_water_marks(pid: int) -> list[dict]:
+    """Each of the server's processes now: its pid, command and peak RSS (VmHWM) in MB over its life."""
+    out = []
+    for p in [pid, *live.descendants(pid)]:
+        with contextlib.suppress(OSError):
+            status = Path(f"/proc/{p}/status").read_text()
+            command = Path(f"/proc/{p}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120].strip()
+            hwm = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:"))
+            out.append({"pid": p, "command": command, "peak_rss_mb": hwm * 1024 / 1e6})
+    return out
+
+
 def warm(env: dict, cores: set[int], params: dict, datasets: str) -> dict:
     """`python -m regviz prefetch` into the fresh store, on the server's cores; its time and summary."""
     epochs = ["--epochs", params["epochs"]] if "epochs" in params else []
@@ -585,8 +598,8 @@ def environment(logs: Path, args) -> dict[str, str]:
 
 
 def percentiles(values: list[float | None]) -> dict:
-    """p50, p95 (nearest rank) and max; an incomplete move (None) counts as longer than any, so a
-    percentile that falls on one is None."""
+    """p50, p95 (nearest rank) and max; a move waited for but never complete (None) counts as longer
+    than any, so a percentile that falls on one is None."""
     ordered = sorted(math.inf if v is None else v for v in values)
     if not ordered:
         return {"p50": None, "p95": None, "max": None, "n": 0}
@@ -601,6 +614,7 @@ def percentiles(values: list[float | None]) -> dict:
 def figures(visitors: list[Visitor], proc, phases: dict, visitors_cpu: dict, projector_out: dict) -> dict:
     """Everything the report shows, from the raw moves and the /proc samples."""
     moves = [m for v in visitors for m in v.moves if m.control != "open"]
+    waited = [m for m in moves if not m.superseded]  # the visitor's next move did not replace it
     opens = [v.moves[0] for v in visitors]
     answered = [m for m in moves if m.from_store is not None]
     lost = [m for m in moves if not m.superseded and m.state not in ("failed", "refused")
@@ -609,10 +623,11 @@ def figures(visitors: list[Visitor], proc, phases: dict, visitors_cpu: dict, pro
     presses = projector_out.get("presses", [])
     return {
         "moves": len(moves),
-        "first_epoch_s": percentiles([m.first_epoch_s for m in moves]),
-        "complete_s": percentiles([m.complete_s for m in moves]),
-        "queue_wait_s": percentiles([m.queue_wait_s for m in moves]),
-        "charts_complete_s": percentiles([m.charts_complete_s for m in moves]),
+        "moves_waited_for": len(waited),
+        "first_epoch_s": percentiles([m.first_epoch_s for m in waited]),
+        "complete_s": percentiles([m.complete_s for m in waited]),
+        "queue_wait_s": percentiles([m.queue_wait_s for m in waited]),
+        "charts_complete_s": percentiles([m.charts_complete_s for m in waited]),
         "open_complete_s": percentiles([m.complete_s for m in opens]),
         "incomplete_after_60_s": len(lost),
         "superseded": sum(m.superseded for m in moves),
@@ -656,8 +671,8 @@ def table(f: dict, warm_store: bool) -> str:
     first_limit = "" if warm_store else f"p95 <= {LIMITS['cold_p95_first_epoch_s']:.0f} s"
     done_limit = f"p95 <= {LIMITS['warm_p95_complete_s' if warm_store else 'cold_p95_complete_s']:.0f} s"
     rows = [
-        (f"move -> first epoch received, s (p50 / p95 / max of {f['moves']})", ppp(f["first_epoch_s"]),
-         first_limit),
+        (f"move -> first epoch received, s (p50 / p95 / max of {f['moves_waited_for']} waited for)",
+         ppp(f["first_epoch_s"]), first_limit),
         ("move -> run complete received, s", ppp(f["complete_s"]), done_limit),
         ("move -> charts' data complete, s", ppp(f["charts_complete_s"]), ""),
         ("queue wait, s", ppp(f["queue_wait_s"]), ""),
@@ -726,6 +741,8 @@ def main(argv: list[str] | None = None) -> int:
     result.update(raw)
     result["machine"]["load_avg_end"] = os.getloadavg()
     print(table(result["figures"], args.warm or bool(args.store)))
+    for m in result["processes_peak_rss"]:
+        print(f"peak RSS (VmHWM) {m['peak_rss_mb']:6.0f} MB  pid {m['pid']}: {m['command']}")
     live.write(args.out, result, logs)
     return 0
 
@@ -757,7 +774,7 @@ def measure(args, env, logs: Path, params: dict, server_cores: set[int], bench_c
         stop.set()
         if tab is not None:
             tab.join(timeout=live.PAGE_TIMEOUT_MS / 1000)
-        pinned = affinities(server.pid)
+        pinned, marks = affinities(server.pid), high_water_marks(server.pid)
     finally:
         stop.set()
         server.stop()
@@ -770,6 +787,7 @@ def measure(args, env, logs: Path, params: dict, server_cores: set[int], bench_c
         "figures": figures(visitors, proc, phases, cpu_s, projector_out),
         "affinity": {"processes": {str(k): v for k, v in pinned.items()},
                      "all_on_server_cores": all(set(v) <= server_cores for v in pinned.values())},
+        "processes_peak_rss": marks,
         "projector_presses": projector_out.get("presses", []),
         "moves": [asdict(m) | {"target": m.target} for v in visitors for m in v.moves],
         "visitors_pages": [v.page.to_params() if v.page else None for v in visitors],

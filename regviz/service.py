@@ -153,8 +153,15 @@ class RunService:
         """All records of a finished run with these settings on this data, or None."""
         if problems.is_upload(settings.dataset) and data.upload_info(settings.dataset) is None:
             return None  # a file no session holds any more: its training ends with the page's one line
-        version = self.dataset_info(settings.dataset).version
+        version = self._version(settings.dataset)
         return self._through_store(lambda: self.store.get(settings, version))
+
+    def _version(self, name: str) -> str:
+        """The data's version: known, or a book file's digest (a fresh server's first page need not
+        wait for a worker to import TensorFlow and load the data), else asked of the workers."""
+        known = self.known_info(name)
+        version = known.version if known is not None else data.version_of(name)
+        return version if version is not None else self.dataset_info(name).version
 
     def save(self, settings: Settings, records: list[EpochRecord]) -> None:
         """Keep a finished run for every later session (an uploaded file's only when asked to)."""

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from regviz import data
+from regviz.records import EpochRecord, LayerStats
 from regviz.runs.inprocess import HereService as RunService
 from regviz.runs.inprocess import train_here
 from regviz.runs.threads import ThreadExecutor
@@ -102,3 +103,23 @@ def test_warm_up_finishes_and_survives_a_missing_dataset(monkeypatch):
 
     monkeypatch.setattr(data, "load", unavailable)
     assert warmup.warm("imdb") is False
+
+
+def test_a_stored_book_run_is_found_before_any_worker_describes_the_data(temporary_store, monkeypatch):
+    """A fresh server finds a run stored under a book file's version without asking its workers: the
+    version is the file's digest, the same the loaded dataset carries."""
+    imdb = data.load("imdb")  # REGVIZ_IMDB_PATH: the file the workers would load
+    settings = Settings(width=4, epochs=1)
+    record = EpochRecord(epoch=1, data_loss=0.5, val_data_loss=0.6, penalty=0.0, loss=0.5, val_loss=0.6,
+                         accuracy=0.8, val_accuracy=0.7, val_auc=0.75, seconds=0.1,
+                         layers=(LayerStats(1.0, 0.1),), hist=(1, 2, 3))  # fmt: skip
+    RunStore(temporary_store).put(settings, imdb.version, [record])
+
+    class NoWorkers(ThreadExecutor):
+        def describe(self, dataset, timeout=None):
+            pytest.fail("asked a worker to describe the data")
+
+    fresh = RunService(RunStore(temporary_store), executor=NoWorkers(train_here))
+    assert data.version_of("imdb") == imdb.version
+    assert [r.to_dict() for r in fresh.lookup(settings)] == [record.to_dict()]
+    fresh.close(timeout=5)

@@ -82,5 +82,11 @@ def test_results_hold_the_raw_moves_the_machine_and_the_server_budget(result):
     f = result["figures"]
     assert f["peak_rss_mb"]["server_and_workers"] >= f["peak_rss_mb"]["server"] > 0
     assert 0 <= f["visitors_cores"] and f["store_hit_share"] is not None
+    waited = [m for m in result["moves"] if m["control"] != "open" and not m["superseded"]]
+    assert f["moves_waited_for"] == len(waited) == f["complete_s"]["n"]
+    assert f["superseded"] == f["moves"] - len(waited)
+    commands = {p["command"].split()[2] for p in result["processes_peak_rss"]}
+    assert commands >= {"streamlit", "regviz.runs.worker"}
+    assert all(p["peak_rss_mb"] > 0 for p in result["processes_peak_rss"])
     assert f["projector"]["error"] is None and f["projector"]["presses"] >= 1
     assert all(p["last_epoch_s"] is not None for p in result["projector_presses"])

@@ -23,6 +23,7 @@ from regviz.data.book import (
     _boston,
     _imdb,
     _reuters,
+    file_version,
 )
 from regviz.data.dataset import Dataset, DatasetInfo, DatasetUnavailable, describe
 from regviz.data.offline import houses, synthetic, topics
@@ -34,6 +35,7 @@ from regviz.data.uploads import (
     add_upload,
     drop_reading,
     forget_upload,
+    give_back_memory,
     held_bytes,
     hold_reading,
     load_upload,
@@ -51,7 +53,7 @@ __all__ = [
     "DatasetUnavailable", "DenseRows", "SparseRows", "describe", "houses", "load", "multi_hot",
     "offline_for", "standardize", "synthetic", "topics", "UploadMissing", "add_upload", "forget_upload",
     "release_uploads", "upload_info", "upload_payload", "uploaded", "MAX_UPLOAD_MB_ENV", "UploadRefused",
-    "drop_reading", "held_bytes", "hold_reading", "reading",
+    "drop_reading", "held_bytes", "hold_reading", "reading", "version_of",
 ]  # fmt: skip
 OFFLINE_FOR = {BINARY: "synthetic", MULTICLASS: "topics", REGRESSION: "houses"}  # after a failed download
 
@@ -69,13 +71,33 @@ def load(name: str) -> Dataset:
     if problems.is_upload(name):
         return load_upload(name)
     with _lock:
-        envs = {"imdb": IMDB_PATH_ENV, "reuters": REUTERS_PATH_ENV, "boston": BOSTON_PATH_ENV}
-        path = os.environ.get(envs.get(name, ""), "")
+        path = os.environ.get(PATH_ENVS.get(name, ""), "")
         return _load_cached(name, path)
+
+
+KERAS_NAMES = {"imdb": "imdb", "reuters": "reuters", "boston": "boston_housing"}
+PATH_ENVS = {"imdb": IMDB_PATH_ENV, "reuters": REUTERS_PATH_ENV, "boston": BOSTON_PATH_ENV}
+
+
+def version_of(name: str) -> str | None:
+    """A book dataset's version without loading it (its file's digest), so that a stored run can be
+    found before any worker has described the data; None for the others or a file that cannot be read."""
+    if name not in KERAS_NAMES:
+        return None
+    try:
+        return file_version(os.environ.get(PATH_ENVS[name], ""), KERAS_NAMES[name])
+    except OSError:
+        return None  # the worker says why when it loads it
 
 
 @functools.lru_cache(maxsize=4)
 def _load_cached(name: str, path: str) -> Dataset:
+    dataset = _load_new(name, path)
+    give_back_memory()  # a file's reviews are read as one small array each, freed by now
+    return dataset
+
+
+def _load_new(name: str, path: str) -> Dataset:
     if name == "imdb":
         return _imdb(path)
     if name == "reuters":

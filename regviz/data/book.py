@@ -4,7 +4,9 @@ download, split as the book does."""
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
+import os
 import socket
 import sys
 import urllib.error
@@ -25,6 +27,21 @@ BOSTON_VALIDATION = 101  # hold-out for Boston: a quarter of its 404 training ro
 OFFLINE_DATASETS = ("synthetic", "topics", "houses")
 
 
+def file_version(path: str, keras_name: str) -> str:
+    """The version a dataset loaded from this file (or, with no file, Keras's download) gets, without
+    loading it: what the store's keys hold. Raises OSError for a file that cannot be read."""
+    if not path:
+        words = "" if keras_name == "boston_housing" else f"-{NUM_WORDS}"
+        return f"keras-{keras_name}{words}"
+    stat = os.stat(path)
+    return "npz-" + _cached_digest(str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=16)
+def _cached_digest(path: str, size: int, mtime_ns: int) -> str:
+    return _file_digest(Path(path))  # keyed by size and time: a replaced file is read again
+
+
 def _imdb(path: str) -> Dataset:
     (xtr, ytr), (xte, yte), version, source = _source(path, "imdb", "IMDB", "reviews", IMDB_PATH_ENV)
     return _split("imdb", version, multi_hot(xtr), ytr, multi_hot(xte), yte, source)
@@ -35,10 +52,9 @@ def _source(path: str, keras_name: str, short: str, rows: str, env: str):
     what = f"{short} {rows}".strip()
     if path:
         train, test = _read_npz(Path(path), short, env)
-        return train, test, "npz-" + _file_digest(Path(path)), f"{what} from {path}"
+        return train, test, file_version(path, keras_name), f"{what} from {path}"
     train, test = _download(keras_name, env)
-    words = "" if keras_name == "boston_housing" else f"-{NUM_WORDS}"
-    return train, test, f"keras-{keras_name}{words}", f"{what} (keras.datasets.{keras_name})"
+    return train, test, file_version("", keras_name), f"{what} (keras.datasets.{keras_name})"
 
 
 def _reuters(path: str) -> Dataset:

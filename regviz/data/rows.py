@@ -108,11 +108,27 @@ def standardize(train: DenseRows, *others: DenseRows) -> tuple[DenseRows, ...]:
     return tuple(DenseRows(((r.values - mean) / std).astype(np.float32)) for r in (train, *others))
 
 
+ROWS_AT_ONCE = 2048  # multi_hot's chunk: its temporary arrays stay a few MB
+
+
 def multi_hot(sequences, num_words: int = NUM_WORDS) -> SparseRows:
     """Sparse form of the book's vectorize_sequences: one row per sequence, ones at its word indices."""
-    rows = [np.unique(np.asarray(s, dtype=np.int64)) for s in sequences]
-    rows = [r[(r >= 0) & (r < num_words)] for r in rows]
-    indptr = np.zeros(len(rows) + 1, dtype=np.int64)
-    indptr[1:] = np.cumsum([len(r) for r in rows])
-    indices = np.concatenate(rows).astype(np.int32) if rows else np.zeros(0, np.int32)
+    # whole-chunk steps, not an array kept per row: tens of thousands of small arrays left the heap
+    # fragmented, and a worker kept about 100 MB of it for its whole life
+    parts = [_multi_hot_rows(sequences[i : i + ROWS_AT_ONCE], num_words)
+             for i in range(0, len(sequences), ROWS_AT_ONCE)]  # fmt: skip
+    counts = np.concatenate([np.zeros(0, np.int64), *(c for c, _ in parts)])
+    indptr = np.zeros(len(counts) + 1, dtype=np.int64)
+    indptr[1:] = np.cumsum(counts)
+    indices = np.concatenate([np.zeros(0, np.int32), *(i for _, i in parts)])
     return SparseRows(indptr, indices, num_words)
+
+
+def _multi_hot_rows(sequences, num_words: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ones per row, their sorted distinct in-vocabulary words) of a few sequences."""
+    lengths = np.array([len(s) for s in sequences], dtype=np.int64)
+    words = np.concatenate([np.zeros(0, np.int64), *(np.asarray(s, np.int64).reshape(-1) for s in sequences)])
+    rows = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    keep = (words >= 0) & (words < num_words)
+    cells = np.unique(rows[keep] * num_words + words[keep])  # sorted: by row, then by word
+    return np.bincount(cells // num_words, minlength=len(lengths)), (cells % num_words).astype(np.int32)
