@@ -36,12 +36,20 @@ def run_quick_bench(script: Path, out: Path, timeout: float) -> subprocess.Compl
     """`python <script> --quick --out <out>` from the checkout, on the offline IMDB file when present;
     fails the test with the script's output unless it exits 0."""
     env = subprocess_env(REGVIZ_IMDB_PATH=str(imdb_file()) if imdb_file().is_file() else "")
-    proc = subprocess.run(
-        [sys.executable, str(script), "--quick", "--out", str(out)],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env,
-    )  # fmt: skip
+    try:
+        proc = subprocess.run(
+            [sys.executable, str(script), "--quick", "--out", str(out)],
+            capture_output=True, text=True, timeout=timeout, cwd=REPO, env=env,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired as e:  # a hang: say how far it got
+        said = _text(e.stdout)[-2000:]
+        pytest.fail(f"{script.name} --quick did not finish in {timeout:.0f} s; its output:\n{said}")
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     return proc
+
+
+def _text(output) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else output or ""
 
 
 def make_small_dataset(seed=7, n_train=2000, n_val=1000, n_test=500) -> data.Dataset:
@@ -155,3 +163,12 @@ class Collected:
     def wait_end(self) -> None:
         """Wait for the job's end; fail at the deadline."""
         assert self.ended.wait(self.deadline), "the job never ended"
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report kept on the test (item.rep_call...): fixtures that tear down after a failure
+    save what the browser showed."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report

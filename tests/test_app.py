@@ -367,6 +367,27 @@ def test_a_control_changes_the_settings_the_app_trains(app, request, monkeypatch
         assert charts(at)[title]["layout"]["xaxis"]["range"] == [0.5, want.epochs + 0.5]
 
 
+def test_controls_that_come_back_at_values_nobody_chose_show_the_tabs_settings(app):
+    """A rerun in which streamlit holds the controls at values nobody chose (their widget state dropped:
+    each would come back at its minimum, as all did beside a Play click in CI) shows and trains the tab's
+    settings; a control its user moves afterwards still moves."""
+    at = open_app(SYNTH | {"width": "64", "l2": "0.0001", "epochs": "3"})
+    want = shown_settings(at)
+    lowest = {f.name: min(f.metadata["steps"]) for f in settings_mod.fields() if f.metadata["steps"]}
+    assert len(lowest) >= 5
+    for name, value in lowest.items():
+        at.session_state[name] = value
+    at.run()
+    assert not at.exception, at.exception
+    assert shown_settings(at) == want
+    assert asked(app) == (want, want.baseline())
+    controls(at)["width"].set_value(8)
+    at.run()
+    assert shown_settings(at) == want.replace(width=8)
+    at.run()  # and stays where its user put it
+    assert shown_settings(at) == want.replace(width=8) and asked(app)[0] == want.replace(width=8)
+
+
 def test_the_shown_link_reopens_the_same_experiment(app):
     """The link under the charts is this page's address plus every changed setting; it reopens them all."""
     at = AppTest.from_file(APP, default_timeout=SCRIPT_TIMEOUT)
@@ -434,7 +455,6 @@ def test_a_store_rebuilt_from_a_damaged_file_is_told_once(app, store_path):
     assert "salvaged" in warnings_text(first)
     second = open_app(SMALL_LINK)
     assert "salvaged" not in warnings_text(second) and not second.exception
-
 
 
 # ---- links -----------------------------------------------------------------------------------------------

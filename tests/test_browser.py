@@ -211,8 +211,9 @@ def browser():
 
 
 @pytest.fixture
-def open_page(browser):
-    """Opens URLs in fresh contexts (own Streamlit sessions) with the chart sampler; closes them after."""
+def open_page(browser, request):
+    """Opens URLs in fresh contexts (own Streamlit sessions) with the chart sampler; closes them after,
+    with a screenshot of each page in test-artifacts/ when the test failed (what the page showed)."""
     contexts = []
 
     def open_(url: str):
@@ -226,7 +227,12 @@ def open_page(browser):
         return page
 
     yield open_
-    for context in contexts:
+    report = getattr(request.node, "rep_call", None)
+    for i, context in enumerate(contexts):
+        if report is not None and report.failed:
+            for j, page in enumerate(context.pages):
+                ARTIFACTS.mkdir(exist_ok=True)
+                page.screenshot(path=ARTIFACTS / f"failed-{request.node.name}-{i}{j}.png", full_page=True)
         context.close()  # the tab disconnects, so the server cancels what only it was waiting for
 
 

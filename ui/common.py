@@ -3,6 +3,7 @@ the settings (from the link once, then from the sidebar's controls), and the not
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 
@@ -17,6 +18,7 @@ from regviz.views import ViewCache
 
 POLL_SECONDS = 0.5  # how often a page polls a short run in progress (longer ones: views.poll_seconds)
 NOT_SETTINGS = ("pin", "vary", "metric")  # link parameters of the pages, not of a run
+_log = logging.getLogger("regviz.ui")
 
 
 @st.cache_resource(show_spinner=False)
@@ -68,14 +70,13 @@ def session_token() -> str:
 
 
 def seed_from_link(page: str) -> None:
-    """On a session's first run, the link's settings fill the controls; what was ignored is noted."""
+    """On a session's first run, the link's settings fill the controls; what was ignored is noted. On
+    every later run, the controls are given the settings the tab holds (`kept`) before they are drawn."""
     if "seeded" in st.session_state:
-        # a widget whose state streamlit dropped (a rerun interrupted before the sidebar was drawn, or
-        # another page shown: a page's widgets are its own) would come back at its own default, its
-        # minimum: give it the value the page last used instead
         moved, st.session_state.page = st.session_state.get("page") != page, page
         for name, value in st.session_state.get("kept", {}).items():
-            if moved or name not in st.session_state:
+            if moved or _held(name) != value:
+                _note_dropped(name, value)
                 st.session_state[name] = value
         return
     st.session_state.page = page
@@ -88,9 +89,46 @@ def seed_from_link(page: str) -> None:
     ]
     pinned, bad_pins = pins.read(st.query_params.get_all("pin"))
     st.session_state.update(settings.as_dict())
+    keep(settings)
     st.session_state.pins = pinned
     st.session_state.dropped = repeated + dropped + bad_pins
     st.session_state.seeded = True
+
+
+# The settings a tab holds are `kept`: the link seeds them, and only a control's own callback, a preset,
+# a dataset change or the page's code (choose) change them. A widget's state alone is not trusted: when
+# streamlit drops it (a rerun interrupted before the sidebar was drawn, another page shown, a fragment's
+# rerun beside a click) the widget comes back at its own default, its minimum, and the page would train
+# a run nobody asked for and let go of the one it showed (a Play click did so in CI on 2026-12-05).
+
+
+def keep(settings: Settings) -> None:
+    """The settings this tab shows now, held across reruns and pages."""
+    st.session_state.kept = settings.as_dict()
+
+
+def choose(values: dict) -> None:
+    """Settings changed by the page's own code (a preset, a dataset, a file, a sweep's cell): the
+    controls and the held settings alike."""
+    st.session_state.update(values)
+    st.session_state.setdefault("kept", {}).update(values)
+
+
+def _held(name: str):
+    # the control's value as streamlit holds it now, or a marker when it holds none
+    try:
+        return st.session_state[name]
+    except KeyError:
+        return _NONE
+
+
+_NONE = object()
+
+
+def _note_dropped(name: str, value) -> None:
+    held = _held(name)
+    if held is not _NONE and held != value:  # a value nobody chose: said in the log, the page shows kept
+        _log.info("control %s came back at %r unmoved; it shows the tab's setting %r", name, held, value)
 
 
 def ensure_dataset() -> data.DatasetInfo | None:
@@ -110,7 +148,7 @@ def ensure_dataset() -> data.DatasetInfo | None:
     except data.DatasetUnavailable as e:
         offline = data.offline_for(name)
         st.session_state.data_notice = f"{e}. Using the offline dataset “{offline}” instead."
-        st.session_state.dataset = offline
+        choose({"dataset": offline})
         return service().dataset_info(st.session_state.dataset, wait=False)
 
 
@@ -124,7 +162,7 @@ def _offer_upload(name: str) -> None:
     )
     st.page_link("ui/yourdata.py", label="Upload the file", icon=":material/upload_file:")
     if st.button("Use the book's IMDB reviews instead", key="missing_upload_imdb"):
-        st.session_state.update(Settings.for_dataset("imdb", seed=st.session_state.get("seed", 0)).as_dict())
+        choose(Settings.for_dataset("imdb", seed=st.session_state.get("seed", 0)).as_dict())
         st.session_state.missing_upload = None
         st.rerun()
     st.stop()
@@ -134,7 +172,7 @@ def apply_preset() -> None:
     """Preset callback: the book's experiment, keeping dataset and seed; the pill doesn't stay selected."""
     name, st.session_state.preset = st.session_state.preset, None
     if name:
-        st.session_state.update(current_settings().preset(name).as_dict())
+        choose(current_settings().preset(name).as_dict())
         st.session_state.dropped = []
 
 
@@ -159,11 +197,11 @@ def _percent(value) -> str:
 def control(f) -> None:
     """The widget for one setting, keyed by the setting's name."""
     m, help = f.metadata, f"{f.metadata['effect']} ({settings_mod.allowed(f)})"
-    changed = _dataset_changed if f.name == "dataset" else _clear_link_notice
+    changed = _dataset_changed if f.name == "dataset" else _moved
     # a field a protocol does not use (folds under hold-out) is shown but cannot be moved
     protocol = st.session_state.get("validation")
     off = protocol in PROTOCOLS and not settings_mod.used_by(f, protocol)
-    common = dict(key=f.name, help=help, on_change=changed, disabled=off)
+    common = dict(key=f.name, help=help, on_change=changed, args=(f.name,), disabled=off)
     if f.name == "dataset":  # the book's datasets and this session's uploaded files
         names = [*m["choices"], *st.session_state.get("uploads", {})]
         names += [] if st.session_state.dataset in names else [st.session_state.dataset]
@@ -200,12 +238,17 @@ def _clear_link_notice() -> None:
     st.session_state.dropped = []
 
 
-def _dataset_changed() -> None:
+def _moved(name: str) -> None:
+    # a control moved by its user: the tab's setting now
+    _clear_link_notice()
+    choose({name: st.session_state[name]})
+
+
+def _dataset_changed(name: str) -> None:
     # the book's network for the new dataset (Reuters: 64-64), as a link to it would start
     _clear_link_notice()
-    fresh = Settings.for_dataset(st.session_state.dataset)
-    for name in settings_mod.DATASET_FIELDS:
-        st.session_state[name] = getattr(fresh, name)
+    fresh = Settings.for_dataset(st.session_state[name])
+    choose({name: st.session_state[name], **{n: getattr(fresh, n) for n in settings_mod.DATASET_FIELDS}})
 
 
 def sidebar() -> None:

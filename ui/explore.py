@@ -20,6 +20,7 @@ from ui.common import (
     current_settings,
     dataset_title,
     ensure_dataset,
+    keep,
     notices,
     prefetch_on,
     problem_line,
@@ -351,7 +352,7 @@ def explore() -> None:
     else:
         sidebar()
     settings = current_settings()
-    st.session_state.kept = settings.as_dict()
+    keep(settings)
     pinned = st.session_state.setdefault("pins", [])
     params = link_params(settings, pinned)
     in_url = {name: st.query_params.get_all(name) for name in st.query_params}

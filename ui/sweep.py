@@ -11,8 +11,10 @@ from regviz.runs.manager import SWEEP
 from regviz.settings import Settings, SettingsError
 from ui.common import (
     POLL_SECONDS,
+    choose,
     current_settings,
     ensure_dataset,
+    keep,
     notices,
     problem_line,
     seed_from_link,
@@ -167,8 +169,7 @@ def _table(grid, runs, values, states, metric) -> list[dict]:
 
 def open_cell(settings: Settings) -> None:
     """The main page, showing this cell's run (its link is that run's)."""
-    st.session_state.update(settings.as_dict())
-    st.session_state.kept = settings.as_dict()
+    choose(settings.as_dict())
     st.switch_page("ui/explore.py", query_params=settings.to_params())
 
 
@@ -178,7 +179,7 @@ def sweep_page() -> None:
     info = ensure_dataset()
     sidebar()
     base = current_settings()
-    st.session_state.kept = base.as_dict()
+    keep(base)
     seed_sweep_from_link(base)
     st.title("Sweep: which value is best?")
     st.caption(

@@ -12,7 +12,7 @@ import streamlit as st
 from regviz import data, preview
 from regviz.data import csvfile
 from regviz.settings import Settings
-from ui.common import literal, notices, plain, seed_from_link, service, session_token
+from ui.common import choose, literal, notices, plain, seed_from_link, service, session_token
 
 KEEP_HELP = (
     "Kept: the curves of the runs on this file that finish from now on (their settings, and per epoch "
@@ -131,12 +131,11 @@ def _use(prepared: csvfile.Prepared) -> bool:
     st.session_state.setdefault("uploads", {})[prepared.name] = prepared
     if st.session_state.get("missing_upload") == prepared.name:
         st.session_state.missing_upload = None  # the link's own file: its settings stay as the link had them
-        st.session_state.dataset = prepared.name
+        choose({"dataset": prepared.name})
         return True
     small = {"validation": "kfold"} if len(prepared.y) < preview.SMALL_FILE else {}
     fresh = Settings.for_dataset(prepared.name, seed=st.session_state.get("seed", 0), **small)
-    st.session_state.update(fresh.as_dict())
-    st.session_state.kept = fresh.as_dict()
+    choose(fresh.as_dict())
     st.session_state.dropped = []
     return True
 
