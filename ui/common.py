@@ -239,16 +239,18 @@ def _clear_link_notice() -> None:
 
 
 def _moved(name: str) -> None:
-    # a control moved by its user: the tab's setting now
+    # a control moved by its user: the tab's setting now. Only kept is written: a widget's own key set in
+    # its callback is sent back to the browser, and during a storm of key presses that pulls the thumb
+    # back to an older stop (a loaded test run walked the width slider to 2 and 128 that way)
     _clear_link_notice()
-    choose({name: st.session_state[name]})
+    st.session_state.setdefault("kept", {})[name] = st.session_state[name]
 
 
 def _dataset_changed(name: str) -> None:
     # the book's network for the new dataset (Reuters: 64-64), as a link to it would start
-    _clear_link_notice()
+    _moved(name)
     fresh = Settings.for_dataset(st.session_state[name])
-    choose({name: st.session_state[name], **{n: getattr(fresh, n) for n in settings_mod.DATASET_FIELDS}})
+    choose({n: getattr(fresh, n) for n in settings_mod.DATASET_FIELDS})
 
 
 def sidebar() -> None:
