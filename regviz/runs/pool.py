@@ -125,7 +125,8 @@ class WorkerPool:
             if place is None:
                 return
             place.link.send({"op": "cancel", "job": job.id})  # a worker gone meanwhile ends it anyway
-        later(self.grace, self._release, place, job)
+        if self.grace is not None:  # None: the slot is held until the job ends (a thread's)
+            later(self.grace, self._release, place, job)
 
     def forget(self, dataset: str) -> None:
         """An uploaded file's session ended: the workers that hold it drop it."""
