@@ -529,22 +529,6 @@ def projector(url: str, params: dict, every_s: float, stop: threading.Event, out
 # ---- processes: affinity, the server, the prefetch ---------------------------------------------------------
 
 
-def split_cores(n: int) -> tuple[set[int], set[int]]:
-    """(the server's cores, the benchmark's): the first n this process may use, and the rest."""
-    mine = sorted(os.sched_getaffinity(0))
-    if n < 1 or n > len(mine):
-        raise SystemExit(f"error: --cores {n}: give 1 to {len(mine)}")
-    server, rest = set(mine[:n]), set(mine[n:])
-    return server, rest or server  # one core in all: the benchmark shares it (said in the results)
-
-
-def confine(pid: int, cores: set[int]) -> None:
-    """Set the affinity of every thread of pid (a process just started has one or two)."""
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        with contextlib.suppress(OSError):
-            os.sched_setaffinity(int(task.name), cores)
-
-
 def affinities(pid: int) -> dict[int, list[int]]:
     """The CPU affinity of the server and of every process below it."""
     out = {}
@@ -720,7 +704,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.visitors < 1 or args.minutes <= 0:
         p.error("--visitors and --minutes must be positive")
     args.idle_s = 5.0 if args.quick else 20.0
-    server_cores, bench_cores = split_cores(args.cores)
+    server_cores, bench_cores = live.split_cores(args.cores)
     params = {"epochs": "3"} if args.quick else {}
     if not args.imdb.is_file():
         params["dataset"] = "synthetic"  # the offline data set, as bench/live.py does
@@ -754,7 +738,7 @@ def measure(args, env, logs: Path, params: dict, server_cores: set[int], bench_c
     samplers = []
 
     def spawned(pid: int) -> None:
-        confine(pid, server_cores)  # before streamlit starts anything: its workers inherit it
+        live.confine(pid, server_cores)  # before streamlit starts anything: its workers inherit it
         samplers.append(live.sample(pid))
 
     stop, projector_out, phases = threading.Event(), {}, {}

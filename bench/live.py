@@ -3,6 +3,9 @@
     python bench/live.py                  # every target, 20 epochs: 4-7 minutes on 2 cores
     python bench/live.py --quick          # 3 epochs, one timed keypress: proves the script works (CI)
     python bench/live.py --out some.json  # figures elsewhere (default bench/results/live.json)
+    python bench/live.py --cores 1        # the server, its workers and the command line on core 0,
+                                          # Chromium and this script on the rest (the browser is the
+                                          # load generator: kept off the cores it measures)
 
 What is measured, in the order the script does it:
   floor     an empty Streamlit page (one slider, one small Plotly chart): goto -> chart laid out, median of 3
@@ -183,8 +186,10 @@ def log_time(stamp: str) -> float:
 class Server:
     """`streamlit run <script>` on a free port; stderr (streamlit's and regviz's log) to a file."""
 
-    def __init__(self, script: Path, cwd: Path, env: dict[str, str], logs: Path):
-        self.script, self.cwd, self.env, self.logs = script, cwd, env, logs
+    def __init__(
+        self, script: Path, cwd: Path, env: dict[str, str], logs: Path, cores: set[int] | None = None
+    ):
+        self.script, self.cwd, self.env, self.logs, self.cores = script, cwd, env, logs, cores
         self.log = logs / f"{script.stem}.stderr.log"
         self.proc: subprocess.Popen | None = None
         self.url = ""
@@ -200,7 +205,8 @@ class Server:
                 "--server.fileWatcherType", "none",
             ]  # fmt: skip
             with open(self.logs / f"{self.script.stem}.stdout.log", "w") as out, open(self.log, "w") as err:
-                self.proc = subprocess.Popen(command, cwd=self.cwd, env=self.env, stdout=out, stderr=err)
+                self.proc = subprocess.Popen(command, cwd=self.cwd, env=self.env, stdout=out, stderr=err,
+                                             preexec_fn=pinned(self.cores))  # fmt: skip
             if spawned is not None:
                 spawned(self.proc.pid)
             self.url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + SERVER_START_S
@@ -515,11 +521,11 @@ def key_of(params: dict[str, str]) -> str:
 # ---- the measurements -------------------------------------------------------------------------------------
 
 
-def measure_floor(browser, logs: Path, env: dict[str, str], repeats: int = 3) -> dict:
+def measure_floor(browser, logs: Path, env: dict[str, str], cores: set[int] | None, repeats: int = 3) -> dict:
     """Target 0: goto -> the one chart laid out, on a page with a slider and a small chart."""
     app_dir = Path(tempfile.mkdtemp(prefix="floor-", dir=logs))
     (app_dir / "floor_app.py").write_text(FLOOR_APP)
-    server = Server(app_dir / "floor_app.py", app_dir, env, logs)
+    server = Server(app_dir / "floor_app.py", app_dir, env, logs, cores)
     server.start()
     times = []
     try:
@@ -534,12 +540,13 @@ def measure_floor(browser, logs: Path, env: dict[str, str], repeats: int = 3) ->
     return {"seconds": times, "median_s": statistics.median(times)}
 
 
-def run_cli(params: dict[str, str], env: dict[str, str]) -> dict:
+def run_cli(params: dict[str, str], env: dict[str, str], cores: set[int] | None = None) -> dict:
     """`python -m regviz train <params> --no-store`: its last epoch's "seconds", and its wall time."""
     flags = [arg for k, v in params.items() for arg in (f"--{k.replace('_', '-')}", v)]
     command = [sys.executable, "-m", "regviz", "train", *flags, "--no-store"]
     t0 = time.monotonic()
-    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
+                          preexec_fn=pinned(cores))  # fmt: skip
     wall = time.monotonic() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed:\n{proc.stderr[-3000:]}")
@@ -668,6 +675,27 @@ def checkout() -> dict:
     return {"commit": head.strip(), "app_or_regviz_modified": bool(dirty.stdout.strip())}
 
 
+def split_cores(n: int) -> tuple[set[int], set[int]]:
+    """(the server's cores, the benchmark's): the first n this process may use, and the rest."""
+    mine = sorted(os.sched_getaffinity(0))
+    if n < 1 or n > len(mine):
+        raise SystemExit(f"error: --cores {n}: give 1 to {len(mine)}")
+    server, rest = set(mine[:n]), set(mine[n:])
+    return server, rest or server  # one core in all: the benchmark shares it (said in the results)
+
+
+def confine(pid: int, cores: set[int]) -> None:
+    """Set the affinity of every thread of pid (a process just started has one or two)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.sched_setaffinity(int(task.name), cores)
+
+
+def pinned(cores: set[int] | None):
+    """A preexec_fn that confines a child to cores before it runs (its own children inherit it)."""
+    return None if cores is None else (lambda: os.sched_setaffinity(0, cores))
+
+
 def environment(logs: Path, imdb: Path) -> dict[str, str]:
     """The server's and the command line's environment: a fresh store, the IMDB file, this checkout."""
     path = os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH", "")) if p)
@@ -686,15 +714,15 @@ def measure(args, browser, logs: Path) -> dict:
         base["dataset"] = "synthetic"  # every link and command line: the offline data set
     stops = L2_STOPS[: 1 + args.repeats]
     wide = {**base, "width": "512"}
-    raw: dict = {"floor": measure_floor(browser, logs, env)}
+    raw: dict = {"floor": measure_floor(browser, logs, env, args.server_cores)}
     print(f"floor: {raw['floor']['median_s']:.2f} s", flush=True)
 
     cli_settings = {"16_" + s: {**base, "l2": s} for s in stops[1:]}
     cli_settings["512"] = {**wide, "l2": WIDE_L2}
-    raw["cli"] = {name: run_cli(params, env) for name, params in cli_settings.items()}
+    raw["cli"] = {name: run_cli(params, env, args.server_cores) for name, params in cli_settings.items()}
     print("cli:", {n: round(c["seconds"], 2) for n, c in raw["cli"].items()}, flush=True)
 
-    server, samplers = Server(REPO / "app.py", REPO, env, logs), []
+    server, samplers = Server(REPO / "app.py", REPO, env, logs, args.server_cores), []
     try:
         raw["fresh"] = fresh_start(browser, server, base, lambda pid: samplers.append(sample(pid)))
         raw["default_run"] = {"started": server.event(key_of(base), "started")}
@@ -816,7 +844,8 @@ def table(result: dict) -> str:
          "<= 0.6 s", yes[t["t1_keypress_to_first_epoch"]["met"]]),
     ]  # fmt: skip
     for name, r in t["t2_keypress_to_last_epoch"]["runs"].items():
-        what = f"2 {name}: keypress -> last epoch (CLI {r['cli_seconds']:.2f} s)"
+        trained = f"CLI {r['cli_seconds']:.2f} s, worker {r['server_training_s']:.2f} s"
+        what = f"2 {name}: keypress -> last epoch ({trained})"
         got = f"{r['measured']:.2f} s (x{r['ratio_to_cli']:.2f})"
         rows.append((what, got, f"<= {r['limit']:.2f} s", yes[r["met"]]))
     rows += [
@@ -841,11 +870,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--quick", action="store_true", help="3 epochs, one timed L2 stop (CI)")
     p.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"JSON figures (default {DEFAULT_OUT})")
     p.add_argument("--imdb", type=Path, default=Path(os.environ.get("REGVIZ_IMDB_PATH") or DEFAULT_IMDB))
+    p.add_argument("--cores", type=int, default=0,
+                   help="pin the server, its workers and the command line to this many cores, and Chromium "
+                        "and this script to the others (default 0: nothing pinned)")  # fmt: skip
     args = p.parse_args(argv)
+    args.server_cores, bench_cores = split_cores(args.cores) if args.cores else (None, None)
+    if bench_cores:
+        os.sched_setaffinity(0, bench_cores)  # this script, and the Chromium it launches
     args.epochs, args.repeats = (3, 1) if args.quick else (20, 3)
     config = {
         "quick": args.quick, "epochs": args.epochs, "timed_l2_stops": args.repeats,
         "imdb": args.imdb.is_file(), "page_sample_ms": SAMPLE_MS, "proc_sample_s": PROC_SAMPLE_S,
+        "cores": {"server_workers_cli": sorted(args.server_cores or []),
+                  "chromium_and_script": sorted(bench_cores or [])},
     }  # fmt: skip
     result = {"config": config, "machine": machine(), "checkout": checkout()}
     logs = Path(tempfile.mkdtemp(prefix="regviz-live-"))

@@ -68,14 +68,39 @@ SETTLED = ("done", "from the store", "failed", "cancelled")  # words of a progre
 # ---- fixtures: one store, one backend and held trainings per test ----------------------------------------
 
 
+class Gate:
+    """Epoch permits for held trainings: each permit lets one epoch through; once opened, every epoch."""
+
+    def __init__(self):
+        self._changed = threading.Condition()
+        self._permits, self._opened = 0, False
+
+    def release(self, epochs: int | None = None) -> None:
+        """Add that many permits, or open the gate for good (None)."""
+        # not Semaphore.release(1_000_000): it notifies once per permit, seconds of cpu per call
+        with self._changed:
+            if epochs is None:
+                self._opened = True
+            else:
+                self._permits += epochs
+            self._changed.notify_all()
+
+    def acquire(self) -> None:
+        """Wait for a permit (none needed once the gate is open)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self._opened or self._permits > 0)
+            if not self._opened:
+                self._permits -= 1
+
+
 class Recorder:
     """What the app's backends did: each Backend made, each run watched, each training started."""
 
     def __init__(self):
         self.backends: list[regviz.service.RunService] = []
-        self.gate = threading.Semaphore(0)  # one permit lets a training compute one epoch
+        self.gate = Gate()  # one permit lets a training compute one epoch
 
-    def open(self, epochs: int = 1_000_000) -> None:
+    def open(self, epochs: int | None = None) -> None:
         """Let trainings compute that many more epochs in all (by default: everything)."""
         self.gate.release(epochs)
 
