@@ -1,7 +1,7 @@
-"""The page server's runs: one shared Run per settings, a queue served fairly, an executor behind the seam.
+"""The page server's runs: one Run per settings, a fair queue, a worker pool behind the seam.
 
 The manager owns the bookkeeping every tab reads (state, records, place in the queue, estimates) and
-never trains: it hands each run to an executor (`seam.py`) when a slot is free, and stores what comes
+never trains: it hands each run to the worker pool (`pool.py`) when a slot is free, and stores what comes
 back complete. Sessions are served in turn: the next run to start belongs to the session that has
 waited longest since its last start, so one visitor's slider storm or long link cannot hold every slot;
 a session that holds two slots more than a waiting one gives one up at its next epoch boundary.
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from regviz.records import EpochRecord
-from regviz.runs.seam import Executor, Job, count_from_env, deadline, time_left
+from regviz.runs.seam import Job, count_from_env, deadline, time_left
 from regviz.settings import Settings
 from regviz.store import StoreError
 
@@ -44,6 +44,7 @@ Save = Callable[[Settings, list[EpochRecord]], None]
 
 if TYPE_CHECKING:
     from regviz.runs.costs import CostModel
+    from regviz.runs.pool import WorkerPool
 
 
 def max_trainings_from_env(environ: Mapping[str, str] | None = None) -> int:
@@ -163,7 +164,7 @@ class RunManager:
     """Shares runs between sessions: stored ones at once, one training per settings, a fair queue."""
 
     def __init__(
-        self, executor: Executor, lookup: Lookup, save: Save, costs: CostModel | None = None, keep_done=32
+        self, executor: WorkerPool, lookup: Lookup, save: Save, costs: CostModel | None = None, keep_done=32
     ):  # fmt: skip
         self.executor = executor
         self._lookup, self._save, self._costs = lookup, save, costs

@@ -1,8 +1,8 @@
-"""The seam between the run manager and where runs train: submit settings, get epoch records, cancel.
+"""The seam between the run manager and where runs train: a Job (settings in, records and the end out).
 
-The manager decides *which* run trains *when*; an executor behind this seam decides *where*: threads
-of this process (`threads.py`, for the command line and tests), or the worker pool (`pool.py`) over
-long-lived worker processes (`local.py`, what the app uses) or Ray actors (`ray_cluster.py`).
+The manager decides *which* run trains *when*; the worker pool (`pool.py`) decides *where*, over
+threads of this process (`threads.py`, for the command line and tests), long-lived worker processes
+(`local.py`, what the app uses) or Ray actors (`ray_cluster.py`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from regviz.data import DatasetInfo
 from regviz.records import EpochRecord
 from regviz.settings import Settings
 
@@ -56,30 +54,6 @@ class Job:
             ended, self._ended = self._ended, True
         if not ended:
             self.on_end(error)
-
-
-class Executor(Protocol):
-    """Where trainings run. Every method may be called from any thread."""
-
-    slots: int  # trainings it runs at once; the manager never starts more
-
-    def start(self, job: Job) -> None:
-        """Begin training job.settings; records and the end arrive through the job's callbacks."""
-
-    def cancel(self, job: Job) -> None:
-        """Stop the job: its on_end comes within about a second, and its slot is free from then on."""
-
-    def describe(self, dataset: str, timeout: float | None = None) -> DatasetInfo:
-        """Sizes and version of a dataset, as a worker loads it; raises DatasetUnavailable."""
-
-    def problem(self) -> str | None:
-        """One line when trainings cannot start here (no worker could start), else None."""
-
-    def forget(self, dataset: str) -> None:
-        """Drop an uploaded file (`data.add_upload`) wherever it was sent: its session ended."""
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Cancel everything and stop; True if all stopped in time."""
 
 
 def one_line(exc: BaseException, limit: int = 200) -> str:
