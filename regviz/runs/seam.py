@@ -75,14 +75,20 @@ def check_count(name: str, value, shown=None) -> None:
 
 def count_from_env(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
     """The variable `name` (an integer >= 1) if set, else default; ValueError for anything else."""
-    raw = (os.environ if environ is None else environ).get(name, "")
-    if not raw.strip():
+    return from_env(name, default, int, lambda value: value >= 1, "an integer >= 1", environ)
+
+
+def from_env(name: str, default, parse: Callable, ok: Callable, accepts: str, environ=None):
+    """The variable `name` parsed if set (blank: default); ValueError naming it and what it `accepts`."""
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
+    if not raw:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        value = 0
-    check_count(name, value, raw)
+        value = None
+    if value is None or not ok(value):
+        raise ValueError(f"{name}={raw!r} is not allowed: {accepts}")
     return value
 
 
