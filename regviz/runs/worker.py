@@ -224,20 +224,31 @@ class Worker:
         self._emit(answer)
 
 
+def start(emit, warm_dataset: str, threads: int | None = None) -> Worker:
+    """A Worker whose training thread is started, tensorflow imported first (its thread pools sized to
+    `threads` if given): what a worker process and a Ray actor run."""
+    import tensorflow as tf
+
+    if threads:  # by default each pool is as big as the machine
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import regviz.training.loop  # noqa: F401  before "ready": a worker that cannot import it fails to start
+
+    worker = Worker(emit)
+    threading.Thread(target=worker.serve_jobs, args=(warm_dataset,), daemon=True, name="train").start()
+    return worker
+
+
 def main() -> int:
     """Serve commands from stdin until it closes."""
     out, lock = _protocol_out(), threading.Lock()
-    # tensorflow is imported here, before "ready": a worker that cannot import it fails to start
-    import regviz.training.loop  # noqa: F401
 
     def emit(event: dict) -> None:
         line = json.dumps(event) + "\n"
         with lock:
             out.write(line)
 
-    worker = Worker(emit)
-    warm = os.environ.get("REGVIZ_WORKER_WARM_DATASET", "")
-    threading.Thread(target=worker.serve_jobs, args=(warm,), daemon=True, name="train").start()
+    worker = start(emit, os.environ.get("REGVIZ_WORKER_WARM_DATASET", ""))
     emit({"ev": "ready", "pid": os.getpid()})
     for line in sys.stdin:
         if line.strip():
