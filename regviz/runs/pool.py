@@ -1,10 +1,10 @@
 """The worker pool behind the seam: slots, grace, the stuck timer, respawn, describe and close, once.
 
 A pool holds `places` workers, each pumping up to `per_place` jobs. How a worker is reached is its
-transport, a `Link`: a pipe to a local process (`local.py`) or a Ray actor (`ray_cluster.py`). Both
-speak the worker's protocol (`worker.py`): commands in, events out. The pool decides which worker a
-job goes to; which job trains when is the run manager's (`manager.py`): a worker pumps epochs of the
-jobs it is given in the order given (see `worker.Worker`).
+transport, a `Link`: a pipe to a local process (`local.py`), a Ray actor (`ray_cluster.py`) or a
+thread of this process (`threads.py`). All speak the worker's protocol (`worker.py`): commands in,
+events out. The pool decides which worker a job goes to; which job trains when is the run manager's
+(`manager.py`): a worker pumps epochs of the jobs it is given in the order given (see `worker.Worker`).
 
 A cancelled job ends at once when it is not computing; one that is stops within a chunk of an epoch.
 If it has not within `grace` seconds (a first trace cannot be interrupted), its slot is released
