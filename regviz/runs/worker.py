@@ -145,9 +145,11 @@ class Worker:
 
     def serve_jobs(self, warm_dataset: str | None) -> None:
         """Warm up, then pump epochs of the jobs in the order given, until stopped."""
-        from regviz.training import warmup
-
         if warm_dataset:
+            # imported only here: a thread of this process (threads.py) warms nothing, and must not
+            # import tensorflow to serve a test's fake trainings (a stop waited for the import)
+            from regviz.training import warmup
+
             try:
                 warmup.warm(warm_dataset)
             except Exception:  # a failed warm-up only costs the first run its start-up time
