@@ -16,12 +16,13 @@ from regviz.data import DatasetInfo, DatasetUnavailable
 from regviz.records import EpochRecord
 from regviz.runs.costs import CostModel
 from regviz.runs.manager import RunManager
-from regviz.runs.seam import Executor, one_line
+from regviz.runs.seam import one_line
 from regviz.settings import Settings
 from regviz.store import RunStore, StoreError, open_store
 
 if TYPE_CHECKING:
     from regviz.data.csvfile import Prepared
+    from regviz.runs.pool import WorkerPool
 
 log = logging.getLogger(__name__)
 RETRY_DESCRIBE_S = 5.0  # after workers could not answer, ask again no sooner than this
@@ -40,7 +41,9 @@ def log_to_console(level: int = logging.INFO) -> None:
 class RunService:
     """Serves finished runs from the store, trains the others behind an executor, shares them by settings."""
 
-    def __init__(self, store: RunStore | None = None, executor: Executor | None = None, max_run_seconds=None):
+    def __init__(
+        self, store: RunStore | None = None, executor: WorkerPool | None = None, max_run_seconds=None
+    ):
         self.store = store or open_store()
         if executor is None:
             from regviz.runs import ray_cluster  # reads the settings only: ray is imported when used

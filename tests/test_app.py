@@ -824,6 +824,14 @@ def serve_with(store_path, monkeypatch):
         assert service.close(timeout=DEADLINE)
 
 
+def wait_described(service: regviz.service.RunService, dataset: str) -> None:
+    """Poll, with a deadline, until the service's background request has described the dataset."""
+    end = time.monotonic() + DEADLINE
+    while service.known_info(dataset) is None:
+        assert time.monotonic() < end, f"{dataset} was never described"
+        time.sleep(0.05)  # poll interval, bounded by the deadline
+
+
 def test_the_page_draws_frames_while_workers_start(serve_with):
     """Before a worker has described the data, the page shows its controls, empty charts and one line."""
     services = serve_with(SlowToStart)
@@ -832,10 +840,7 @@ def test_the_page_draws_frames_while_workers_start(serve_with):
     assert set(charts(at)) == {"Loss", "Accuracy", "First", "Weight"}
     assert "loading the data" in at.caption[0].value and controls(at)["width"].value == 4
     services[0].executor.up.set()
-    end = time.monotonic() + DEADLINE
-    while services[0].known_info("synthetic") is None:
-        assert time.monotonic() < end, "the dataset was never described"
-        time.sleep(0.05)  # poll interval, bounded by the deadline
+    wait_described(services[0], "synthetic")
     at.run()
     assert not at.exception and len(progress(at)) == 2 and "Starting" not in progress(at)[0]
     assert "training examples" in at.caption[0].value
@@ -843,9 +848,14 @@ def test_the_page_draws_frames_while_workers_start(serve_with):
 
 def test_workers_that_cannot_start_are_one_line_on_the_page(serve_with):
     """A server whose workers cannot start says so once at the top, and each run shows it as its failure."""
-    serve_with(NeverStarts)
+    services = serve_with(NeverStarts)
     at = open_app(SMALL_LINK)
     assert [e.value for e in at.error] == [f"Training is not available on this server: {NeverStarts.PROBLEM}"]
+    # the runs are asked for once the data is described (in the background: the first script run may
+    # come before it, as when the synthetic data is not yet generated in this process)
+    wait_described(services[0], "synthetic")
+    at.run()
+    assert len(progress(at)) == 2, progress(at)
     assert all("training failed: the training workers cannot start" in line for line in progress(at))
     assert not at.exception and len(at.get("button")) >= 1
 

@@ -144,6 +144,34 @@ def test_workers_that_cannot_import_tensorflow_are_reported_once(tmp_path, caplo
     assert len(errors) == 1, [r.getMessage() for r in errors]
 
 
+def test_a_failed_start_names_its_error_even_when_stderr_is_read_late(tmp_path, monkeypatch):
+    """The worker's last error line is awaited before its failed start is reported: here its stderr is
+    read only once it has exited (as a loaded server's reader may), and the line still names the error."""
+    from regviz.runs import local
+
+    read_errors = local._Pipe._read_errors
+
+    def late(pipe):
+        end = time.monotonic() + DEADLINE
+        while pipe.proc.poll() is None:
+            assert time.monotonic() < end, "the broken worker never exited"
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+        read_errors(pipe)
+
+    monkeypatch.setattr(local._Pipe, "_read_errors", late)
+    (tmp_path / "tensorflow").mkdir()
+    (tmp_path / "tensorflow" / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
+    made = LocalWorkers(workers=1, warm_dataset="", env={"PYTHONPATH": str(tmp_path)})
+    try:
+        end = time.monotonic() + DEADLINE
+        while made.problem() is None:
+            assert time.monotonic() < end, "the failed start was never reported"
+            time.sleep(0.05)  # poll interval, bounded by the deadline
+        assert "ImportError: broken on purpose (exit code 1)" in made.problem()
+    finally:
+        made.close(timeout=30)
+
+
 def test_describe_without_any_worker_says_why():
     """With no worker running (here: all stopped), describe raises WorkersUnavailable."""
     made = LocalWorkers(workers=1, warm_dataset="")

@@ -699,6 +699,30 @@ def test_importing_the_service_loads_neither_the_training_loop_nor_tensorflow():
     assert proc.stdout.strip() == "['regviz.training', 'regviz.training.version']"
 
 
+THREADS_ALONE = """
+import sys, threading
+from regviz.runs.seam import Job
+from regviz.runs.threads import ThreadExecutor
+from regviz.settings import Settings
+
+ended = threading.Event()
+executor = ThreadExecutor(lambda settings, cancel: iter(()))
+executor.start(Job(Settings(), lambda record: None, lambda error: ended.set()))
+assert ended.wait(60) and executor.close(60), "the thread did not serve its job and stop"
+print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras'}))
+"""
+
+
+def test_a_thread_executor_serving_a_trainer_of_its_own_imports_no_tensorflow():
+    """Training threads serve whatever trainer they are given: with one that needs no TensorFlow, a
+    fresh interpreter serves a job and stops its threads without importing it (its import held a stop)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", THREADS_ALONE], capture_output=True, text=True, timeout=120, cwd=ROOT
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip() == "[]"
+
+
 def test_a_worker_pumps_its_jobs_round_the_order_given():
     """A worker's turns go round its jobs in the order given; a job waits behind an earlier job of its
     lane (the manager's owner) and behind a more urgent one: no fairness of the worker's own."""

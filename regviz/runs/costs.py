@@ -12,13 +12,13 @@ does while a busy moment does not move them. The limit judges what a page asks f
 from __future__ import annotations
 
 import math
-import os
 import threading
 from collections.abc import Callable, Mapping
 
 import numpy as np
 
 from regviz.data import DatasetInfo
+from regviz.runs.seam import from_env
 from regviz.settings import Settings
 from regviz.splits import HOLDOUT
 
@@ -37,16 +37,10 @@ MAX_STEP = 1.1  # one run moves that ratio by at most this factor: a limit's ver
 
 def max_run_seconds_from_env(environ: Mapping[str, str] | None = None) -> float:
     """REGVIZ_MAX_RUN_SECONDS (a positive number of seconds) if set, else the default."""
-    raw = (os.environ if environ is None else environ).get(ENV_MAX_RUN_SECONDS, "").strip()
-    if not raw:
-        return DEFAULT_MAX_RUN_SECONDS
-    try:
-        value = float(raw)
-    except ValueError:
-        value = math.nan
-    if not (value > 0 and math.isfinite(value)):
-        raise ValueError(f"{ENV_MAX_RUN_SECONDS}={raw!r} is not allowed: a number of seconds > 0")
-    return value
+    positive = "a number of seconds > 0"  # nan and inf fail the comparison
+    return from_env(
+        ENV_MAX_RUN_SECONDS, DEFAULT_MAX_RUN_SECONDS, float, lambda v: 0 < v < math.inf, positive, environ
+    )
 
 
 def split_rows(settings: Settings, info: DatasetInfo) -> tuple[int, int]:

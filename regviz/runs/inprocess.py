@@ -9,17 +9,12 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 
-from regviz import data
 from regviz.records import EpochRecord
+from regviz.runs.worker import train_here
 from regviz.service import RunService
 from regviz.settings import Settings
 
-
-def train_here(settings: Settings, cancel: threading.Event | None = None) -> Iterator[EpochRecord]:
-    """Train in this process (the command line, tests): the same code the workers run."""
-    from regviz.training.loop import train  # tensorflow: only where training happens in this process
-
-    return train(settings, cancel, dataset=data.load(settings.dataset))
+__all__ = ["HereService", "train_here"]
 
 
 class HereService(RunService):

@@ -30,6 +30,7 @@ __all__ = ["LocalWorkers", "WorkersUnavailable"]
 log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # where `import regviz` finds this checkout
+STDERR_DRAIN_S = 10.0  # a dead worker's last stderr lines are awaited this long (its pipe closed: at once)
 _all: weakref.WeakSet[LocalWorkers] = weakref.WeakSet()
 
 
@@ -46,7 +47,7 @@ class _Pipe:
         self._write = threading.Lock()
         log.info("training worker %d starting (pid %d)", index, self.pid)
         thread(self._read, f"regviz-worker-{index}")
-        thread(self._read_errors, f"regviz-worker-{index}-stderr")
+        self._errors = thread(self._read_errors, f"regviz-worker-{index}-stderr")
 
     def send(self, command: dict) -> None:
         """Write one command line (a worker gone meanwhile is reported by the reader)."""
@@ -88,6 +89,8 @@ class _Pipe:
                 self.up, event["where"] = True, f"pid {self.pid}"
             self._reports.event(event)
         how = _exit_text(self.proc.wait())
+        if not self.up:  # its last error line may still be in the pipe: read it before saying why
+            self._errors.join(STDERR_DRAIN_S)
         self._reports.ended(how if self.up else self._start_error(how))
 
     def _read_errors(self) -> None:

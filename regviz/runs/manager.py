@@ -1,7 +1,7 @@
-"""The page server's runs: one shared Run per settings, a queue served fairly, an executor behind the seam.
+"""The page server's runs: one Run per settings, a fair queue, a worker pool behind the seam.
 
 The manager owns the bookkeeping every tab reads (state, records, place in the queue, estimates) and
-never trains: it hands each run to an executor (`seam.py`) when a slot is free, and stores what comes
+never trains: it hands each run to the worker pool (`pool.py`) when a slot is free, and stores what comes
 back complete. Sessions are served in turn: the next run to start belongs to the session that has
 waited longest since its last start, so one visitor's slider storm or long link cannot hold every slot;
 a session that holds two slots more than a waiting one gives one up at its next epoch boundary.
@@ -9,15 +9,16 @@ a session that holds two slots more than a waiting one gives one up at its next 
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from regviz.records import EpochRecord
-from regviz.runs.seam import Executor, Job, count_from_env, deadline, time_left
+from regviz.runs.seam import Job, count_from_env, deadline, time_left
 from regviz.settings import Settings
 from regviz.store import StoreError
 
@@ -43,6 +44,7 @@ Save = Callable[[Settings, list[EpochRecord]], None]
 
 if TYPE_CHECKING:
     from regviz.runs.costs import CostModel
+    from regviz.runs.pool import WorkerPool
 
 
 def max_trainings_from_env(environ: Mapping[str, str] | None = None) -> int:
@@ -162,7 +164,7 @@ class RunManager:
     """Shares runs between sessions: stored ones at once, one training per settings, a fair queue."""
 
     def __init__(
-        self, executor: Executor, lookup: Lookup, save: Save, costs: CostModel | None = None, keep_done=32
+        self, executor: WorkerPool, lookup: Lookup, save: Save, costs: CostModel | None = None, keep_done=32
     ):  # fmt: skip
         self.executor = executor
         self._lookup, self._save, self._costs = lookup, save, costs
@@ -171,10 +173,10 @@ class RunManager:
         self._changed = threading.Condition(self._lock)  # runs' waiters
         self._active: dict[str, Run] = {}  # queued, running, failed and refused runs that someone watches
         self._done: OrderedDict[str, Run] = OrderedDict()  # LRU of finished runs
-        self._queue: list[Run] = []  # in arrival order; _order() gives the order they start in
         self._running: set[Run] = set()  # includes runs cancelled but not yet stopped: they hold a slot
         self._turns: dict[str, int] = {}  # session -> tick of its last start
-        self._tick = self._arrivals = 0
+        self._tick = 0
+        self._arrivals = itertools.count(1)
         self._closed = False
 
     def watch(self, settings: Settings, watcher: str, priority: int = INTERACTIVE) -> Run:
@@ -306,15 +308,18 @@ class RunManager:
         return run
 
     def _queue_up(self, run: Run) -> None:
-        self._arrivals += 1
-        run._arrival = self._arrivals
-        self._queue.append(run)
+        run._arrival = next(self._arrivals)
         self._dispatch()
+
+    @property
+    def _queue(self) -> list[Run]:
+        """The queued runs, every one of them watched (so in _active); _order() gives their order."""
+        return [r for r in self._active.values() if r._state == QUEUED]
 
     def _order(self) -> list[Run]:
         """Queued runs in the order they will start: by priority, then sessions in turn, each FIFO."""
         turns, tick, order = dict(self._turns), self._tick, []
-        waiting = sorted(self._queue, key=lambda r: r._arrival)
+        waiting = sorted(self._queue, key=lambda r: r._arrival)  # first come first served in a session
         while waiting:
             best = min(waiting, key=lambda r: (r._priority, turns.get(r._owner, -1), r._arrival))
             waiting.remove(best)
@@ -340,44 +345,35 @@ class RunManager:
 
     def _yielding(self) -> list[Run]:
         """The training runs that give their slot back now (each is queued again): the one place where
-        the manager preempts. Background runs, while a visitor's run is queued or training; as many
-        sweep cells as visitors' queued runs lack slots (the least trained first), so a slider move never
-        waits behind a sweep; and a slot of a session that holds more than a waiting session (see
-        `_sharing`)."""
+        the manager preempts. Background runs, while a visitor's run is queued or training. Then, for
+        each visitor's queued run, in order, that finds no slot free or being freed: a sweep cell (the
+        least trained first), so a slider move never waits behind a sweep; else, when another session
+        holds at least two more slots than the waiting run's, that session's least trained run (its last
+        started among equals: one that has not begun, in a worker that trains a session's runs one after
+        another), so one session's K-fold group cannot hold every slot while another session waits. Each
+        stops at its next epoch boundary. The margin of two keeps a slot from going back and forth."""
         live = [r for r in self._running if not r._job.cancelled.is_set()]
-        background = [r for r in live if r._priority >= BACKGROUND] if self._visitor_busy() else []
-        freeing = len(self._running) - len(live) + len(background)
-        short = sum(r._priority < SWEEP for r in self._queue) - (self.executor.slots - len(self._running))
-        cells = [r for r in live if r._priority >= SWEEP and r not in background]
-        cells = sorted(cells, key=lambda r: len(r._records))[: max(0, short - freeing)]
-        free = self.executor.slots - len(self._running) + freeing + len(cells)
-        return background + cells + self._sharing([r for r in live if r._priority < SWEEP], free)
-
-    def _sharing(self, visitors: list[Run], free: int) -> list[Run]:
-        """Visitors' runs given up to other sessions' waiting runs: while a session's queued run finds no
-        free slot and another session holds at least two more slots than it, that session's least
-        trained run (its last started among equals: one that has not begun, in a worker that trains a
-        session's runs one after another) stops at its next epoch boundary and is queued again, so one
-        session's K-fold group cannot hold every slot while another session waits. The margin of two
-        keeps the slot from going back and forth."""
-        held: dict[str, int] = {}
-        for run in visitors:
-            held[run._owner] = held.get(run._owner, 0) + 1
-        given: list[Run] = []
+        given = [r for r in live if r._priority >= BACKGROUND] if self._visitor_busy() else []
+        free = self.executor.slots - len(live) + len(given)  # free, or being freed
+        cells = sorted((r for r in live if SWEEP <= r._priority < BACKGROUND), key=lambda r: len(r._records))
+        visitors = [r for r in live if r._priority < SWEEP]
+        held = Counter(r._owner for r in visitors)
         for waiting in self._order():
             if waiting._priority >= SWEEP:
                 break  # the order puts visitors' runs first
             owner = waiting._owner
             if free > 0:
-                free -= 1  # it starts in a slot that is free or being freed
+                free -= 1
+            elif cells:
+                given.append(cells.pop(0))
             else:
-                rich = max((o for o in held if o != owner), key=lambda o: held[o], default=None)
-                if rich is None or held[rich] < held.get(owner, 0) + 2:
+                rich = max((o for o in held if o != owner), key=held.get, default=None)
+                if rich is None or held[rich] < held[owner] + 2:
                     continue
                 mine = [r for r in visitors if r._owner == rich and r not in given]
                 given.append(min(mine, key=lambda r: (len(r._records), -r._arrival)))
                 held[rich] -= 1
-            held[owner] = held.get(owner, 0) + 1
+            held[owner] += 1
         return given
 
     def _visitor_busy(self) -> bool:
@@ -387,7 +383,6 @@ class RunManager:
         return any(r._priority < BACKGROUND and not r._job.cancelled.is_set() for r in self._running)
 
     def _begin(self, run: Run) -> None:
-        self._queue.remove(run)
         self._tick += 1
         self._turns[run._owner] = self._tick
         run._set_state(RUNNING)
@@ -440,7 +435,6 @@ class RunManager:
         """Forget a run nobody watches; a queued one leaves the queue, a running one is asked to stop."""
         del self._active[run.key]
         if run._state == QUEUED:
-            self._queue.remove(run)
             run._set_state(CANCELLED)
             self._plan()
         elif run._state == RUNNING:
@@ -457,14 +451,12 @@ class RunManager:
         log.info("run %s %s after %d of %d epochs", run.key, state, len(run._records), run.total_epochs)
         run._set_state(state, error)
         self._running.discard(run)
+        # a failed run stays while watched, so a rerun shows the error, not a retry
         if state != FAILED and self._active.get(run.key) is run:
-            del self._active[
-                run.key
-            ]  # a failed run stays while watched, so a rerun shows the error, not a retry
+            del self._active[run.key]
         if state == DONE:
             self._remember(run)
         self._dispatch()
-        self._changed.notify_all()
 
     # the executor's side: records and the end of each job, from its threads
 
@@ -477,8 +469,8 @@ class RunManager:
 
     def _ended(self, run: Run, error: str | None) -> None:
         with self._lock:
-            if run._preempted:
-                return self._requeue(run)
+            if run._preempted and self._active.get(run.key) is run and not self._closed:
+                return self._requeue(run)  # else abandoned meanwhile: cancelled
             outcome = self._outcome(run, error)
             if outcome is not None:
                 return self._finish(run, *outcome)
@@ -495,14 +487,9 @@ class RunManager:
         """A background run or sweep cell stopped for a visitor's run: from its first epoch again, in turn."""
         run._preempted = False
         self._running.discard(run)
-        if self._active.get(run.key) is not run or self._closed:  # abandoned meanwhile
-            run._set_state(CANCELLED)
-            self._dispatch()
-        else:
-            run._records.clear()
-            run._set_state(QUEUED)
-            self._queue_up(run)
-        self._changed.notify_all()
+        run._records.clear()
+        run._set_state(QUEUED)
+        self._queue_up(run)
 
     def _outcome(self, run: Run, error: str | None) -> tuple[str, str | None] | None:
         """How a training that ended is finished; None means complete, to be saved."""

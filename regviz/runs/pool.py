@@ -1,10 +1,10 @@
 """The worker pool behind the seam: slots, grace, the stuck timer, respawn, describe and close, once.
 
 A pool holds `places` workers, each pumping up to `per_place` jobs. How a worker is reached is its
-transport, a `Link`: a pipe to a local process (`local.py`) or a Ray actor (`ray_cluster.py`). Both
-speak the worker's protocol (`worker.py`): commands in, events out. The pool decides which worker a
-job goes to; which job trains when is the run manager's (`manager.py`): a worker pumps epochs of the
-jobs it is given in the order given (see `worker.Worker`).
+transport, a `Link`: a pipe to a local process (`local.py`), a Ray actor (`ray_cluster.py`) or a
+thread of this process (`threads.py`). All speak the worker's protocol (`worker.py`): commands in,
+events out. The pool decides which worker a job goes to; which job trains when is the run manager's
+(`manager.py`): a worker pumps epochs of the jobs it is given in the order given (see `worker.Worker`).
 
 A cancelled job ends at once when it is not computing; one that is stops within a chunk of an epoch.
 If it has not within `grace` seconds (a first trace cannot be interrupted), its slot is released
@@ -125,7 +125,8 @@ class WorkerPool:
             if place is None:
                 return
             place.link.send({"op": "cancel", "job": job.id})  # a worker gone meanwhile ends it anyway
-        later(self.grace, self._release, place, job)
+        if self.grace is not None:  # None: the slot is held until the job ends (a thread's)
+            later(self.grace, self._release, place, job)
 
     def forget(self, dataset: str) -> None:
         """An uploaded file's session ended: the workers that hold it drop it."""

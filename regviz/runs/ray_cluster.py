@@ -66,16 +66,10 @@ class TrainingActor:
     """One Ray actor (made by RayWorkers with ray.remote): the worker of `worker.py`, driven by calls."""
 
     def __init__(self, threads: int, warm_dataset: str):
-        import tensorflow as tf  # both pools sized to the actor's CPUs: by default each is the machine's
-
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
-        tf.config.threading.set_inter_op_parallelism_threads(threads)
-        import regviz.training.loop  # noqa: F401  tensorflow once, before the first call is answered
-        from regviz.runs.worker import Worker
+        from regviz.runs import worker  # tensorflow once, before the first call is answered
 
         self._events: queue.Queue = queue.Queue()
-        self._worker = Worker(self._events.put)
-        threading.Thread(target=self._worker.serve_jobs, args=(warm_dataset,), daemon=True).start()
+        self._worker = worker.start(self._events.put, warm_dataset, threads)  # pools sized to its CPUs
 
     def ready(self) -> dict:
         """Where the actor runs and TensorFlow's (intra-op, inter-op) threads, once it is imported."""

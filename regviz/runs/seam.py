@@ -1,8 +1,8 @@
-"""The seam between the run manager and where runs train: submit settings, get epoch records, cancel.
+"""The seam between the run manager and where runs train: a Job (settings in, records and the end out).
 
-The manager decides *which* run trains *when*; an executor behind this seam decides *where*: threads
-of this process (`threads.py`, for the command line and tests), or the worker pool (`pool.py`) over
-long-lived worker processes (`local.py`, what the app uses) or Ray actors (`ray_cluster.py`).
+The manager decides *which* run trains *when*; the worker pool (`pool.py`) decides *where*, over
+threads of this process (`threads.py`, for the command line and tests), long-lived worker processes
+(`local.py`, what the app uses) or Ray actors (`ray_cluster.py`).
 """
 
 from __future__ import annotations
@@ -13,9 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from regviz.data import DatasetInfo
 from regviz.records import EpochRecord
 from regviz.settings import Settings
 
@@ -58,30 +56,6 @@ class Job:
             self.on_end(error)
 
 
-class Executor(Protocol):
-    """Where trainings run. Every method may be called from any thread."""
-
-    slots: int  # trainings it runs at once; the manager never starts more
-
-    def start(self, job: Job) -> None:
-        """Begin training job.settings; records and the end arrive through the job's callbacks."""
-
-    def cancel(self, job: Job) -> None:
-        """Stop the job: its on_end comes within about a second, and its slot is free from then on."""
-
-    def describe(self, dataset: str, timeout: float | None = None) -> DatasetInfo:
-        """Sizes and version of a dataset, as a worker loads it; raises DatasetUnavailable."""
-
-    def problem(self) -> str | None:
-        """One line when trainings cannot start here (no worker could start), else None."""
-
-    def forget(self, dataset: str) -> None:
-        """Drop an uploaded file (`data.add_upload`) wherever it was sent: its session ended."""
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Cancel everything and stop; True if all stopped in time."""
-
-
 def one_line(exc: BaseException, limit: int = 200) -> str:
     """An exception as one bounded line: type and message, tracebacks folded."""
     return shorten(f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__, limit)
@@ -101,14 +75,20 @@ def check_count(name: str, value, shown=None) -> None:
 
 def count_from_env(name: str, default: int, environ: Mapping[str, str] | None = None) -> int:
     """The variable `name` (an integer >= 1) if set, else default; ValueError for anything else."""
-    raw = (os.environ if environ is None else environ).get(name, "")
-    if not raw.strip():
+    return from_env(name, default, int, lambda value: value >= 1, "an integer >= 1", environ)
+
+
+def from_env(name: str, default, parse: Callable, ok: Callable, accepts: str, environ=None):
+    """The variable `name` parsed if set (blank: default); ValueError naming it and what it `accepts`."""
+    raw = (os.environ if environ is None else environ).get(name, "").strip()
+    if not raw:
         return default
     try:
-        value = int(raw)
+        value = parse(raw)
     except ValueError:
-        value = 0
-    check_count(name, value, raw)
+        value = None
+    if value is None or not ok(value):
+        raise ValueError(f"{name}={raw!r} is not allowed: {accepts}")
     return value
 
 

@@ -1,108 +1,66 @@
-"""An executor that trains in threads of this process: for the command line, tests and small tools.
+"""Training in threads of this process, for the command line, tests and small tools: the pool's third
+transport, each thread a `worker.Worker` reached by plain calls.
 
 The app does not use it: training beside a Streamlit server in one interpreter is slow (see
-`local.py`). A thread cannot be stopped from outside, so a cancelled training ends at its next record.
+`local.py`). A thread cannot be stopped from outside, so a cancelled training ends at its next record
+and holds its slot until then (no grace, no stuck timer).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-from collections import deque
-from collections.abc import Callable, Iterator
 
-from regviz import data
-from regviz.data import DatasetInfo
-from regviz.records import EpochRecord
-from regviz.runs.seam import Job, check_count, one_line
-from regviz.settings import Settings
-
-log = logging.getLogger(__name__)
-
-Train = Callable[[Settings, threading.Event], Iterator[EpochRecord]]
+from regviz.runs.pool import Reporter, WorkerPool, thread
+from regviz.runs.worker import Train, Worker
 
 
-class ThreadExecutor:
-    """Runs `train(settings, cancel)` generators on `slots` threads, started on first use."""
+class _Thread:
+    """A Worker on a thread of this process as the pool's link: commands are calls, events callbacks."""
 
-    def __init__(self, train: Train, slots: int = 1):
-        check_count("slots", slots)
-        self.slots = slots
-        self._train = train
-        self._jobs: deque[Job] = deque()
-        self._work = threading.Condition()
-        self._threads: list[threading.Thread] = []
-        self._closed = False
+    def __init__(self, index: int, train: Train, reports: Reporter):
+        self._reports = reports
+        # a job given is begun, as a thread trains one: a cancel reaches it at its training's next record
+        self._worker = Worker(self._emit, train, end_waiting=False)
+        self._thread = thread(self._serve, f"regviz-train-{index}")
 
-    def start(self, job: Job) -> None:
-        """Queue the job for the next free thread."""
-        with self._work:
-            if self._closed:
-                raise RuntimeError("executor is closed")
-            self._jobs.append(job)
-            while len(self._threads) < self.slots:
-                name = f"regviz-train-{len(self._threads)}"
-                self._threads.append(threading.Thread(target=self._serve, name=name, daemon=True))
-                self._threads[-1].start()
-            self._work.notify()
+    def send(self, command: dict) -> None:
+        """Hand the command to the worker; a thread reads this process's own uploads: none are sent."""
+        if command["op"] != "forget":
+            self._worker.command({k: v for k, v in command.items() if k != "upload"})
 
-    def cancel(self, job: Job) -> None:
-        """Ask the training to stop; it ends at its next record (or at once if not yet begun)."""
-        job.cancelled.set()
+    def kill(self) -> None:
+        """A thread cannot be killed; never asked, as there is no stuck timer."""
 
-    def describe(self, dataset: str, timeout: float | None = None) -> DatasetInfo:
-        """Load the dataset in this process and describe it."""
-        return data.describe(data.load(dataset))
-
-    def problem(self) -> None:
-        """Threads always start."""
-
-    def forget(self, dataset: str) -> None:
-        """Nothing to do: threads read this process's uploads (`data.forget_upload` drops them)."""
-
-    def close(self, timeout: float | None = None) -> bool:
-        """Cancel queued and running jobs and wait for the threads."""
-        with self._work:
-            self._closed = True
-            self._work.notify_all()
-            threads = list(self._threads)
-        for thread in threads:
-            thread.join(timeout)
-        return not any(t.is_alive() for t in threads)
+    def stop(self, timeout: float | None) -> bool:
+        """Cancel its jobs and wait for the thread to end (at its training's next record)."""
+        self._worker.stop()
+        if self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        return not self._thread.is_alive()
 
     def _serve(self) -> None:
-        while True:
-            with self._work:
-                self._work.wait_for(lambda: self._jobs or self._closed)
-                if self._closed:
-                    pending, self._jobs = list(self._jobs), deque()
-                    for job in pending:
-                        job.cancelled.set()
-                        job.end(None)
-                    return
-                job = self._jobs.popleft()
-            self._run(job)
+        self._reports.event({"ev": "ready", "where": "a thread of this process"})
+        self._worker.serve_jobs(None)
+        self._reports.ended("stopped")
 
-    def _run(self, job: Job) -> None:
-        error = None
-        try:
-            if not job.cancelled.is_set():
-                self._consume(job)
-        except data.DatasetUnavailable as exc:  # expected (an upload its session forgot): one line
-            error = one_line(exc)
-            log.warning("training %s not started: %s", job.settings.key(), error)
-        except Exception as exc:
-            log.warning("training %s raised", job.settings.key(), exc_info=True)
-            error = one_line(exc)
-        job.end(error)
+    def _emit(self, event: dict) -> None:
+        # a thread trains alone: a record's own seconds are its compute (the job's stays None)
+        event.pop("compute", None)
+        if threading.current_thread() is self._thread:
+            self._reports.event(event)
+        else:  # an end said inside a call to send: passed on apart, as a training thread would
+            thread(self._reports.event, "regviz-train-ended", event)
 
-    def _consume(self, job: Job) -> None:
-        """Pass each record on as train yields it; stop at the first record after a cancel."""
-        records = iter(self._train(job.settings, job.cancelled))
-        try:
-            for record in records:
-                job.record(record)
-                if job.cancelled.is_set():
-                    break
-        finally:
-            getattr(records, "close", lambda: None)()  # a generator's cleanup now, not at garbage collection
+
+class ThreadExecutor(WorkerPool):
+    """Runs `train(settings, cancel)` generators on `slots` threads, one job each."""
+
+    what = "training thread"
+
+    def __init__(self, train: Train, slots: int = 1):
+        super().__init__(slots, 1, ("slots", "per_place"), grace=None, stuck=None)
+        self._train = train
+        self._spawn_all()
+
+    def _open(self, index: int, reports: Reporter) -> _Thread:
+        return _Thread(index, self._train, reports)

@@ -27,13 +27,24 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import os
-import queue
 import sys
 import threading
 import time
-import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+Train = Callable[..., Iterator]  # (settings, cancel event) -> its epoch records, one per epoch
+
+
+def train_here(settings, cancel: threading.Event | None = None) -> Iterator:
+    """Train in this process: what every worker runs (the command line and tests call it too)."""
+    from regviz import data
+    from regviz.training.loop import train  # tensorflow: only where training happens in this process
+
+    return train(settings, cancel, dataset=data.load(settings.dataset))
 
 
 def _protocol_out():
@@ -61,15 +72,17 @@ class _Active:
 class Worker:
     """The worker's state: the event channel, its jobs, and the job that had the last turn."""
 
-    def __init__(self, emit):
-        self._emit = emit  # takes one event (a dict): a line on the pipe, or a Ray actor's queue
-        self._new: queue.Queue = queue.Queue()
-        self._jobs: dict[int, _Active] = {}
+    def __init__(self, emit, train: Train = train_here, end_waiting: bool = True):
+        self._emit = emit  # takes one event (a dict): a line on the pipe, a Ray actor's queue, a pool's call
+        self._train = train
+        self._end_waiting = end_waiting  # False: a cancelled job ends only at its next turn
+        self._jobs: dict[int, _Active] = {}  # in the order given
         self._gone: set[int] = set()  # cancelled before their train came (a Ray actor's calls may overtake)
         self._running: _Active | None = None  # the job whose epoch is being computed now
         self._last = 0  # the place in the order given of the job that had the last turn
         self._given = 0
-        self._lock = threading.Lock()
+        self._news = threading.Condition()  # a job came, or the worker stops
+        self._stopped = False
 
     def command(self, message: dict) -> None:
         """Act on one command line from the server."""
@@ -81,38 +94,48 @@ class Worker:
         if op == "forget":
             data.forget_upload(message.get("dataset", ""))
         elif op == "train":
-            self._train(message)
+            self._take(message)
         elif op == "cancel":
             self._cancel(message["job"])
         elif op == "describe":
             threading.Thread(target=self._describe, args=(message,), daemon=True).start()
 
-    def _train(self, message: dict) -> None:
-        with self._lock:
-            late = message["job"] in self._gone
+    def stop(self) -> None:
+        """Cancel every job and end `serve_jobs` at its next check (a thread of this process ends so)."""
+        with self._news:
+            self._stopped = True
+            for active in self._jobs.values():
+                active.cancel.set()
+            self._news.notify_all()
+
+    def _take(self, message: dict) -> None:
+        with self._news:
             self._given += 1
             active = _Active(
                 message["job"], message.get("owner", ""), message.get("priority", 0), self._given,
                 message["settings"],
             )  # fmt: skip
+            late = active.job in self._gone
             if not late:
                 self._jobs[active.job] = active
-        self._end(active, None) if late else self._new.put(active)
+                self._news.notify_all()
+        if late:
+            self._end(active, None)
 
     def _cancel(self, job: int) -> None:
-        with self._lock:
+        with self._news:
             active = self._jobs.get(job)
             if active is None:
                 self._gone.add(job)
                 return
             active.cancel.set()
-            waiting = active is not self._running  # not computing now: it can end at once
+            waiting = self._end_waiting and active is not self._running  # not computing: ends at once
         if waiting:
             self._end(active, None)
 
     def _end(self, active: _Active, error: str | None) -> None:
         """Send the job's end once."""
-        with self._lock:
+        with self._news:
             if active.ended:
                 return
             active.ended = True
@@ -121,29 +144,27 @@ class Worker:
     # the training thread
 
     def serve_jobs(self, warm_dataset: str | None) -> None:
-        """Warm up, then pump epochs of the jobs in the order given, forever."""
-        from regviz.training import warmup
-
+        """Warm up, then pump epochs of the jobs in the order given, until stopped."""
         if warm_dataset:
+            # imported only here: a thread of this process (threads.py) warms nothing, and must not
+            # import tensorflow to serve a test's fake trainings (a stop waited for the import)
+            from regviz.training import warmup
+
             try:
                 warmup.warm(warm_dataset)
             except Exception:  # a failed warm-up only costs the first run its start-up time
-                traceback.print_exc(file=sys.stderr)
-        active: list[_Active] = []
+                log.warning("warm-up failed", exc_info=True)
         while True:
-            self._take_new(active, block=not active)
-            for done in [a for a in active if a.cancel.is_set() or a.ended]:
-                self._drop(done, active)  # a cancelled job that was computing ends here
+            with self._news:
+                self._news.wait_for(lambda: self._jobs or self._stopped)
+                active = list(self._jobs.values())
+            for done in [a for a in active if a.ended or (a.cancel.is_set() and a.epochs is not None)]:
+                self._drop(done)  # a cancelled job that was computing ends here
+                active.remove(done)
+            if self._stopped:
+                return
             if active:
-                self._turn(self._next(active), active)
-
-    def _take_new(self, active: list[_Active], block: bool) -> None:
-        try:
-            active.append(self._new.get(block=block))
-            while True:
-                active.append(self._new.get_nowait())
-        except queue.Empty:
-            return
+                self._turn(self._next(active))
 
     def _next(self, active: list[_Active]) -> _Active:
         """The job whose turn it is: the next after the last one, round the order given, of those free
@@ -156,48 +177,40 @@ class Worker:
         free = list(firsts.values())  # in the order given
         return next((a for a in free if a.given > self._last), free[0])
 
-    def _turn(self, a: _Active, active: list[_Active]) -> None:
+    def _turn(self, a: _Active) -> None:
         """One epoch of job a (the first call also builds and traces its model)."""
-        with self._lock:
+        from regviz.data import DatasetUnavailable
+        from regviz.runs.seam import one_line
+        from regviz.settings import from_wire
+
+        with self._news:
             self._running, self._last = a, a.given
         try:
             if a.epochs is None:
-                a.epochs = self._start(a)
+                a.epochs = iter(self._train(from_wire(a.settings), a.cancel))
             began = time.perf_counter()
             record = next(a.epochs)
             own = time.perf_counter() - began  # this epoch's compute alone, not the other jobs' turns
             if not a.cancel.is_set():
                 self._emit({"ev": "record", "job": a.job, "record": record.to_dict(), "compute": own})
         except StopIteration:
-            self._drop(a, active)
+            self._drop(a)
+        except DatasetUnavailable as exc:  # expected (an upload its session forgot): one line
+            log.warning("run not trained: %s", one_line(exc))
+            self._drop(a, one_line(exc))
         except Exception as exc:  # the page shows it as one line; the full traceback goes to the log
-            from regviz.data import DatasetUnavailable
-            from regviz.runs.seam import one_line
-
-            if isinstance(exc, DatasetUnavailable):  # expected (an upload its session forgot): one line
-                print(f"regviz worker: run not trained: {one_line(exc)}", file=sys.stderr, flush=True)
-            else:
-                traceback.print_exc(file=sys.stderr)
-            self._drop(a, active, one_line(exc))
+            log.warning("training raised", exc_info=True)
+            self._drop(a, one_line(exc))
         finally:
-            with self._lock:
+            with self._news:
                 self._running = None
 
-    def _start(self, a: _Active):
-        from regviz import data
-        from regviz.settings import from_wire
-        from regviz.training.loop import train
-
-        settings = from_wire(a.settings)
-        return iter(train(settings, a.cancel, dataset=data.load(settings.dataset)))
-
-    def _drop(self, a: _Active, active: list[_Active], error: str | None = None) -> None:
+    def _drop(self, a: _Active, error: str | None = None) -> None:
         """The job is over: its epochs closed (its trainer goes back to the pool now), its end sent once."""
         getattr(a.epochs, "close", lambda: None)()
         self._end(a, error)
-        with self._lock:
+        with self._news:
             self._jobs.pop(a.job, None)
-        active.remove(a)
 
     def _describe(self, message: dict) -> None:
         from regviz import data
@@ -213,20 +226,31 @@ class Worker:
         self._emit(answer)
 
 
+def start(emit, warm_dataset: str, threads: int | None = None) -> Worker:
+    """A Worker whose training thread is started, tensorflow imported first (its thread pools sized to
+    `threads` if given): what a worker process and a Ray actor run."""
+    import tensorflow as tf
+
+    if threads:  # by default each pool is as big as the machine
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import regviz.training.loop  # noqa: F401  before "ready": a worker that cannot import it fails to start
+
+    worker = Worker(emit)
+    threading.Thread(target=worker.serve_jobs, args=(warm_dataset,), daemon=True, name="train").start()
+    return worker
+
+
 def main() -> int:
     """Serve commands from stdin until it closes."""
     out, lock = _protocol_out(), threading.Lock()
-    # tensorflow is imported here, before "ready": a worker that cannot import it fails to start
-    import regviz.training.loop  # noqa: F401
 
     def emit(event: dict) -> None:
         line = json.dumps(event) + "\n"
         with lock:
             out.write(line)
 
-    worker = Worker(emit)
-    warm = os.environ.get("REGVIZ_WORKER_WARM_DATASET", "")
-    threading.Thread(target=worker.serve_jobs, args=(warm,), daemon=True, name="train").start()
+    worker = start(emit, os.environ.get("REGVIZ_WORKER_WARM_DATASET", ""))
     emit({"ev": "ready", "pid": os.getpid()})
     for line in sys.stdin:
         if line.strip():
