@@ -35,6 +35,7 @@ from regviz import settings as settings_mod
 from regviz.model import build_model, build_optimizer
 from regviz.runs.inprocess import train_here
 from regviz.runs.manager import INTERACTIVE, SWEEP
+from regviz.runs.pool import WorkersUnavailable
 from regviz.runs.threads import ThreadExecutor
 from regviz.settings import Settings
 from regviz.store import RunStore
@@ -858,6 +859,24 @@ def test_workers_that_cannot_start_are_one_line_on_the_page(serve_with):
     assert len(progress(at)) == 2, progress(at)
     assert all("training failed: the training workers cannot start" in line for line in progress(at))
     assert not at.exception and len(at.get("button")) >= 1
+
+
+class NeverDescribes(NeverStarts):
+    """Workers that cannot start cannot describe a dataset either (as real worker processes)."""
+
+    def describe(self, dataset, timeout=None):
+        raise WorkersUnavailable(self.PROBLEM)
+
+
+def test_workers_that_cannot_start_nor_describe_never_say_the_trainer_is_starting(serve_with):
+    """The page waits for the data's description: its line says no worker can start, as the error
+    line above it does, rather than "Starting the trainer" for ever."""
+    serve_with(NeverDescribes)
+    at = open_app(SMALL_LINK)
+    assert [e.value for e in at.error] == [f"Training is not available on this server: {NeverStarts.PROBLEM}"]
+    lines = progress(at)
+    assert lines and all(line.startswith("Waiting for a training worker: none can start") for line in lines)
+    assert not at.exception
 
 
 def test_a_failed_run_can_be_retried_from_the_page(app, monkeypatch):

@@ -329,7 +329,10 @@ def waiting_for_data(dataset: str) -> None:
         ready = True  # the full run says so and switches to an offline dataset
     if ready:
         st.rerun()
-    st.progress(0.0, text="Starting the trainer: loading TensorFlow and the data (after a restart only)…")
+    if service().manager.problem():  # said above by problem_line; "starting" would contradict it
+        st.progress(0.0, text="Waiting for a training worker: none can start now (see above); retrying…")
+    else:
+        st.progress(0.0, text="Starting the trainer: loading TensorFlow and the data (after a restart only)…")
 
 
 def prefetch_on() -> bool:
