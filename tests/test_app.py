@@ -903,8 +903,12 @@ def test_a_failed_run_can_be_retried_from_the_page(app, monkeypatch):
 
 def test_a_run_over_the_cost_limit_is_refused_with_what_to_lower(serve_with, monkeypatch):
     """A link to a run estimated above REGVIZ_MAX_RUN_SECONDS is not trained; the page says why."""
-    serve_with(ThreadExecutor, max_run_seconds=5.0)
+    services = serve_with(ThreadExecutor, max_run_seconds=5.0)
     at = open_app({"dataset": "synthetic", "width": "512", "depth": "4", "epochs": "100", "batch_size": "32"})
+    # the estimate needs the data's description, asked in the background (the first script run may come
+    # before it, under load: CI of f996ca4 saw the "Starting the trainer" line here)
+    wait_described(services[0], "synthetic")
+    at.run()
     line = progress(at)[0]
     assert line.startswith("This run: not trained. This run would take about")
     assert "REGVIZ_MAX_RUN_SECONDS" in line and "Lower the epochs" in line
