@@ -22,6 +22,14 @@ SMALL = Settings(dataset="synthetic", width=4, epochs=3)
 LONG = Settings(dataset="synthetic", width=256, depth=2, epochs=60)  # tens of seconds: ends by a cancel
 
 
+def until(check, what):
+    """Polls check() every 50 ms until it holds; fails with `what` if it does not within DEADLINE."""
+    end = time.monotonic() + DEADLINE
+    while not check():
+        assert time.monotonic() < end, what
+        time.sleep(0.05)  # poll interval, bounded by the deadline
+
+
 @pytest.fixture
 def workers():
     """One worker process, warming up on the offline dataset; stopped after the test."""
@@ -126,19 +134,15 @@ def test_workers_that_cannot_import_tensorflow_are_reported_once(tmp_path, caplo
     with caplog.at_level(logging.ERROR, logger="regviz.runs.local"):
         made = LocalWorkers(workers=1, warm_dataset="", env={"PYTHONPATH": str(tmp_path)})
         try:
-            deadline = time.monotonic() + DEADLINE
-            while made.problem() is None:
-                assert time.monotonic() < deadline, "the failed start was never reported"
-                time.sleep(0.05)  # poll interval, bounded by the deadline
+            until(lambda: made.problem() is not None, "the failed start was never reported")
             problem = made.problem()
             assert "ImportError: this tensorflow is broken on purpose" in problem and "\n" not in problem
             failed = Collected(SMALL)
             made.start(failed.job)
             failed.wait_end()
             assert failed.error == problem
-            while made._failures < 2:  # the first restart, a second later, fails the same way
-                assert time.monotonic() < deadline, "the worker was not restarted"
-                time.sleep(0.05)  # poll interval, bounded by the deadline
+            # the first restart, a second later, fails the same way
+            until(lambda: made._failures >= 2, "the worker was not restarted")
         finally:
             made.close(timeout=30)
     errors = [r for r in caplog.records if "cannot start" in r.getMessage()]
@@ -153,10 +157,7 @@ def test_a_failed_start_names_its_error_even_when_stderr_is_read_late(tmp_path, 
     read_errors = local._Pipe._read_errors
 
     def late(pipe):
-        end = time.monotonic() + DEADLINE
-        while pipe.proc.poll() is None:
-            assert time.monotonic() < end, "the broken worker never exited"
-            time.sleep(0.05)  # poll interval, bounded by the deadline
+        until(lambda: pipe.proc.poll() is not None, "the broken worker never exited")
         read_errors(pipe)
 
     monkeypatch.setattr(local._Pipe, "_read_errors", late)
@@ -164,10 +165,7 @@ def test_a_failed_start_names_its_error_even_when_stderr_is_read_late(tmp_path, 
     (tmp_path / "tensorflow" / "__init__.py").write_text("raise ImportError('broken on purpose')\n")
     made = LocalWorkers(workers=1, warm_dataset="", env={"PYTHONPATH": str(tmp_path)})
     try:
-        end = time.monotonic() + DEADLINE
-        while made.problem() is None:
-            assert time.monotonic() < end, "the failed start was never reported"
-            time.sleep(0.05)  # poll interval, bounded by the deadline
+        until(lambda: made.problem() is not None, "the failed start was never reported")
         assert "ImportError: broken on purpose (exit code 1)" in made.problem()
     finally:
         made.close(timeout=30)
