@@ -876,6 +876,8 @@ def test_workers_that_cannot_start_nor_describe_never_say_the_trainer_is_startin
     assert [e.value for e in at.error] == [f"Training is not available on this server: {NeverStarts.PROBLEM}"]
     lines = progress(at)
     assert lines and all(line.startswith("Waiting for a training worker: none can start") for line in lines)
+    assert "(waiting for a training worker)" in at.caption[0].value
+    assert "loading the data" not in at.caption[0].value
     assert not at.exception
 
 
