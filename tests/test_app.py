@@ -491,6 +491,42 @@ def test_a_link_value_between_slider_stops_is_kept(app):
     assert "Dense(100, relu)" in at.caption[0].value
 
 
+def browser_default(widget):
+    """The value a browser gives a widget it re-creates without its state: the element's own default."""
+    proto, kind = widget.proto, type(widget).__name__
+    if kind == "SelectSlider":  # the indices of its options
+        return widget.options[int(proto.default[0])]
+    if kind == "Selectbox":  # the index of its option
+        return widget.options[proto.default]
+    return proto.default[0] if kind == "Slider" else proto.default
+
+
+def shown_value(widget):
+    """The widget's value as its element writes it (a select slider's and a selectbox's label)."""
+    if type(widget).__name__ in ("SelectSlider", "Selectbox"):
+        return str(widget.format_func(widget.value))
+    return widget.value
+
+
+def test_a_control_the_browser_recreates_comes_back_at_the_tabs_setting_not_its_minimum(app):
+    """Every control's default is the tab's setting: a browser that drops a widget's state and draws it
+    again starts it there, so the value it then sends is no move (a loaded run once sent every slider at
+    its minimum on a Play click, and the page trained a 1-unit network)."""
+    link = SYNTH | {
+        "width": "64", "depth": "3", "l1": "0.0001", "l2": "0.001", "dropout": "0.5",
+        "train_fraction": "0.5", "label_noise": "0.1", "epochs": "7", "batch_size": "128",
+        "optimizer": "adam", "learning_rate": "0.01", "validation": "iterated", "folds": "5",
+        "repeats": "3", "seed": "5",
+    }  # fmt: skip
+    at = open_app(link)
+    assert set(controls(at)) == set(FIELDS)
+    for name, widget in controls(at).items():
+        assert browser_default(widget) == shown_value(widget), name
+    controls(at)["l2"].set_value(0.01).run()
+    assert controls(at)["l2"].value == 0.01
+    assert browser_default(controls(at)["l2"]) == "0.01"
+
+
 def test_a_label_noise_link_sets_its_slider_and_the_run_and_its_baseline_keep_it(app):
     """label_noise=0.3 in a link: the slider shows 30 % with help that names memorisation, the URL keeps
     it, and both the run and its baseline train with it; moving the slider to 0 drops it from the URL."""

@@ -98,8 +98,10 @@ def seed_from_link(page: str) -> None:
 # The settings a tab holds are `kept`: the link seeds them, and only a control's own callback, a preset,
 # a dataset change or the page's code (choose) change them. A widget's state alone is not trusted: when
 # streamlit drops it (a rerun interrupted before the sidebar was drawn, another page shown, a fragment's
-# rerun beside a click) the widget comes back at its own default, its minimum, and the page would train
-# a run nobody asked for and let go of the one it showed (a Play click did so in CI on 2026-12-05).
+# rerun beside a click) the widget comes back at its own default, and the page would train a run nobody
+# asked for and let go of the one it showed (a Play click did so in CI on 2026-12-05). So each control's
+# default is the kept setting too (control): a browser that has dropped a widget's state (a fragment's
+# run finishing beside a full one) re-creates it at that default, and sends no move.
 
 
 def keep(settings: Settings) -> None:
@@ -202,23 +204,26 @@ def control(f) -> None:
     protocol = st.session_state.get("validation")
     off = protocol in PROTOCOLS and not settings_mod.used_by(f, protocol)
     common = dict(key=f.name, help=help, on_change=changed, args=(f.name,), disabled=off)
+    # the widget's default is the tab's setting, not the control's minimum: a browser that re-creates a
+    # widget whose state it dropped starts it at its default and sends that value as a move (under load,
+    # a Play click once sent every slider at its minimum, and the page trained a 1-unit network)
+    value = st.session_state[f.name]
     if f.name == "dataset":  # the book's datasets and this session's uploaded files
         names = [*m["choices"], *st.session_state.get("uploads", {})]
-        names += [] if st.session_state.dataset in names else [st.session_state.dataset]
+        names += [] if value in names else [value]
         labels = {name: dataset_label(name) for name in names}  # bound now: no session state at format time
-        st.selectbox(m["label"], names, format_func=labels.__getitem__, **common)
+        st.selectbox(m["label"], names, index=names.index(value), format_func=labels.__getitem__, **common)
     elif m["choices"]:
-        st.selectbox(m["label"], m["choices"], **common)
+        st.selectbox(m["label"], m["choices"], index=list(m["choices"]).index(value), **common)
     elif m["steps"]:
-        options = _options(f, st.session_state[f.name])
         shown = _percent if m["percent"] else _format
-        st.select_slider(m["label"], options, format_func=shown, **common)
+        st.select_slider(m["label"], _options(f, value), value=value, format_func=shown, **common)
     elif m["typed"]:
-        st.number_input(m["label"], m["lo"], m["hi"], step=1, **common)
+        st.number_input(m["label"], m["lo"], m["hi"], value=value, step=1, **common)
     elif m["kind"] is int:
-        st.slider(m["label"], m["lo"], m["hi"], step=1, **common)
+        st.slider(m["label"], m["lo"], m["hi"], value=value, step=1, **common)
     else:
-        st.slider(m["label"], float(m["lo"]), float(m["hi"]), step=0.05, **common)
+        st.slider(m["label"], float(m["lo"]), float(m["hi"]), value=float(value), step=0.05, **common)
 
 
 def dataset_label(name: str) -> str:
