@@ -1095,6 +1095,24 @@ def test_a_bad_sweep_link_opens_with_one_line_and_no_sweep(app, vary, why):
     assert not at.get("plotly_chart") and SWEEP not in app.priorities
 
 
+def test_the_grid_choosers_default_is_what_they_hold_so_a_recreated_one_keeps_the_choice(app):
+    """As the sidebar's controls: a browser that re-creates a sweep chooser from its default gets the
+    choice it held, not an empty one."""
+    at = open_sweep({**SWEEP_LINK, "vary": ["dropout:0,0.5"], "metric": "best_epoch"})
+    at.multiselect(key="sweep_vary").set_value(["dropout", "l2"]).run()
+    at.multiselect(key="sweep_values_l2").set_value([0.0, 0.001]).run()
+    for key in ("sweep_vary", "sweep_values_dropout", "sweep_values_l2"):
+        chooser = at.multiselect(key=key)
+        assert [chooser.options[i] for i in chooser.proto.default] == [
+            str(chooser.format_func(v)) for v in chooser.value
+        ], key
+    assert at.multiselect(key="sweep_values_l2").value == [0.0, 0.001]
+    metric = at.selectbox(key="sweep_metric")
+    assert metric.value == "best_epoch" and metric.options[metric.proto.default] == str(
+        metric.format_func("best_epoch")
+    )
+
+
 def test_the_grid_chooser_refuses_too_many_cells_and_runs_a_good_grid(app):
     """Chosen values over 36 cells: the Run button is off with the reason; a good choice runs the sweep."""
     at = open_sweep(SWEEP_LINK)

@@ -59,15 +59,19 @@ def chooser(base: Settings) -> None:
     for key, value in st.session_state.get("sweep_kept", {}).items():
         if key not in st.session_state:  # streamlit dropped it while another page was shown
             st.session_state[key] = value
+    # each widget's default is what it holds now (as the sidebar's controls do, ui/common.py): a browser
+    # that re-creates a widget whose state it dropped then sends that, not an empty choice
+    metrics = list(sweep.METRICS)
     with st.container(border=True):
         left, right = st.columns([2, 3])
         names = left.multiselect(
             "Settings to vary (one or two)", list(sweep.MENUS), key="sweep_vary",
-            max_selections=sweep.MAX_VARIED, format_func=sweep_figures.label,
-            help="Every other setting comes from the sidebar.",
+            default=st.session_state.get("sweep_vary"), max_selections=sweep.MAX_VARIED,
+            format_func=sweep_figures.label, help="Every other setting comes from the sidebar.",
         )  # fmt: skip
         left.selectbox(
-            "Read off each run", list(sweep.METRICS), key="sweep_metric",
+            "Read off each run", metrics, key="sweep_metric",
+            index=metrics.index(st.session_state.get("sweep_metric", metrics[0])),
             format_func=lambda m: sweep.METRICS[m].label,
         )  # fmt: skip
         grid = {}
@@ -77,7 +81,7 @@ def chooser(base: Settings) -> None:
                 st.session_state[key] = list(sweep.PICKED[name])
             grid[name] = right.multiselect(
                 f"{sweep_figures.label(name)}: values", list(sweep.MENUS[name]), key=key,
-                format_func=lambda v, n=name: sweep_figures.shown(n, v),
+                default=st.session_state[key], format_func=lambda v, n=name: sweep_figures.shown(n, v),
             )  # fmt: skip
         kept = ("sweep_vary", "sweep_metric", *(f"sweep_values_{n}" for n in names))
         st.session_state.sweep_kept = {k: st.session_state[k] for k in kept}
