@@ -61,6 +61,29 @@ def test_a_worker_describes_datasets(workers):
         workers.describe("no-such-data")
 
 
+def test_a_worker_trains_at_a_lower_priority_than_the_server(workers):
+    """Training yields the CPU to the page server (nice 10 more than this process, at most 19)."""
+    workers.describe("synthetic")  # the worker is up
+    (pid,) = workers.pids()
+    assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 10)
+
+
+@pytest.mark.parametrize("nice", ["0", "ten"])
+def test_a_worker_keeps_the_servers_priority_when_told_or_when_the_setting_is_not_a_number(nice):
+    """REGVIZ_WORKER_NICE=0 keeps the server's priority; a value that is not a number is logged and
+    ignored: the worker starts and trains all the same."""
+    made = LocalWorkers(workers=1, warm_dataset="", env={"REGVIZ_WORKER_NICE": nice})
+    try:
+        got = Collected(SMALL)
+        made.start(got.job)
+        got.wait_end()
+        assert got.error is None and len(got.records) == SMALL.epochs
+        (pid,) = made.pids()
+        assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, 0)
+    finally:
+        assert made.close(timeout=30)
+
+
 def test_cancel_across_the_process_boundary_ends_the_run_early_and_frees_the_slot(workers):
     """A run cancelled mid-training ends before its last epoch (its slot free), and the worker trains
     the next. The seconds it took are in the message, not bounded: under CI's load a bound in seconds

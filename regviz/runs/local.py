@@ -131,6 +131,7 @@ def _worker_env(workers: int, warm_dataset: str, extra) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH", "")) if p)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["REGVIZ_WORKER_WARM_DATASET"] = warm_dataset
+    env.setdefault("REGVIZ_WORKER_NICE", "10")  # training yields to the page server (worker.py)
     if workers > 1:  # workers share the cores: without this each would start a pool as big as the machine
         env.setdefault("TF_NUM_INTRAOP_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     return env
