@@ -498,14 +498,18 @@ def browser_default(widget):
         return widget.options[int(proto.default[0])]
     if kind == "Selectbox":  # the index of its option
         return widget.options[proto.default]
+    if kind == "Multiselect":  # the indices of its options
+        return [widget.options[i] for i in proto.default]
     return proto.default[0] if kind == "Slider" else proto.default
 
 
 def shown_value(widget):
-    """The widget's value as its element writes it (a select slider's and a selectbox's label)."""
-    if type(widget).__name__ in ("SelectSlider", "Selectbox"):
+    """The widget's value as its element writes it (a select slider's, a selectbox's or a multiselect's
+    labels)."""
+    kind = type(widget).__name__
+    if kind in ("SelectSlider", "Selectbox"):
         return str(widget.format_func(widget.value))
-    return widget.value
+    return [str(widget.format_func(v)) for v in widget.value] if kind == "Multiselect" else widget.value
 
 
 def test_a_control_the_browser_recreates_comes_back_at_the_tabs_setting_not_its_minimum(app):
@@ -1103,14 +1107,10 @@ def test_the_grid_choosers_default_is_what_they_hold_so_a_recreated_one_keeps_th
     at.multiselect(key="sweep_values_l2").set_value([0.0, 0.001]).run()
     for key in ("sweep_vary", "sweep_values_dropout", "sweep_values_l2"):
         chooser = at.multiselect(key=key)
-        assert [chooser.options[i] for i in chooser.proto.default] == [
-            str(chooser.format_func(v)) for v in chooser.value
-        ], key
+        assert browser_default(chooser) == shown_value(chooser), key
     assert at.multiselect(key="sweep_values_l2").value == [0.0, 0.001]
     metric = at.selectbox(key="sweep_metric")
-    assert metric.value == "best_epoch" and metric.options[metric.proto.default] == str(
-        metric.format_func("best_epoch")
-    )
+    assert metric.value == "best_epoch" and browser_default(metric) == shown_value(metric)
 
 
 def test_the_grid_chooser_refuses_too_many_cells_and_runs_a_good_grid(app):

@@ -50,11 +50,11 @@ def header(settings: Settings, info: data.DatasetInfo | None) -> None:
     problem, classes = problems.of_dataset(settings.dataset)
     head = f"Dense({problem.units(classes)}{', ' + problem.activation if problem.activation else ''})"
     layers = " → ".join([f"Dense({units}, relu)" for units in settings.widths()] + [head])
-    # no worker can start: the data is not being loaded either (problem_line says why above)
-    rows = "waiting for a training worker" if service().manager.problem() else "loading the data"
-    if info is not None and settings.validation == "holdout":
+    if info is None:  # no worker can start: the data is not being loaded either (problem_line says why)
+        rows = "waiting for a training worker" if service().manager.problem() else "loading the data"
+    elif settings.validation == "holdout":
         rows = f"{info.training_rows(settings.train_fraction):,} training examples"
-    elif info is not None:
+    else:
         repeats = f", {settings.repeats} times reshuffled" if settings.validation == "iterated" else ""
         rows = f"{settings.folds}-fold validation over {info.n_train + info.n_val:,} examples{repeats}"
     st.caption(
